@@ -1,0 +1,24 @@
+# prefopt: reproduce arXiv 2508.08466 (margin-based DPO variants on a small LLM) end to end.
+# Run from the repository root:  snakemake --cores all [--configfile workflow/configs/embedded.yaml]
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/artifacts.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

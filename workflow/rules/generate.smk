@@ -1,0 +1,41 @@
+"""Answers to AlpacaEval and MT-Bench (both turns) with the chat template and the paper's system prompt."""
+
+
+rule generate_alpaca_eval:
+    input:
+        model=policy_dir,
+        prompts=ALPACA_EVAL_ITEMS,
+    output:
+        "results/generations/alpaca_eval/{variant}/seed{seed}.json",
+    params:
+        generation=config["generation"],
+        generator=generator_name,
+    log:
+        "results/logs/generate_alpaca_eval/{variant}/seed{seed}.log",
+    threads: config["training"]["threads"]
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    script:
+        "../scripts/generate_alpaca_eval.py"
+
+
+rule generate_mt_bench:
+    input:
+        model=policy_dir,
+        questions=MT_BENCH_QUESTIONS,
+    output:
+        "results/generations/mt_bench/{variant}/seed{seed}.jsonl",
+    params:
+        generation=config["generation"],
+        generator=generator_name,
+    log:
+        "results/logs/generate_mt_bench/{variant}/seed{seed}.log",
+    threads: config["training"]["threads"]
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    script:
+        "../scripts/generate_mt_bench.py"

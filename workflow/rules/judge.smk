@@ -1,0 +1,86 @@
+"""Judging. `{judge}` is `local` (probability-reading judge on the base model) or an API judge id."""
+
+
+rule judge_alpaca_eval_local:
+    input:
+        judge_model=MODEL_DIR,
+        outputs="results/generations/alpaca_eval/{variant}/seed{seed}.json",
+        reference=ALPACA_EVAL_ITEMS,
+    output:
+        "results/judgments/alpaca_eval/local/{variant}/seed{seed}/annotations.json",
+    params:
+        max_length=config["judges"]["local_max_length"],
+    log:
+        "results/logs/judge_alpaca_eval/local/{variant}/seed{seed}.log",
+    threads: config["training"]["threads"]
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    script:
+        "../scripts/judge_alpaca_eval_local.py"
+
+
+rule judge_mt_bench_local:
+    input:
+        judge_model=MODEL_DIR,
+        answers="results/generations/mt_bench/{variant}/seed{seed}.jsonl",
+        questions=MT_BENCH_QUESTIONS,
+        judge_prompts="results/data/mt_bench_judge_prompts.jsonl",
+        reference_answers="results/data/mt_bench_reference_answers.jsonl",
+    output:
+        "results/judgments/mt_bench/local/{variant}/seed{seed}.jsonl",
+    params:
+        max_length=config["judges"]["local_max_length"],
+    log:
+        "results/logs/judge_mt_bench/local/{variant}/seed{seed}.log",
+    threads: config["training"]["threads"]
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    script:
+        "../scripts/judge_mt_bench_local.py"
+
+
+rule judge_alpaca_eval_api:
+    input:
+        outputs="results/generations/alpaca_eval/{variant}/seed{seed}.json",
+        reference=ALPACA_EVAL_ITEMS,
+        annotator_config="workflow/resources/alpaca_eval/alpaca_eval_gpt4_turbo_fn/configs.yaml",
+    output:
+        "results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/annotations.json",
+    params:
+        cache="results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/cache.jsonl",
+    log:
+        "results/logs/judge_alpaca_eval/{judge}/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        judge="alpaca_eval_gpt4_turbo_fn",
+    conda:
+        "../../envs/alpaca_eval.yaml"
+    container:
+        config["containers"]["alpaca_eval"]
+    script:
+        "../scripts/judge_alpaca_eval_api.py"
+
+
+rule judge_mt_bench_api:
+    input:
+        answers="results/generations/mt_bench/{variant}/seed{seed}.jsonl",
+        questions=MT_BENCH_QUESTIONS,
+        judge_prompts="results/data/mt_bench_judge_prompts.jsonl",
+        reference_answers="results/data/mt_bench_reference_answers.jsonl",
+    output:
+        "results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl",
+    params:
+        cache="results/judgments/mt_bench/{judge}/{variant}/seed{seed}.cache.jsonl",
+    log:
+        "results/logs/judge_mt_bench/{judge}/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        judge="gpt-4",
+    conda:
+        "../../envs/alpaca_eval.yaml"
+    container:
+        config["containers"]["alpaca_eval"]
+    script:
+        "../scripts/judge_mt_bench_api.py"

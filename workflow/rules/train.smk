@@ -1,0 +1,42 @@
+"""Reference log-probs once per (model, dataset, max length); one training job per variant x seed."""
+
+
+rule cache_reference_logps:
+    input:
+        model=MODEL_DIR,
+        pairs=PAIRS,
+    output:
+        REFERENCE_LOGPS,
+    params:
+        training=config["training"],
+    log:
+        f"results/logs/cache_reference_logps/{MODEL}-{DATASET}-maxlen{MAX_LENGTH}.log",
+    threads: config["training"]["threads"]
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    script:
+        "../scripts/cache_reference_logps.py"
+
+
+rule train_policy:
+    input:
+        model=MODEL_DIR,
+        pairs=PAIRS,
+        reference_logps=REFERENCE_LOGPS,
+    output:
+        model=directory("results/train/{variant}/seed{seed}/model"),
+        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+    params:
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
+    log:
+        "results/logs/train_policy/{variant}/seed{seed}.log",
+    threads: config["training"]["threads"]
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    script:
+        "../scripts/train_policy.py"

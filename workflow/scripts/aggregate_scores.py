@@ -1,0 +1,18 @@
+"""Snakemake wiring: score tables for the notebooks (alpaca_eval metrics via alpaca_eval)."""
+
+from prefopt.aggregate import alpaca_eval_tables, diagnostics_table, mt_bench_table, variants_table
+from prefopt.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+inp, out, par = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
+boards, per_prompt = alpaca_eval_tables(
+    list(inp.alpaca_eval), par.judges["alpaca_eval"], par.lc_assets_dir
+)
+boards.to_csv(out.alpaca_eval, index=False)
+per_prompt.to_csv(out.per_prompt, index=False)
+mt_bench_table(list(inp.mt_bench), par.judges["mt_bench"], inp.questions).to_csv(
+    out.mt_bench, index=False
+)
+diagnostics_table(list(inp.diagnostics)).to_csv(out.diagnostics, index=False)
+variants_table(par.variants, par.run_variants).to_csv(out.variants, index=False)
+log.info("aggregated %d AlpacaEval runs", len(boards))

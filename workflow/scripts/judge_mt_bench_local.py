@@ -1,0 +1,27 @@
+"""Snakemake wiring: local-judge MT-Bench judgments (FastChat model_judgment format)."""
+
+import torch
+
+from prefopt.data import read_jsonl, write_jsonl
+from prefopt.judging.local import LocalJudge
+from prefopt.modeling import load_model
+from prefopt.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+questions = read_jsonl(snakemake.input.questions)  # noqa: F821
+answers = {
+    a["question_id"]: a["choices"][0]["turns"]
+    for a in read_jsonl(snakemake.input.answers)  # noqa: F821
+}
+judge_prompts = {p["name"]: p for p in read_jsonl(snakemake.input.judge_prompts)}  # noqa: F821
+references = {
+    r["question_id"]: r["choices"][0]["turns"]
+    for r in read_jsonl(snakemake.input.reference_answers)  # noqa: F821
+}
+model, tokenizer = load_model(snakemake.input.judge_model)  # noqa: F821
+judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)  # noqa: F821
+name = f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}"  # noqa: F821
+records = judge.judge_mt_bench(questions, answers, judge_prompts, references, model_name=name)
+write_jsonl(records, snakemake.output[0])  # noqa: F821
+log.info("judged %d MT-Bench turns with the local judge", len(records))

@@ -1,0 +1,9 @@
+"""Snakemake wiring: the AlpacaEval 1.0 items (with text-davinci-003 references) this run uses."""
+
+from prefopt.data import subset_alpaca_eval
+from prefopt.runtime import read_json, setup_logging, write_json
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+items = subset_alpaca_eval(read_json(snakemake.input[0]), snakemake.params.max_prompts)  # noqa: F821
+write_json(items, snakemake.output[0])  # noqa: F821
+log.info("alpaca_eval items: %d", len(items))

@@ -1,0 +1,8 @@
+"""Snakemake wiring: materialise the base model as a Hugging Face folder."""
+
+from prefopt.modeling import prepare_model
+from prefopt.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+info = prepare_model(snakemake.params.model, snakemake.output[0])  # noqa: F821
+log.info("prepared model: %s", info)
