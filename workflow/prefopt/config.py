@@ -64,7 +64,7 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
                 f"defined variants are {sorted(variants)}"
             )
     try:
-        from prefopt.losses import LOSSES, REQUIRED_PARAMS
+        from prefopt.losses import LOSSES, LossConfigError, validate_params
     except ImportError:  # a Snakemake process without torch: the training job re-checks
         return
     for name, spec in variants.items():
@@ -76,12 +76,10 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
                 f"config error at variants.{name}.loss: unknown loss {loss!r}; "
                 f"known losses are {sorted(LOSSES)}"
             )
-        for param in REQUIRED_PARAMS[loss]:
-            if param not in spec:
-                raise ConfigError(
-                    f"config error at variants.{name}: loss {loss!r} needs {param!r}, "
-                    "which is missing"
-                )
+        try:
+            validate_params(loss, train_params(config, name))
+        except LossConfigError as err:
+            raise ConfigError(f"config error at variants.{name}: {err}") from None
 
 
 def load_config(*paths: str | Path) -> dict[str, Any]:

