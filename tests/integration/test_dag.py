@@ -11,9 +11,21 @@ import pytest
 
 def dry_run(repo, *args: str) -> dict[str, int]:
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--workflow-profile",
-         "none", *args],
-        cwd=repo, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--quiet",
+            "rules",
+            "--workflow-profile",
+            "none",
+            *args,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -32,8 +44,13 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(repo):
 
 
 def test_embedded_config_reads_the_mirror(repo, shared_data):
-    jobs = dry_run(repo, "--configfile", "workflow/configs/embedded.yaml",
-                   "--config", f"mirror_dir={shared_data}")
+    jobs = dry_run(
+        repo,
+        "--configfile",
+        "workflow/configs/embedded.yaml",
+        "--config",
+        f"mirror_dir={shared_data}",
+    )
     assert "download_preference_data" not in jobs
     assert jobs["train_policy"] == 4 * 2
     assert jobs["judge_alpaca_eval_local"] == 5 * 2
@@ -42,8 +59,9 @@ def test_embedded_config_reads_the_mirror(repo, shared_data):
 
 @pytest.mark.parametrize("judge_rule", ["judge_alpaca_eval_local", "judge_mt_bench_local"])
 def test_every_stage_has_exactly_one_producer(repo, shared_data, judge_rule):
-    jobs = dry_run(repo, "--configfile", "tests/config.tiny.yaml",
-                   "--config", f"mirror_dir={shared_data}")
+    jobs = dry_run(
+        repo, "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}"
+    )
     assert jobs[judge_rule] == 2
     assert jobs["aggregate_scores"] == 1
     assert all(k.startswith("render_") for k in jobs if "render" in k)

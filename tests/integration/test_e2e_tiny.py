@@ -21,20 +21,39 @@ pytestmark = pytest.mark.e2e
 
 
 def snakemake(workdir: Path, shared_data: Path, *args: str, timeout: int = 900):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "none",
-           "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}",
-           *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        "tests/config.tiny.yaml",
+        "--config",
+        f"mirror_dir={shared_data}",
+        *args,
+    ]
+    # As an activated venv would: rule shell commands (papermill, jupyter) come from it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
 def workdir(repo, tmp_path_factory):
     """A copy of the tracked workflow files, so the test never touches the user's results/."""
     dest = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for rel in files:
         if rel.startswith(("results/", ".venv/")) or not (repo / rel).is_file():
             continue

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from prefopt import mt_bench
 from prefopt.judging import api
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from prefopt import audit
 
 ROOT = Path(__file__).resolve().parents[2]

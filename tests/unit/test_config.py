@@ -27,8 +27,17 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
     assert (t["epochs"], t["per_device_train_batch_size"], t["max_length"]) == (3, 8, 1024)
     assert (t["max_prompt_length"], t["precision"]) == (256, "fp16")
     assert cfg["run"]["seeds"] == [0, 1, 2]
-    table1 = ["base", "dpo", "dpo_hinge", "aot", "exo", "apo_zero", "margin_sigmoid",
-              "apo_hinge_zero", "apo_hinge_softplus"]
+    table1 = [
+        "base",
+        "dpo",
+        "dpo_hinge",
+        "aot",
+        "exo",
+        "apo_zero",
+        "margin_sigmoid",
+        "apo_hinge_zero",
+        "apo_hinge_softplus",
+    ]
     assert cfg["run"]["variants"] == table1
     assert {"ipo", "apo_down"} <= set(cfg["variants"])
     v = cfg["variants"]
@@ -36,9 +45,16 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
     assert v["apo_hinge_softplus"]["beta"] == 0.3
     ae = cfg["generation"]["alpaca_eval"]
     assert (ae["temperature"], ae["top_p"], ae["max_new_tokens"], ae["repetition_penalty"]) == (
-        0.7, 0.9, 1024, 1.1)
-    assert cfg["judges"] == {"alpaca_eval": "alpaca_eval_gpt4_turbo_fn", "mt_bench": "gpt-4",
-                             "local_max_length": 1024}
+        0.7,
+        0.9,
+        1024,
+        1.1,
+    )
+    assert cfg["judges"] == {
+        "alpaca_eval": "alpaca_eval_gpt4_turbo_fn",
+        "mt_bench": "gpt-4",
+        "local_max_length": 1024,
+    }
 
 
 @pytest.mark.parametrize("layer", ["workflow/configs/embedded.yaml", "tests/config.tiny.yaml"])
@@ -81,9 +97,20 @@ def test_snakemake_rejects_a_bad_config_in_seconds(repo, tmp_path):
     bad.write_text("run:\n  seeds: [a]\n  variants: [base]\n")
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad),
-         "--workflow-profile", "none"],
-        cwd=repo, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(bad),
+            "--workflow-profile",
+            "none",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     elapsed = time.monotonic() - start
     assert proc.returncode != 0

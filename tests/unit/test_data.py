@@ -51,7 +51,9 @@ def test_max_pairs_and_all_invalid(shared_data):
 def test_eval_subsets(shared_data):
     import json
 
-    ae = json.loads((shared_data / "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json").read_text())
+    ae = json.loads(
+        (shared_data / "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json").read_text()
+    )
     assert len(subset_alpaca_eval(ae, 4)) == 4 and len(subset_alpaca_eval(ae, None)) == 805
     questions = read_jsonl(shared_data / "mt_bench" / "question.jsonl")
     sub = subset_mt_bench(questions, 2)

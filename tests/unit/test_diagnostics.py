@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from prefopt.diagnostics import (
     DEFAULT_BUCKET_EDGES,
     DIAGNOSTIC_COLUMNS,

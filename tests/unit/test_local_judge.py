@@ -16,10 +16,20 @@ def judge(smollm2_dir):
 
 
 PAIRS = [
-    {"instruction": "What is 2 + 2?", "output_1": "4", "generator_1": "ref",
-     "output_2": "The answer is 4.", "generator_2": "m"},
-    {"instruction": "Name a colour.", "output_1": "Blue.", "generator_1": "ref",
-     "output_2": "I like turtles.", "generator_2": "m"},
+    {
+        "instruction": "What is 2 + 2?",
+        "output_1": "4",
+        "generator_1": "ref",
+        "output_2": "The answer is 4.",
+        "generator_2": "m",
+    },
+    {
+        "instruction": "Name a colour.",
+        "output_1": "Blue.",
+        "generator_1": "ref",
+        "output_2": "I like turtles.",
+        "generator_2": "m",
+    },
 ]
 
 

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from prefopt.losses import (
     LOSSES,
     OPTIONAL_PARAMS,

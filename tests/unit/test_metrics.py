@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from prefopt import metrics
 
 DATA = Path("/work/shared/data")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from prefopt import mt_bench
 
 MT = Path("/work/shared/data/mt_bench")

@@ -16,9 +16,8 @@ _PATH_KEYS = re.compile(r"/(?P<variant>[a-z][a-z0-9_]*)/seed(?P<seed>\d+)(?:/|\.
 
 def variant_seed(path: str | Path) -> tuple[str, int]:
     """Variant and seed from a results path (…/{variant}/seed{seed}/… or …/seed{seed}.jsonl)."""
-    match = None
-    for match in _PATH_KEYS.finditer(str(path)):
-        pass
+    matches = list(_PATH_KEYS.finditer(str(path)))
+    match = matches[-1] if matches else None
     if match is None:
         raise ValueError(f"cannot read variant/seed from {path}")
     return match["variant"], int(match["seed"])

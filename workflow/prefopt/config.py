@@ -38,7 +38,7 @@ def _dotted(path: Any) -> str:
 
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Validate `config` in place against the schema plus cross-key rules; return it with defaults."""
+    """Validate `config` in place (schema + cross-key rules) and return it with defaults."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

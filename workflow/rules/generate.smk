@@ -7,16 +7,16 @@ rule generate_alpaca_eval:
         prompts=ALPACA_EVAL_ITEMS,
     output:
         "results/generations/alpaca_eval/{variant}/seed{seed}.json",
-    params:
-        generation=config["generation"],
-        generator=generator_name,
     log:
         "results/logs/generate_alpaca_eval/{variant}/seed{seed}.log",
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        generation=config["generation"],
+        generator=generator_name,
     script:
         "../scripts/generate_alpaca_eval.py"
 
@@ -27,15 +27,15 @@ rule generate_mt_bench:
         questions=MT_BENCH_QUESTIONS,
     output:
         "results/generations/mt_bench/{variant}/seed{seed}.jsonl",
-    params:
-        generation=config["generation"],
-        generator=generator_name,
     log:
         "results/logs/generate_mt_bench/{variant}/seed{seed}.log",
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        generation=config["generation"],
+        generator=generator_name,
     script:
         "../scripts/generate_mt_bench.py"

@@ -8,15 +8,15 @@ rule judge_alpaca_eval_local:
         reference=ALPACA_EVAL_ITEMS,
     output:
         "results/judgments/alpaca_eval/local/{variant}/seed{seed}/annotations.json",
-    params:
-        max_length=config["judges"]["local_max_length"],
     log:
         "results/logs/judge_alpaca_eval/local/{variant}/seed{seed}.log",
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        max_length=config["judges"]["local_max_length"],
     script:
         "../scripts/judge_alpaca_eval_local.py"
 
@@ -30,15 +30,15 @@ rule judge_mt_bench_local:
         reference_answers="results/data/mt_bench_reference_answers.jsonl",
     output:
         "results/judgments/mt_bench/local/{variant}/seed{seed}.jsonl",
-    params:
-        max_length=config["judges"]["local_max_length"],
     log:
         "results/logs/judge_mt_bench/local/{variant}/seed{seed}.log",
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        max_length=config["judges"]["local_max_length"],
     script:
         "../scripts/judge_mt_bench_local.py"
 
@@ -50,8 +50,6 @@ rule judge_alpaca_eval_api:
         annotator_config="workflow/resources/alpaca_eval/alpaca_eval_gpt4_turbo_fn/configs.yaml",
     output:
         "results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/annotations.json",
-    params:
-        cache="results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/cache.jsonl",
     log:
         "results/logs/judge_alpaca_eval/{judge}/{variant}/seed{seed}.log",
     wildcard_constraints:
@@ -60,6 +58,8 @@ rule judge_alpaca_eval_api:
         "../../envs/alpaca_eval.yaml"
     container:
         config["containers"]["alpaca_eval"]
+    params:
+        cache="results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/cache.jsonl",
     script:
         "../scripts/judge_alpaca_eval_api.py"
 
@@ -72,8 +72,6 @@ rule judge_mt_bench_api:
         reference_answers="results/data/mt_bench_reference_answers.jsonl",
     output:
         "results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl",
-    params:
-        cache="results/judgments/mt_bench/{judge}/{variant}/seed{seed}.cache.jsonl",
     log:
         "results/logs/judge_mt_bench/{judge}/{variant}/seed{seed}.log",
     wildcard_constraints:
@@ -82,5 +80,7 @@ rule judge_mt_bench_api:
         "../../envs/alpaca_eval.yaml"
     container:
         config["containers"]["alpaca_eval"]
+    params:
+        cache="results/judgments/mt_bench/{judge}/{variant}/seed{seed}.cache.jsonl",
     script:
         "../scripts/judge_mt_bench_api.py"

@@ -4,14 +4,14 @@
 rule prepare_model:
     output:
         directory(MODEL_DIR),
-    params:
-        model=config["model"],
     log:
         f"results/logs/prepare_model/{MODEL}.log",
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        model=config["model"],
     script:
         "../scripts/prepare_model.py"

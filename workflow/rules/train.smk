@@ -7,15 +7,15 @@ rule cache_reference_logps:
         pairs=PAIRS,
     output:
         REFERENCE_LOGPS,
-    params:
-        training=config["training"],
     log:
         f"results/logs/cache_reference_logps/{MODEL}-{DATASET}-maxlen{MAX_LENGTH}.log",
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        training=config["training"],
     script:
         "../scripts/cache_reference_logps.py"
 
@@ -28,15 +28,15 @@ rule train_policy:
     output:
         model=directory("results/train/{variant}/seed{seed}/model"),
         diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
-    params:
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
     log:
         "results/logs/train_policy/{variant}/seed{seed}.log",
-    threads: config["training"]["threads"]
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
     script:
         "../scripts/train_policy.py"
