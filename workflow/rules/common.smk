@@ -88,5 +88,18 @@ def score_files():
     ]
 
 
+def checkpoints_of_run():
+    """Trained models are deliverables: a deleted checkpoint is retrained (and, being newer,
+    reruns exactly its downstream jobs) instead of being treated as a disposable intermediate."""
+    return expand(
+        "results/train/{variant}/seed{seed}/model", variant=TRAINED_VARIANTS, seed=RUN_SEEDS
+    )
+
+
 def final_outputs():
-    return score_files() + ARTIFACT_OUTPUTS + ["results/tables/audit_paper_numbers.csv"]
+    return (
+        checkpoints_of_run()
+        + score_files()
+        + ARTIFACT_OUTPUTS
+        + ["results/tables/audit_paper_numbers.csv"]
+    )
