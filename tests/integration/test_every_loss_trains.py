@@ -24,9 +24,8 @@ def test_each_variant_trains_and_logs_diagnostics(repo, shared_data, tmp_path):
 
     work = copy_workflow(tmp_path / "repo")
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "none",
-         "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}",
-         *targets],
+        [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--workflow-profile", "none",
+         "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}"],
         cwd=work, capture_output=True, text=True, timeout=1200, env=snakemake_env(),
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

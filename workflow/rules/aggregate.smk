@@ -1,7 +1,19 @@
 """Score tables from every judgment and training log, and the audit of the paper's own numbers."""
 
 
+# CPU-only or network-bound rules run on the submit host (compute nodes often lack internet).
 localrules:
+    download_preference_data,
+    download_alpaca_eval,
+    download_mt_bench,
+    download_authors_annotations,
+    render_table1_alpaca_eval,
+    render_fig1_alpaca_eval_bars,
+    render_fig2_3_mt_bench_radar,
+    render_paper_vs_reproduction,
+    render_training_dynamics,
+    render_length_analysis,
+    render_paired_comparisons,
     prepare_preference_data,
     prepare_alpaca_eval,
     prepare_mt_bench,
