@@ -14,6 +14,8 @@ rule generate_alpaca_eval:
     container:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
+    resources:
+        gpu=1,
     params:
         generation=config["generation"],
         generator=generator_name,
@@ -34,6 +36,8 @@ rule generate_mt_bench:
     container:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
+    resources:
+        gpu=1,
     params:
         generation=config["generation"],
         generator=generator_name,

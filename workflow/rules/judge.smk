@@ -15,6 +15,8 @@ rule judge_alpaca_eval_local:
     container:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
+    resources:
+        gpu=1,
     params:
         max_length=config["judges"]["local_max_length"],
     script:
@@ -37,6 +39,8 @@ rule judge_mt_bench_local:
     container:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
+    resources:
+        gpu=1,
     params:
         max_length=config["judges"]["local_max_length"],
     script:

@@ -14,6 +14,8 @@ rule cache_reference_logps:
     container:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
+    resources:
+        gpu=1,
     params:
         training=config["training"],
     script:
@@ -35,6 +37,8 @@ rule train_policy:
     container:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
+    resources:
+        gpu=1,
     params:
         training=config["training"],
         variant=lambda wc: config["variants"][wc.variant],
