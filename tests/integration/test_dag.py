@@ -9,7 +9,15 @@ import sys
 import pytest
 
 
-def dry_run(repo, *args: str) -> dict[str, int]:
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A copy of the workflow: dry runs must not see (or lock) the user's own results/."""
+    from conftest import copy_workflow
+
+    return copy_workflow(tmp_path_factory.mktemp("dag") / "repo")
+
+
+def dry_run(work, *args: str) -> dict[str, int]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -22,7 +30,7 @@ def dry_run(repo, *args: str) -> dict[str, int]:
             "none",
             *args,
         ],
-        cwd=repo,
+        cwd=work,
         capture_output=True,
         text=True,
         timeout=300,
@@ -33,8 +41,8 @@ def dry_run(repo, *args: str) -> dict[str, int]:
     return {k: int(v) for k, v in counts.items()}
 
 
-def test_paper_config_plans_one_reference_cache_and_24_training_jobs(repo):
-    jobs = dry_run(repo)
+def test_paper_config_plans_one_reference_cache_and_24_training_jobs(work):
+    jobs = dry_run(work)
     assert jobs["cache_reference_logps"] == 1
     assert jobs["train_policy"] == 8 * 3  # Table 1's trained rows x 3 seeds
     assert jobs["prepare_model"] == 1
@@ -43,9 +51,9 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(repo):
     assert jobs["download_preference_data"] == 1  # no mirror: pinned downloads
 
 
-def test_embedded_config_reads_the_mirror(repo, shared_data):
+def test_embedded_config_reads_the_mirror(work, shared_data):
     jobs = dry_run(
-        repo,
+        work,
         "--configfile",
         "workflow/configs/embedded.yaml",
         "--config",
@@ -58,9 +66,9 @@ def test_embedded_config_reads_the_mirror(repo, shared_data):
 
 
 @pytest.mark.parametrize("judge_rule", ["judge_alpaca_eval_local", "judge_mt_bench_local"])
-def test_every_stage_has_exactly_one_producer(repo, shared_data, judge_rule):
+def test_every_stage_has_exactly_one_producer(work, shared_data, judge_rule):
     jobs = dry_run(
-        repo, "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}"
+        work, "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}"
     )
     assert jobs[judge_rule] == 2
     assert jobs["aggregate_scores"] == 1

@@ -92,5 +92,16 @@ def download_authors_annotations(spec: dict[str, Any], out_dir: str | Path) -> d
     return {"urls": urls}
 
 
+def download_lc_assets(spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """alpaca_eval's length-controlled win-rate assets, which it otherwise fetches at run time."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    repo = "tatsu-lab/alpaca_eval"
+    sha = HfApi().dataset_info(repo, revision=spec["lc_assets_revision"]).sha
+    for name in ("df_gamed.csv", "instruction_difficulty.csv"):
+        hf_hub_download(repo, name, repo_type="dataset", revision=sha, local_dir=out_dir)
+    return {"id": repo, "requested_revision": spec["lc_assets_revision"], "resolved_sha": sha}
+
+
 def write_provenance(info: dict[str, Any], folder: str | Path) -> None:
     write_json(info, Path(folder) / "PROVENANCE.json")

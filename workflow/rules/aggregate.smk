@@ -6,6 +6,7 @@ localrules:
     download_preference_data,
     download_alpaca_eval,
     download_mt_bench,
+    download_alpaca_eval_lc_assets,
     download_authors_annotations,
     render_table1_alpaca_eval,
     render_fig1_alpaca_eval_bars,
@@ -31,6 +32,7 @@ rule aggregate_scores:
             "results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl", judge=JUDGE_MT
         ),
         questions=MT_BENCH_QUESTIONS,
+        lc_assets=[] if config["mirror_dir"] else lc_assets_dir(),
         diagnostics=expand(
             "results/train/{variant}/seed{seed}/diagnostics.csv",
             variant=TRAINED_VARIANTS,
@@ -54,9 +56,7 @@ rule aggregate_scores:
         trained_variants=TRAINED_VARIANTS,
         variants=config["variants"],
         judges=config["judges"],
-        lc_assets_dir=lambda wc: (
-            str(Path(config["mirror_dir"]) / "alpaca_eval_lc") if config["mirror_dir"] else None
-        ),
+        lc_assets_dir=lambda wc, input: input.lc_assets or lc_assets_dir(),
     script:
         "../scripts/aggregate_scores.py"
 

@@ -52,6 +52,14 @@ def source_file(relpath):
     return f"results/downloads/{relpath}"
 
 
+def lc_assets_dir():
+    """LC win-rate assets: the mirror's alpaca_eval_lc/ (LC is reported missing if absent there),
+    or the pinned download."""
+    if config["mirror_dir"]:
+        return str(Path(config["mirror_dir"]) / "alpaca_eval_lc")
+    return "results/downloads/alpaca_eval_lc"
+
+
 def train_source():
     if config["mirror_dir"]:
         return source_file(config["data"]["train"]["mirror_file"])

@@ -33,6 +33,22 @@ rule download_alpaca_eval:
         "../scripts/download_source.py"
 
 
+rule download_alpaca_eval_lc_assets:
+    output:
+        directory("results/downloads/alpaca_eval_lc"),
+    log:
+        "results/logs/download_alpaca_eval_lc_assets.log",
+    conda:
+        "../../envs/core.yaml"
+    container:
+        config["containers"]["core"]
+    params:
+        source="alpaca_eval_lc",
+        spec=config["data"]["alpaca_eval"],
+    script:
+        "../scripts/download_source.py"
+
+
 rule download_mt_bench:
     output:
         questions="results/downloads/mt_bench/question.jsonl",

@@ -17,6 +17,9 @@ elif source == "alpaca_eval":
 elif source == "mt_bench":
     info = download.download_mt_bench(spec, out.parent)
     download.write_provenance(info, out.parent)
+elif source == "alpaca_eval_lc":
+    info = download.download_lc_assets(spec, out)
+    download.write_provenance(info, out)
 elif source == "authors_alpaca_eval":
     info = download.download_authors_annotations(spec, out)
     download.write_provenance(info, out)
