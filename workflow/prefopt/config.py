@@ -63,14 +63,23 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
                 f"config error at run.variants[{i}]: unknown variant {name!r}; "
                 f"defined variants are {sorted(variants)}"
             )
+    for name, spec in variants.items():
+        if spec["loss"] in SEED_METHOD_KEYS:
+            _check_seed_method(variants, name, spec)
     try:
         from prefopt.losses import LOSSES, LossConfigError, validate_params
     except ImportError:  # a Snakemake process without torch: the training job re-checks
         return
     for name, spec in variants.items():
         loss = spec["loss"]
-        if loss is None:
+        if loss is None or loss in SEED_METHOD_KEYS:
             continue
+        extra = sorted(set(spec) & SEED_ONLY_KEYS)
+        if extra:
+            raise ConfigError(
+                f"config error at variants.{name}.{extra[0]}: only seed-method variants "
+                f"(loss in {sorted(SEED_METHOD_KEYS)}) take {extra}"
+            )
         if loss not in LOSSES:
             raise ConfigError(
                 f"config error at variants.{name}.loss: unknown loss {loss!r}; "
@@ -80,6 +89,65 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             validate_params(loss, train_params(config, name))
         except LossConfigError as err:
             raise ConfigError(f"config error at variants.{name}: {err}") from None
+
+
+# Seed-method objectives (prefopt.seed_training) and the variant keys each one requires.
+SEED_METHOD_KEYS: dict[str, tuple[str, ...]] = {
+    "lambda_dpo": (
+        "beta", "lambda_scheme", "dirichlet_alpha", "length_normalize", "target_temperature",
+    ),
+    "dckd": ("teacher", "topk", "distill_weight", "chosen_weight", "rejected_weight",
+             "sft_weight"),
+    "adpa": ("teacher", "topk", "adpa_weight", "student_generation"),
+}  # fmt: skip
+SEED_ONLY_KEYS = {k for keys in SEED_METHOD_KEYS.values() for k in keys} - {"beta"} | {
+    "init",
+    "advantage_clip",
+}
+
+
+def _check_seed_method(variants: dict[str, Any], name: str, spec: dict[str, Any]) -> None:
+    loss = spec["loss"]
+    for key in SEED_METHOD_KEYS[loss]:
+        if spec.get(key) is None:
+            raise ConfigError(
+                f"config error at variants.{name}.{key}: loss {loss!r} requires {key!r}"
+            )
+    allowed = set(SEED_METHOD_KEYS[loss]) | {"loss", "label", "group", "learning_rate"}
+    if loss in {"dckd", "adpa"}:
+        allowed |= {"init"}
+    if loss == "adpa":
+        allowed |= {"advantage_clip"}
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise ConfigError(
+            f"config error at variants.{name}.{extra[0]}: not a key of loss {loss!r} "
+            f"(its keys: {sorted(allowed)})"
+        )
+    for key in ("teacher", "init"):
+        ref = spec.get(key)
+        if ref is None:
+            continue
+        if ref not in variants:
+            raise ConfigError(f"config error at variants.{name}.{key}: unknown variant {ref!r}")
+        if ref == name or variants[ref]["loss"] is None:
+            raise ConfigError(
+                f"config error at variants.{name}.{key}: {ref!r} must be another trained variant"
+            )
+        if key == "init" and variants[ref]["loss"] in {"adpa", "lambda_dpo"}:
+            raise ConfigError(
+                f"config error at variants.{name}.init: a student starts from the base model "
+                f"or a dckd student, not {ref!r} (loss {variants[ref]['loss']!r})"
+            )
+    teacher = spec.get("teacher")
+    if teacher is not None and variants[teacher]["loss"] in SEED_METHOD_KEYS:
+        raise ConfigError(
+            f"config error at variants.{name}.teacher: the teacher must be a pairwise-trained "
+            f"(DPO-family) variant, not {teacher!r}"
+        )
+    clip = spec.get("advantage_clip")
+    if clip is not None and not clip[0] < clip[1]:
+        raise ConfigError(f"config error at variants.{name}.advantage_clip: need [low, high]")
 
 
 def load_config(*paths: str | Path) -> dict[str, Any]:

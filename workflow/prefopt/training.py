@@ -40,6 +40,39 @@ def build_pair_dataset(pairs_path: str | Path, tokenizer: Any, max_prompt_length
     return Dataset.from_list([to_conversational(r) for r in rows])
 
 
+def trainer_arguments(
+    output_dir: str | Path,
+    training: dict[str, Any],
+    seed: int,
+    learning_rate: float | None = None,
+    on_gpu: bool = False,
+) -> dict[str, Any]:
+    """`TrainingArguments` fields shared by the pairwise (TRL) and seed-method trainers."""
+    precision = training["precision"]
+    if precision == "fp16" and not on_gpu:
+        raise ValueError("training.precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": training["epochs"],
+        "per_device_train_batch_size": training["per_device_train_batch_size"],
+        "gradient_accumulation_steps": training["gradient_accumulation_steps"],
+        "learning_rate": learning_rate or training["learning_rate"],
+        "lr_scheduler_type": training["lr_scheduler_type"],
+        # a float < 1 is a ratio in transformers 5
+        "warmup_steps": float(training["warmup_ratio"]),
+        "gradient_checkpointing": training["gradient_checkpointing"],
+        "logging_steps": training["logging_steps"],
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "use_cpu": not on_gpu,
+        "seed": seed,
+        "data_seed": seed,
+        "save_strategy": "no",
+        "report_to": [],
+        "disable_tqdm": True,
+    }
+
+
 def _dpo_config(
     output_dir: str | Path,
     training: dict[str, Any],
@@ -47,31 +80,12 @@ def _dpo_config(
     learning_rate: float | None = None,
     on_gpu: bool = False,
 ) -> DPOConfig:
-    precision = training["precision"]
-    if precision == "fp16" and not on_gpu:
-        raise ValueError("training.precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
     return DPOConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=training["epochs"],
-        per_device_train_batch_size=training["per_device_train_batch_size"],
-        gradient_accumulation_steps=training["gradient_accumulation_steps"],
-        learning_rate=learning_rate or training["learning_rate"],
-        lr_scheduler_type=training["lr_scheduler_type"],
-        warmup_steps=float(training["warmup_ratio"]),  # a float < 1 is a ratio in transformers 5
+        **trainer_arguments(output_dir, training, seed, learning_rate, on_gpu),
         max_length=training["max_length"],
-        gradient_checkpointing=training["gradient_checkpointing"],
-        logging_steps=training["logging_steps"],
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not on_gpu,
         precompute_ref_log_probs=True,
         precompute_ref_batch_size=training["reference_batch_size"],
-        seed=seed,
-        data_seed=seed,
-        save_strategy="no",
-        report_to=[],
         dataset_num_proc=None,
-        disable_tqdm=True,
     )
 
 

@@ -8,6 +8,8 @@ localrules:
     download_mt_bench,
     download_alpaca_eval_lc_assets,
     download_authors_annotations,
+    download_listwise_data,
+    prepare_listwise_data,
     render_table1_alpaca_eval,
     render_fig1_alpaca_eval_bars,
     render_fig2_3_mt_bench_radar,

@@ -111,3 +111,75 @@ def final_outputs():
         + ARTIFACT_OUTPUTS
         + ["results/tables/audit_paper_numbers.csv"]
     )
+
+
+# --- seed methods (lambda-DPO, DCKD, ADPA/ADPA+): workflow/rules/seed_methods.smk ----------------
+
+
+def variants_with_loss(*losses):
+    return [v for v, spec in config["variants"].items() if spec["loss"] in losses]
+
+
+def variant_regex(names):
+    """A wildcard constraint matching exactly these variant names (none: matches nothing)."""
+    return "|".join(sorted(names, key=len, reverse=True)) or "(?!)"
+
+
+PAIRWISE_VARIANTS = [
+    v
+    for v, spec in config["variants"].items()
+    if spec["loss"] is not None and spec["loss"] not in ("lambda_dpo", "dckd", "adpa")
+]
+LISTWISE = config["data"]["listwise"]
+LISTWISE_DATA = "results/data/train_listwise.jsonl"
+LISTWISE_REFERENCE_LOGPS = (
+    f"results/reference_logps/{MODEL}/{LISTWISE['slug']}-maxlen{MAX_LENGTH}.jsonl"
+)
+
+
+def listwise_source():
+    if LISTWISE["local_file"]:
+        return LISTWISE["local_file"]
+    if config["mirror_dir"]:
+        return source_file(LISTWISE["mirror_file"])
+    return f"results/downloads/{LISTWISE['slug']}/{LISTWISE['split']}.jsonl"
+
+
+def checkpoint_of(variant, seed):
+    return f"results/train/{variant}/seed{seed}/model"
+
+
+def student_init_dir(wildcards):
+    """A DCKD/ADPA student starts from the base model, or from another student (ADPA+ <- DCKD)."""
+    init = config["variants"][wildcards.variant].get("init")
+    return checkpoint_of(init, wildcards.seed) if init else MODEL_DIR
+
+
+def teacher_dir(wildcards):
+    return checkpoint_of(config["variants"][wildcards.variant]["teacher"], wildcards.seed)
+
+
+_listwise_run = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] == "lambda_dpo"]
+_listwise_defined = variants_with_loss("lambda_dpo")
+if (
+    _listwise_defined
+    and not _listwise_run
+    and config["mirror_dir"]
+    and not LISTWISE["local_file"]
+    and not Path(source_file(LISTWISE["mirror_file"])).exists()
+):
+    print(
+        f"note: lambda-DPO ({', '.join(_listwise_defined)}) is not in this run: it needs "
+        "openbmb/UltraFeedback's per-aspect ratings, which the mirror "
+        f"{config['mirror_dir']} does not hold ({LISTWISE['mirror_file']}). Run it on the "
+        "fixture with workflow/configs/lambda-dpo-fixture.yaml, or on the real data with no "
+        "mirror (downloads).",
+        file=sys.stderr,
+    )
+elif _listwise_run and config["mirror_dir"] and not LISTWISE["local_file"]:
+    if not Path(source_file(LISTWISE["mirror_file"])).exists():
+        raise WorkflowError(
+            f"config error at run.variants: {_listwise_run} need the listwise data "
+            f"{source_file(LISTWISE['mirror_file'])} (data.listwise.mirror_file under "
+            "mirror_dir), which does not exist; set data.listwise.local_file or mirror it"
+        )

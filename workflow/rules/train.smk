@@ -32,6 +32,8 @@ rule train_policy:
         diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
     log:
         "results/logs/train_policy/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        variant=variant_regex(PAIRWISE_VARIANTS),
     conda:
         "../../envs/torch.yaml"
     container:

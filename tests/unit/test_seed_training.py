@@ -1,0 +1,100 @@
+"""The seed-method branch's plumbing on the real SmolLM2: response alignment, caches that refuse
+a different tokenisation, listwise data preparation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prefopt.data import write_jsonl
+from prefopt.seed_training import (
+    _training_rows,
+    cache_teacher_topk,
+    encode_pairs,
+    prepare_listwise,
+    response_logits,
+    sequence_logps,
+)
+
+TRAINING = {"max_length": 64, "max_prompt_length": 24, "reference_batch_size": 2}
+PAIRS = [
+    {"pair_id": "p0", "prompt": "Name a colour.", "chosen": "Blue.", "rejected": "Seven."},
+    {
+        "pair_id": "p1",
+        "prompt": "Say hello in French, please, and explain briefly.",
+        "chosen": "Bonjour! It is the usual greeting.",
+        "rejected": "Hola.",
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(smollm2_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+@torch.no_grad()
+def test_response_logits_align_each_row_with_its_own_tokens(model_and_tokenizer):
+    """Batched, padded logits at response position t predict response token t: the summed
+    log-probs equal an unpadded full-sequence computation done by hand, row by row."""
+    model, tok = model_and_tokenizer
+    rows = encode_pairs(PAIRS, tok, TRAINING)
+    prompts = [r["prompt_ids"] for r in rows]
+    responses = [r["chosen_ids"] for r in rows]
+    assert len(set(map(len, prompts))) == 2  # different prompt lengths: padding matters
+    logits, mask, labels = response_logits(model, prompts, responses, tok.pad_token_id or 0)
+    batched, lengths = sequence_logps(logits, labels, mask)
+    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        full = torch.log_softmax(model(torch.tensor([p + r])).logits[0].float(), -1)
+        by_hand = sum(full[len(p) - 1 + t, tok_id].item() for t, tok_id in enumerate(r))
+        assert batched[i].item() == pytest.approx(by_hand, abs=1e-3)
+        assert lengths[i].item() == len(r)
+        assert r[-1] == tok.eos_token_id
+
+
+def test_encoding_respects_the_length_budget(model_and_tokenizer):
+    _, tok = model_and_tokenizer
+    long = {**PAIRS[1], "chosen": "word " * 200, "prompt": "question " * 100}
+    (row,) = encode_pairs([long], tok, TRAINING)
+    assert len(row["prompt_ids"]) + len(row["chosen_ids"]) <= TRAINING["max_length"]
+
+
+def test_a_cache_built_with_another_tokenisation_is_refused(model_and_tokenizer, smollm2_dir,
+                                                             tmp_path):  # fmt: skip
+    _, tok = model_and_tokenizer
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(PAIRS, pairs)
+    cache = tmp_path / "topk.pt"
+    info = cache_teacher_topk(smollm2_dir, pairs, cache, TRAINING, k=4)
+    assert info == {"n_pairs": 2, "k": 4}
+    stored = torch.load(cache, weights_only=False)["rows"]["p1"]
+    assert stored["chosen_logprobs"].shape == (len(stored["chosen_ids"]), 4)
+    # top-k log-probs of a real softmax: sorted, <= 0, mass <= 1
+    lp = stored["chosen_logprobs"]
+    assert (lp <= 0).all() and (lp[:, :-1] >= lp[:, 1:]).all()
+    assert (lp.exp().sum(-1) <= 1 + 1e-5).all()
+    rows = _training_rows("dckd", tok, {"pairs": pairs, "cache": cache}, TRAINING)
+    assert {r["pair_id"] for r in rows} == {"p0", "p1"}
+    shorter = {**TRAINING, "max_length": 20}
+    with pytest.raises(ValueError, match="rebuild the cache"):
+        _training_rows("dckd", tok, {"pairs": pairs, "cache": cache}, shorter)
+
+
+def test_prepare_listwise_keeps_four_candidate_rows_with_stable_ids(repo):
+    from prefopt.data import read_jsonl
+
+    source = read_jsonl(repo / "tests" / "fixtures" / "ultrafeedback_listwise_fixture.jsonl")
+    rows, stats = prepare_listwise(source, max_prompts=None, n_candidates=4, na_rating=1.0)
+    assert [r["prompt_id"] for r in rows] == ["lw000000", "lw000001", "lw000002", "lw000003"]
+    assert all(len(r["responses"]) == 4 and len(r["ratings"][0]) == 4 for r in rows)
+    assert stats["dropped_too_few_candidates"] == 1 and stats["dropped_wrong_candidate_count"] == 1
+    rows2, _ = prepare_listwise(source, max_prompts=2, n_candidates=4, na_rating=1.0)
+    assert json.dumps(rows2) == json.dumps(rows[:2])
+    with pytest.raises(ValueError, match="no listwise prompt left"):
+        prepare_listwise(source[3:4], max_prompts=None, n_candidates=4, na_rating=1.0)

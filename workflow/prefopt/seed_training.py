@@ -1,0 +1,587 @@
+"""Training branches of the seed papers: lambda-weighted listwise DPO, DCKD, ADPA and ADPA+.
+
+The objectives are the pure functions of `prefopt.listwise` and `prefopt.distill`; this module
+adds what a DAG branch needs around them: one tokenisation shared by every cache and trainer
+(prompt through the chat template as TRL does, response + EOS), the caches (listwise reference
+log-probs, the DPO teacher's top-k distributions, the teachers' per-token advantage on student
+generations), student generation, and a `transformers.Trainer` whose loss is the seed objective.
+
+Every cache stores the token ids it was computed on; the trainer re-encodes and refuses to
+train on a cache whose ids differ (a changed tokenizer or max length), instead of silently
+pairing the wrong positions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from prefopt.data import read_jsonl, write_jsonl
+from prefopt.distill import adpa_loss, dckd_loss, teacher_advantage, topk_teacher_distribution
+from prefopt.listwise import ASPECTS, aspect_targets, listwise_dpo_loss, sample_lambdas
+
+SEED_METHODS = ("lambda_dpo", "dckd", "adpa")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prepare_listwise(
+    rows: list[dict[str, Any]],
+    *,
+    max_prompts: int | None,
+    n_candidates: int,
+    na_rating: float | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """openbmb/UltraFeedback rows -> listwise rows with a stable `prompt_id`, and the counts."""
+    from prefopt.listwise import ultrafeedback_to_listwise_with_stats
+
+    out, stats = ultrafeedback_to_listwise_with_stats(
+        rows, na_rating=na_rating, n_candidates=n_candidates
+    )
+    if max_prompts is not None:
+        out = out[:max_prompts]
+    for i, row in enumerate(out):
+        row["prompt_id"] = f"lw{i:06d}"
+    if not out:
+        raise ValueError(
+            f"no listwise prompt left after conversion ({stats}); need rows with exactly "
+            f"{n_candidates} rated completions"
+        )
+    return out, {**stats, "rows_kept": len(out)}
+
+
+# --------------------------------------------------------------------------- tokenisation
+
+
+def encode_prompt(tokenizer: Any, prompt: str, max_prompt_length: int) -> list[int]:
+    """The user turn through the chat template with the generation prompt (TRL's prompt form),
+    keeping the last `max_prompt_length` tokens of the prompt text as the pairwise branch does."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if len(ids) > max_prompt_length:
+        prompt = tokenizer.decode(ids[-max_prompt_length:])
+    out = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+    )
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return [int(i) for i in out]
+
+
+def encode_response(tokenizer: Any, text: str, room: int) -> list[int]:
+    """Response tokens + EOS, cut to `room` tokens (max_length minus the prompt)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return [int(i) for i in ids[: max(room, 1)]]
+
+
+def encode_pairs(pairs: list[dict[str, Any]], tokenizer: Any, training: dict[str, Any]):
+    """pair_id, prompt_ids, chosen_ids, rejected_ids for every prepared pair."""
+    rows = []
+    for pair in pairs:
+        p = encode_prompt(tokenizer, pair["prompt"], training["max_prompt_length"])
+        room = training["max_length"] - len(p)
+        rows.append(
+            {
+                "pair_id": pair["pair_id"],
+                "prompt_ids": p,
+                "chosen_ids": encode_response(tokenizer, pair["chosen"], room),
+                "rejected_ids": encode_response(tokenizer, pair["rejected"], room),
+            }
+        )
+    return rows
+
+
+def encode_listwise(rows: list[dict[str, Any]], tokenizer: Any, training: dict[str, Any]):
+    """prompt_id, prompt_ids, [N] response_ids and [N, A] ratings per listwise prompt."""
+    out = []
+    for row in rows:
+        p = encode_prompt(tokenizer, row["prompt"], training["max_prompt_length"])
+        room = training["max_length"] - len(p)
+        out.append(
+            {
+                "prompt_id": row["prompt_id"],
+                "prompt_ids": p,
+                "response_ids": [encode_response(tokenizer, r, room) for r in row["responses"]],
+                "ratings": row["ratings"],
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- forward passes
+
+
+def _pad(seqs: list[list[int]], value: int) -> Tensor:
+    width = max(len(s) for s in seqs)
+    return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+def response_logits(
+    model: Any, prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Logits aligned to response positions: row t of ``[B, T, V]`` predicts response token t.
+
+    Returns (logits, mask [B, T], labels [B, T]); this is the alignment `prefopt.distill` expects.
+    """
+    seqs = [p + r for p, r in zip(prompt_ids, response_ids, strict=True)]
+    device = next(model.parameters()).device
+    input_ids = _pad(seqs, pad_id).to(device)
+    attention = _pad([[1] * len(s) for s in seqs], 0).to(device)
+    logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
+    t_max = max(len(r) for r in response_ids)
+    starts = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)
+    offsets = torch.arange(t_max, device=device)
+    positions = (starts[:, None] + offsets[None, :]).clamp(max=logits.shape[1] - 1)
+    aligned = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+    mask = _pad([[1] * len(r) for r in response_ids], 0).to(device).bool()
+    labels = _pad(response_ids, 0).to(device)
+    return aligned, mask, labels
+
+
+def sequence_logps(logits: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed response log-probs [B] and token counts [B] from aligned logits."""
+    per_token = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels[..., None])[..., 0]
+    return (per_token * mask).sum(-1), mask.sum(-1)
+
+
+def _load(model_dir: str | Path, dtype: torch.dtype | None = None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    on_gpu = torch.cuda.is_available()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32)
+    if on_gpu:
+        model = model.to("cuda")
+    model.eval()
+    return model, tok
+
+
+def _batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _check_same_vocab(teacher: Any, student_vocab: int | None, where: str) -> None:
+    v = teacher.get_output_embeddings().weight.shape[0]
+    if student_vocab is not None and v > student_vocab:
+        raise ValueError(f"{where}: teacher vocabulary {v} exceeds the student's {student_vocab}")
+
+
+# --------------------------------------------------------------------------- caches
+
+
+@torch.no_grad()
+def cache_listwise_reference(
+    model_dir: str | Path, listwise_path: str | Path, out_path: str | Path, training: dict
+) -> dict[str, Any]:
+    """The reference model's summed log-probs and lengths for all N candidates of every prompt."""
+    model, tok = _load(model_dir)
+    rows = encode_listwise(read_jsonl(listwise_path), tok, training)
+    out = []
+    for row in rows:
+        n = len(row["response_ids"])
+        logits, mask, labels = response_logits(
+            model, [row["prompt_ids"]] * n, row["response_ids"], tok.pad_token_id or 0
+        )
+        logps, lengths = sequence_logps(logits, labels, mask)
+        out.append(
+            {
+                "prompt_id": row["prompt_id"],
+                "ref_logps": logps.cpu().tolist(),
+                "lengths": lengths.cpu().tolist(),
+            }
+        )
+    write_jsonl(out, out_path)
+    return {"n_prompts": len(out)}
+
+
+@torch.no_grad()
+def cache_teacher_topk(
+    teacher_dir: str | Path,
+    pairs_path: str | Path,
+    out_path: str | Path,
+    training: dict[str, Any],
+    k: int,
+) -> dict[str, Any]:
+    """DCKD's teacher side: the DPO teacher's top-k log-probs on chosen and rejected responses."""
+    model, tok = _load(teacher_dir)
+    rows = encode_pairs(read_jsonl(pairs_path), tok, training)
+    cache: dict[str, Any] = {}
+    for batch in _batches(rows, training["reference_batch_size"]):
+        entry = {r["pair_id"]: {"prompt_ids": r["prompt_ids"]} for r in batch}
+        for side in ("chosen", "rejected"):
+            responses = [r[f"{side}_ids"] for r in batch]
+            logits, mask, _ = response_logits(
+                model, [r["prompt_ids"] for r in batch], responses, tok.pad_token_id or 0
+            )
+            top = topk_teacher_distribution(logits.float(), k)
+            for i, r in enumerate(batch):
+                n = len(responses[i])
+                entry[r["pair_id"]][f"{side}_ids"] = responses[i]
+                entry[r["pair_id"]][f"{side}_logprobs"] = top.logprobs[i, :n].float().cpu()
+                entry[r["pair_id"]][f"{side}_topk_ids"] = top.ids[i, :n].int().cpu()
+        cache.update(entry)
+    torch.save({"k": k, "teacher": str(teacher_dir), "rows": cache}, out_path)
+    return {"n_pairs": len(cache), "k": k}
+
+
+@torch.no_grad()
+def generate_student_responses(
+    student_dir: str | Path,
+    pairs_path: str | Path,
+    out_path: str | Path,
+    training: dict[str, Any],
+    settings: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """ADPA's on-policy data: the student samples one response per training prompt.
+
+    Token ids are kept as generated (cut after the first EOS), so the advantage cache and the
+    trainer see exactly the sampled tokens, never a decode/re-encode round trip.
+    """
+    model, tok = _load(student_dir)
+    rows = encode_pairs(read_jsonl(pairs_path), tok, training)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    out = []
+    torch.manual_seed(seed)
+    for batch in _batches(rows, training["reference_batch_size"]):
+        prompts = [r["prompt_ids"] for r in batch]
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        room = min(settings["max_new_tokens"], training["max_length"] - width)
+        gen = model.generate(
+            input_ids=ids.to(model.device),
+            attention_mask=attn.to(model.device),
+            max_new_tokens=max(room, 1),
+            do_sample=settings["temperature"] > 0,
+            temperature=settings["temperature"] if settings["temperature"] > 0 else None,
+            top_p=settings["top_p"] if settings["temperature"] > 0 else None,
+            top_k=None,
+            pad_token_id=pad,
+        )[:, width:].cpu()
+        for r, g in zip(batch, gen.tolist(), strict=True):
+            response = []
+            for t in g:
+                response.append(int(t))
+                if t == tok.eos_token_id:
+                    break
+            out.append(
+                {
+                    "pair_id": r["pair_id"],
+                    "prompt_ids": r["prompt_ids"],
+                    "chosen_ids": r["chosen_ids"],
+                    "response_ids": response,
+                    "response": tok.decode(response, skip_special_tokens=True),
+                }
+            )
+    write_jsonl(out, out_path)
+    lengths = [len(r["response_ids"]) for r in out]
+    return {"n_responses": len(out), "mean_tokens": sum(lengths) / max(len(lengths), 1)}
+
+
+@torch.no_grad()
+def cache_teacher_advantage(
+    teacher_dir: str | Path,
+    reference_teacher_dir: str | Path,
+    responses_path: str | Path,
+    out_path: str | Path,
+    training: dict[str, Any],
+    k: int,
+) -> dict[str, Any]:
+    """ADPA's signal: log pi_dpo^T - log pi_ref^T on the DPO teacher's top-k ids per position."""
+    teacher, tok = _load(teacher_dir)
+    reference, _ = _load(reference_teacher_dir)
+    rows = read_jsonl(responses_path)
+    cache: dict[str, Any] = {}
+    pad = tok.pad_token_id or 0
+    for batch in _batches(rows, training["reference_batch_size"]):
+        prompts = [r["prompt_ids"] for r in batch]
+        responses = [r["response_ids"] for r in batch]
+        dpo_logits, _, _ = response_logits(teacher, prompts, responses, pad)
+        ref_logits, _, _ = response_logits(reference, prompts, responses, pad)
+        adv = teacher_advantage(dpo_logits.float(), ref_logits.float(), k)
+        for i, r in enumerate(batch):
+            n = len(responses[i])
+            cache[r["pair_id"]] = {
+                "prompt_ids": prompts[i],
+                "response_ids": responses[i],
+                "values": adv.values[i, :n].float().cpu(),
+                "ids": adv.ids[i, :n].int().cpu(),
+            }
+    torch.save({"k": k, "teacher": str(teacher_dir), "rows": cache}, out_path)
+    return {"n_responses": len(cache), "k": k}
+
+
+# --------------------------------------------------------------------------- training
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
+def _pad3(tensors: list[Tensor], width: int, value: float) -> Tensor:
+    out = torch.full((len(tensors), width, tensors[0].shape[-1]), value, dtype=tensors[0].dtype)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def _collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Keep python lists (the trainer pads per forward); stack cached teacher tensors."""
+    batch: dict[str, Any] = {"rows": rows}
+    return batch
+
+
+class SeedMethodTrainer:
+    """Factory for a `transformers.Trainer` subclass whose loss is a seed-method objective."""
+
+    @staticmethod
+    def build(**kwargs: Any):
+        from transformers import Trainer
+
+        class _Trainer(Trainer):
+            def __init__(self, *a: Any, method: str, params: dict[str, Any],
+                         diagnostics_path: Path, seed: int, **kw: Any) -> None:  # fmt: skip
+                self.method = method
+                self.params = params
+                self.diagnostics_path = diagnostics_path
+                self._acc: dict[str, list[float]] = {}
+                self._generator = torch.Generator().manual_seed(seed)
+                self._lambda_step = -1
+                self._lambdas: Tensor | None = None
+                self.lambda_history: list[dict[str, Any]] = []
+                super().__init__(*a, **kw)
+                # Our loss is a plain mean per micro-batch: let Trainer divide by accumulation.
+                self.model_accepts_loss_kwargs = False
+
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+                rows = inputs["rows"]
+                loss, stats = getattr(self, f"_loss_{self.method}")(model, rows)
+                if model.training:
+                    for key, value in {"loss": loss.item(), **stats}.items():
+                        self._acc.setdefault(key, []).append(float(value))
+                    self._acc.setdefault("n_pairs", []).append(len(rows))
+                return (loss, None) if return_outputs else loss
+
+            def _pad_id(self) -> int:
+                tok = self.processing_class
+                return (tok.pad_token_id if tok is not None else None) or 0
+
+            def _loss_dckd(self, model, rows):  # noqa: ANN001
+                p = self.params
+                out = {}
+                for side in ("chosen", "rejected"):
+                    logits, mask, labels = response_logits(
+                        model, [r["prompt_ids"] for r in rows],
+                        [r[f"{side}_ids"] for r in rows], self._pad_id(),
+                    )  # fmt: skip
+                    width = logits.shape[1]
+                    lp = _pad3([r[f"{side}_logprobs"].float() for r in rows], width, 0.0)
+                    ids = _pad3([r[f"{side}_topk_ids"].long() for r in rows], width, 0)
+                    out[side] = (logits, lp.to(logits.device), ids.to(logits.device), mask, labels)
+                c, r_ = out["chosen"], out["rejected"]
+                kd = dckd_loss(
+                    c[0], c[1], c[2], c[3], r_[0], r_[1], r_[2], r_[3],
+                    chosen_weight=p["chosen_weight"], rejected_weight=p["rejected_weight"],
+                )  # fmt: skip
+                loss = p["distill_weight"] * kd
+                logps, lengths = sequence_logps(c[0], c[4], c[3])
+                nll = -(logps.sum() / lengths.sum().clamp(min=1))
+                if p["sft_weight"]:
+                    loss = loss + p["sft_weight"] * nll
+                return loss, {"distill_loss": kd.item(), "sft_nll_chosen": nll.item()}
+
+            def _loss_adpa(self, model, rows):  # noqa: ANN001
+                p = self.params
+                logits, mask, _ = response_logits(
+                    model, [r["prompt_ids"] for r in rows], [r["response_ids"] for r in rows],
+                    self._pad_id(),
+                )  # fmt: skip
+                width = logits.shape[1]
+                values = _pad3([r["values"].float() for r in rows], width, 0.0).to(logits.device)
+                ids = _pad3([r["ids"].long() for r in rows], width, 0).to(logits.device)
+                clip = p.get("advantage_clip")
+                adpa = adpa_loss(
+                    logits, values, mask, advantage_ids=ids,
+                    advantage_clip=tuple(clip) if clip else None,
+                )  # fmt: skip
+                return p["adpa_weight"] * adpa, {
+                    "adpa_loss": adpa.item(),
+                    "response_tokens": mask.sum(-1).float().mean().item(),
+                }
+
+            def _loss_lambda_dpo(self, model, rows):  # noqa: ANN001
+                p = self.params
+                if self.state.global_step != self._lambda_step or self._lambdas is None:
+                    # One lambda per optimiser step, drawn from the run seed's generator.
+                    self._lambda_step = self.state.global_step
+                    self._lambdas = sample_lambdas(
+                        len(ASPECTS), self._generator, scheme=p["lambda_scheme"],
+                        alpha=p["dirichlet_alpha"],
+                    )  # fmt: skip
+                    self.lambda_history.append(
+                        {"step": self._lambda_step,
+                         **dict(zip(ASPECTS, self._lambdas.tolist(), strict=True))}
+                    )  # fmt: skip
+                n = len(rows[0]["response_ids"])
+                prompts = [r["prompt_ids"] for r in rows for _ in range(n)]
+                responses = [y for r in rows for y in r["response_ids"]]
+                logits, mask, labels = response_logits(model, prompts, responses, self._pad_id())
+                logps, lengths = sequence_logps(logits, labels, mask)
+                logps = logps.view(len(rows), n)
+                lengths = lengths.view(len(rows), n)
+                ref = torch.tensor([r["ref_logps"] for r in rows], device=logps.device)
+                ratings = torch.tensor([r["ratings"] for r in rows], dtype=torch.float64)
+                targets = aspect_targets(ratings, p["target_temperature"]).to(logps.device)
+                lam = self._lambdas.to(logps.device)
+                losses = listwise_dpo_loss(
+                    logps, ref, lengths, targets.to(logps.dtype), lam.to(logps.dtype),
+                    beta=p["beta"], length_normalize=p["length_normalize"],
+                )  # fmt: skip
+                with torch.no_grad():
+                    norm = lengths.clamp(min=1) if p["length_normalize"] else 1.0
+                    rewards = p["beta"] * (logps - ref) / norm
+                    mixed = (targets * lam[None, :, None].to(targets.dtype)).sum(1)
+                    best = rewards.gather(-1, mixed.argmax(-1, keepdim=True))[:, 0]
+                    spread = rewards.max(-1).values > rewards.min(-1).values
+                    # ties (e.g. step 1, policy == reference) count as misses, not hits
+                    hit = ((best >= rewards.max(-1).values) & spread).float().mean()
+                stats = {"top_candidate_accuracy": hit.item()}
+                stats.update({f"lambda_{a}": float(v) for a, v in zip(ASPECTS, lam.tolist(),
+                                                                        strict=True)})  # fmt: skip
+                return losses.mean(), stats
+
+            def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+                if self.model.training and "loss" in logs and self._acc:
+                    row = {"step": self.state.global_step, "epoch": self.state.epoch or 0.0}
+                    n = self._acc.pop("n_pairs")
+                    row["n_pairs"] = int(sum(n))
+                    row.update({k: sum(v) / len(v) for k, v in self._acc.items()})
+                    self._acc = {}
+                    new = not self.diagnostics_path.exists() or not self.diagnostics_path.stat(
+                    ).st_size  # fmt: skip
+                    with open(self.diagnostics_path, "a", newline="") as fh:
+                        writer = csv.DictWriter(fh, fieldnames=list(row))
+                        if new:
+                            writer.writeheader()
+                        writer.writerow(row)
+                super().log(logs, start_time)
+
+        return _Trainer(**kwargs)
+
+
+def _check_ids(cached: dict[str, Any], fresh: dict[str, Any], keys: tuple[str, ...], what: str):
+    for key in keys:
+        if list(map(int, cached[key])) != list(map(int, fresh[key])):
+            raise ValueError(
+                f"{what}: cached token ids ({key}) differ from this run's tokenisation; "
+                "rebuild the cache (same model, max_length and max_prompt_length)"
+            )
+
+
+def _training_rows(method: str, tok: Any, inputs: dict[str, Any], training: dict[str, Any]):
+    if method == "lambda_dpo":
+        rows = encode_listwise(read_jsonl(inputs["listwise"]), tok, training)
+        ref = {r["prompt_id"]: r for r in read_jsonl(inputs["reference"])}
+        for row in rows:
+            if row["prompt_id"] not in ref:
+                raise ValueError(f"prompt {row['prompt_id']} missing from {inputs['reference']}")
+            lengths = [len(y) for y in row["response_ids"]]
+            if [int(x) for x in ref[row["prompt_id"]]["lengths"]] != lengths:
+                raise ValueError(
+                    f"prompt {row['prompt_id']}: reference cache lengths differ from this "
+                    "run's tokenisation; rebuild cache_listwise_reference_logps"
+                )
+            row["ref_logps"] = ref[row["prompt_id"]]["ref_logps"]
+        return rows
+    cache = torch.load(inputs["cache"], weights_only=False)["rows"]
+    if method == "dckd":
+        rows = encode_pairs(read_jsonl(inputs["pairs"]), tok, training)
+        for row in rows:
+            entry = cache.get(row["pair_id"])
+            if entry is None:
+                raise ValueError(f"pair {row['pair_id']} missing from {inputs['cache']}")
+            _check_ids(entry, row, ("prompt_ids", "chosen_ids", "rejected_ids"), inputs["cache"])
+            row.update({k: v for k, v in entry.items() if k.endswith(("logprobs", "topk_ids"))})
+        return rows
+    rows = []
+    for pair_id, entry in cache.items():
+        rows.append({"pair_id": pair_id, **entry})
+    return rows
+
+
+def train_seed_method(
+    init_dir: str | Path,
+    inputs: dict[str, Any],
+    out_dir: str | Path,
+    diagnostics_path: str | Path,
+    training: dict[str, Any],
+    method: str,
+    params: dict[str, Any],
+    seed: int,
+    learning_rate: float | None = None,
+) -> dict[str, Any]:
+    """Train a student / listwise policy from `init_dir` with one seed-method objective."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+
+    from prefopt.training import seed_everything, trainer_arguments
+
+    if method not in SEED_METHODS:
+        raise ValueError(f"unknown seed method {method!r}; known: {SEED_METHODS}")
+    seed_everything(seed)
+    torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
+    on_gpu = torch.cuda.is_available()
+    tok = AutoTokenizer.from_pretrained(init_dir)
+    model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32)
+    rows = _training_rows(method, tok, inputs, training)
+    diagnostics_path = Path(diagnostics_path)
+    diagnostics_path.parent.mkdir(parents=True, exist_ok=True)
+    diagnostics_path.write_text("")
+    out_dir = Path(out_dir)
+    args = TrainingArguments(
+        **trainer_arguments(
+            out_dir.parent / "trainer_work", training, seed, learning_rate, on_gpu
+        ),  # fmt: skip
+        remove_unused_columns=False,
+    )
+    trainer = SeedMethodTrainer.build(
+        model=model,
+        args=args,
+        train_dataset=_ListDataset(rows),
+        data_collator=_collate,
+        processing_class=tok,
+        method=method,
+        params=params,
+        diagnostics_path=diagnostics_path,
+        seed=seed,
+    )
+    result = trainer.train()
+    trainer.model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    summary = {
+        "loss": method,
+        "params": params,
+        "seed": seed,
+        "init": str(init_dir),
+        "global_steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "lambda_per_step": trainer.lambda_history,
+        "log_history": trainer.state.log_history,
+        "device": "cuda" if on_gpu else "cpu",
+        "precision": training["precision"],
+    }
+    (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,214 @@
+"""Seed-paper branches: lambda-weighted listwise DPO, and DCKD / ADPA / ADPA+ distillation.
+
+Their checkpoints use the same results/train/{variant}/seed{seed}/model layout as the pairwise
+losses, so generation, judging, aggregation and every notebook pick them up unchanged.
+"""
+
+
+rule download_listwise_data:
+    output:
+        f"results/downloads/{LISTWISE['slug']}/{{split}}.jsonl",
+    log:
+        f"results/logs/download_listwise_data/{LISTWISE['slug']}-{{split}}.log",
+    conda:
+        "../../envs/core.yaml"
+    container:
+        config["containers"]["core"]
+    params:
+        source="ultrafeedback",
+        spec=lambda wc: {**LISTWISE, "split": wc.split},
+    script:
+        "../scripts/download_source.py"
+
+
+rule prepare_listwise_data:
+    input:
+        listwise_source(),
+    output:
+        rows=LISTWISE_DATA,
+        report="results/data/train_listwise.report.json",
+    log:
+        "results/logs/prepare_listwise_data.log",
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    params:
+        listwise=LISTWISE,
+    script:
+        "../scripts/prepare_listwise_data.py"
+
+
+rule cache_listwise_reference_logps:
+    input:
+        model=MODEL_DIR,
+        rows=LISTWISE_DATA,
+    output:
+        LISTWISE_REFERENCE_LOGPS,
+    log:
+        f"results/logs/cache_listwise_reference_logps/{MODEL}-{LISTWISE['slug']}-maxlen{MAX_LENGTH}.log",
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        step="listwise_reference",
+        training=config["training"],
+    script:
+        "../scripts/seed_method_cache.py"
+
+
+rule train_lambda_dpo:
+    input:
+        model=MODEL_DIR,
+        listwise=LISTWISE_DATA,
+        reference=LISTWISE_REFERENCE_LOGPS,
+    output:
+        model=directory("results/train/{variant}/seed{seed}/model"),
+        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+    log:
+        "results/logs/train_lambda_dpo/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        variant=variant_regex(variants_with_loss("lambda_dpo")),
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
+    script:
+        "../scripts/train_seed_method.py"
+
+
+rule cache_teacher_topk:
+    input:
+        teacher=teacher_dir,
+        pairs=PAIRS,
+    output:
+        "results/distill/{variant}/seed{seed}/teacher_topk.pt",
+    log:
+        "results/logs/cache_teacher_topk/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        variant=variant_regex(variants_with_loss("dckd")),
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        step="teacher_topk",
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
+    script:
+        "../scripts/seed_method_cache.py"
+
+
+rule train_dckd_student:
+    input:
+        model=student_init_dir,
+        pairs=PAIRS,
+        cache="results/distill/{variant}/seed{seed}/teacher_topk.pt",
+    output:
+        model=directory("results/train/{variant}/seed{seed}/model"),
+        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+    log:
+        "results/logs/train_dckd_student/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        variant=variant_regex(variants_with_loss("dckd")),
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
+    script:
+        "../scripts/train_seed_method.py"
+
+
+rule generate_student_responses:
+    input:
+        student=student_init_dir,
+        pairs=PAIRS,
+    output:
+        "results/distill/{variant}/seed{seed}/student_responses.jsonl",
+    log:
+        "results/logs/generate_student_responses/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        variant=variant_regex(variants_with_loss("adpa")),
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        step="student_responses",
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
+    script:
+        "../scripts/seed_method_cache.py"
+
+
+rule cache_teacher_advantage:
+    input:
+        teacher=teacher_dir,
+        reference_teacher=MODEL_DIR,
+        responses="results/distill/{variant}/seed{seed}/student_responses.jsonl",
+    output:
+        "results/distill/{variant}/seed{seed}/teacher_advantage.pt",
+    log:
+        "results/logs/cache_teacher_advantage/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        variant=variant_regex(variants_with_loss("adpa")),
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        step="teacher_advantage",
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
+    script:
+        "../scripts/seed_method_cache.py"
+
+
+rule train_adpa_student:
+    input:
+        model=student_init_dir,
+        cache="results/distill/{variant}/seed{seed}/teacher_advantage.pt",
+    output:
+        model=directory("results/train/{variant}/seed{seed}/model"),
+        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+    log:
+        "results/logs/train_adpa_student/{variant}/seed{seed}.log",
+    wildcard_constraints:
+        variant=variant_regex(variants_with_loss("adpa")),
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        training=config["training"],
+        variant=lambda wc: config["variants"][wc.variant],
+    script:
+        "../scripts/train_seed_method.py"

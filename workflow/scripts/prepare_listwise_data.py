@@ -1,0 +1,24 @@
+"""Snakemake wiring: openbmb/UltraFeedback rows -> listwise rows for lambda-DPO, with counts."""
+
+import json
+
+from prefopt.data import read_jsonl, write_jsonl
+from prefopt.runtime import setup_logging
+from prefopt.seed_training import prepare_listwise
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+spec = snakemake.params.listwise  # noqa: F821
+source = read_jsonl(snakemake.input[0])  # noqa: F821
+rows, stats = prepare_listwise(
+    source,
+    max_prompts=spec["max_prompts"],
+    n_candidates=spec["n_candidates"],
+    na_rating=spec["na_rating"],
+)
+# The offline fixture is synthetic and says so per row: carry that into the report.
+synthetic = sum("synthetic" in str(r.get("source", "")).lower() for r in source)
+report = {"source": snakemake.input[0], "synthetic_rows_in_source": synthetic, **stats}  # noqa: F821
+write_jsonl(rows, snakemake.output.rows)  # noqa: F821
+with open(snakemake.output.report, "w") as fh:  # noqa: F821
+    json.dump(report, fh, indent=2)
+log.info("listwise data: %s", report)

@@ -1,0 +1,32 @@
+"""Snakemake wiring: one seed-method cache (listwise reference, teacher top-k, student
+responses, teacher advantage); the computation lives in prefopt.seed_training."""
+
+import torch
+
+from prefopt import seed_training as st
+from prefopt.runtime import setup_logging, versions
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+inp, out, params = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+training = params.training
+if params.step == "listwise_reference":
+    info = st.cache_listwise_reference(inp.model, inp.rows, out[0], training)
+elif params.step == "teacher_topk":
+    info = st.cache_teacher_topk(inp.teacher, inp.pairs, out[0], training, params.variant["topk"])
+elif params.step == "student_responses":
+    info = st.generate_student_responses(
+        inp.student,
+        inp.pairs,
+        out[0],
+        training,
+        params.variant["student_generation"],
+        seed=int(snakemake.wildcards.seed),  # noqa: F821
+    )
+elif params.step == "teacher_advantage":
+    info = st.cache_teacher_advantage(
+        inp.teacher, inp.reference_teacher, inp.responses, out[0], training, params.variant["topk"]
+    )
+else:
+    raise ValueError(f"unknown step {params.step!r}")
+log.info("%s: %s; versions %s", params.step, info, versions())
