@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run: CI is reproducible, and a failure found
+# locally is found again. (Per-test settings objects inherit this profile.)
+settings.register_profile("prefopt", derandomize=True)
+settings.load_profile("prefopt")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
