@@ -90,5 +90,21 @@ def test_seed_methods_overlay_plans_each_branch_once_per_seed(work):
     # ADPA and ADPA+ each sample their own student and cache their own advantages
     assert jobs["generate_student_responses"] == jobs["cache_teacher_advantage"] == 6
     assert jobs["train_adpa_student"] == 6
-    assert jobs["train_policy"] == 8 * 3  # the DPO teacher is Table 1's DPO row, trained once
+    # the paper config's teachers are external (Qwen2.5-1.5B-Instruct and its base), fetched once
+    assert jobs["prepare_teacher_model"] == 2
+    assert jobs["train_policy"] == 8 * 3
     assert jobs["generate_alpaca_eval"] == 13 * 3
+
+
+def test_embedded_seed_methods_distil_from_our_dpo_checkpoint(work, shared_data):
+    jobs = dry_run(
+        work,
+        "--configfile",
+        "workflow/configs/embedded.yaml",
+        "workflow/configs/embedded-seed-methods.yaml",
+        "--config",
+        f"mirror_dir={shared_data}",
+    )
+    assert "prepare_teacher_model" not in jobs
+    assert jobs["train_policy"] == 1  # the DPO teacher, seed 0
+    assert jobs["train_dckd_student"] == 1 and jobs["train_adpa_student"] == 2

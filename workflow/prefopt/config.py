@@ -65,7 +65,7 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             )
     for name, spec in variants.items():
         if spec["loss"] in SEED_METHOD_KEYS:
-            _check_seed_method(variants, name, spec)
+            _check_seed_method(config, name, spec)
     try:
         from prefopt.losses import LOSSES, LossConfigError, validate_params
     except ImportError:  # a Snakemake process without torch: the training job re-checks
@@ -96,17 +96,20 @@ SEED_METHOD_KEYS: dict[str, tuple[str, ...]] = {
     "lambda_dpo": (
         "beta", "lambda_scheme", "dirichlet_alpha", "length_normalize", "target_temperature",
     ),
-    "dckd": ("teacher", "topk", "distill_weight", "chosen_weight", "rejected_weight",
-             "sft_weight"),
-    "adpa": ("teacher", "topk", "adpa_weight", "student_generation"),
+    "dckd": ("topk", "distill_weight", "chosen_weight", "rejected_weight", "sft_weight"),
+    "adpa": ("topk", "adpa_weight", "student_generation"),
 }  # fmt: skip
+# DCKD/ADPA also need a teacher: `teacher` (a trained variant) or `teacher_model` (external).
+TEACHER_KEYS = ("teacher", "teacher_model", "reference_teacher_model")
 SEED_ONLY_KEYS = {k for keys in SEED_METHOD_KEYS.values() for k in keys} - {"beta"} | {
     "init",
     "advantage_clip",
+    *TEACHER_KEYS,
 }
 
 
-def _check_seed_method(variants: dict[str, Any], name: str, spec: dict[str, Any]) -> None:
+def _check_seed_method(config: dict[str, Any], name: str, spec: dict[str, Any]) -> None:
+    variants = config["variants"]
     loss = spec["loss"]
     for key in SEED_METHOD_KEYS[loss]:
         if spec.get(key) is None:
@@ -115,9 +118,26 @@ def _check_seed_method(variants: dict[str, Any], name: str, spec: dict[str, Any]
             )
     allowed = set(SEED_METHOD_KEYS[loss]) | {"loss", "label", "group", "learning_rate"}
     if loss in {"dckd", "adpa"}:
-        allowed |= {"init"}
+        allowed |= {"init", "teacher", "teacher_model"}
+        if (spec.get("teacher") is None) == (spec.get("teacher_model") is None):
+            raise ConfigError(
+                f"config error at variants.{name}: loss {loss!r} needs exactly one of 'teacher' "
+                "(a trained variant) or 'teacher_model' (an entry of teacher_models)"
+            )
+        for key in ("teacher_model", "reference_teacher_model"):
+            slug = spec.get(key)
+            if slug is not None and slug not in config.get("teacher_models", {}):
+                raise ConfigError(
+                    f"config error at variants.{name}.{key}: {slug!r} is not an entry of "
+                    f"teacher_models (defined: {sorted(config.get('teacher_models', {}))})"
+                )
     if loss == "adpa":
-        allowed |= {"advantage_clip"}
+        allowed |= {"advantage_clip", "reference_teacher_model"}
+        if spec.get("teacher_model") is not None and spec.get("reference_teacher_model") is None:
+            raise ConfigError(
+                f"config error at variants.{name}.reference_teacher_model: an external "
+                "teacher_model needs its own starting point for the advantage"
+            )
     extra = sorted(set(spec) - allowed)
     if extra:
         raise ConfigError(

@@ -155,8 +155,22 @@ def student_init_dir(wildcards):
     return checkpoint_of(init, wildcards.seed) if init else MODEL_DIR
 
 
+TEACHER_MODELS_DIR = "results/models/teachers"
+
+
 def teacher_dir(wildcards):
-    return checkpoint_of(config["variants"][wildcards.variant]["teacher"], wildcards.seed)
+    """The DPO teacher: a trained variant's checkpoint (same seed) or an external teacher model."""
+    spec = config["variants"][wildcards.variant]
+    if spec.get("teacher_model"):
+        return f"{TEACHER_MODELS_DIR}/{spec['teacher_model']}"
+    return checkpoint_of(spec["teacher"], wildcards.seed)
+
+
+def reference_teacher_dir(wildcards):
+    """The DPO teacher's starting point: the base model for a variant teacher (where its
+    training started), else the configured external reference teacher."""
+    slug = config["variants"][wildcards.variant].get("reference_teacher_model")
+    return f"{TEACHER_MODELS_DIR}/{slug}" if slug else MODEL_DIR
 
 
 _listwise_run = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] == "lambda_dpo"]

@@ -15,3 +15,21 @@ rule prepare_model:
         model=config["model"],
     script:
         "../scripts/prepare_model.py"
+
+
+rule prepare_teacher_model:
+    output:
+        directory(f"{TEACHER_MODELS_DIR}/{{teacher_model}}"),
+    log:
+        "results/logs/prepare_teacher_model/{teacher_model}.log",
+    wildcard_constraints:
+        teacher_model="|".join(config["teacher_models"]) or "(?!)",
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["training"]["threads"]
+    params:
+        model=lambda wc: config["teacher_models"][wc.teacher_model],
+    script:
+        "../scripts/prepare_model.py"

@@ -166,7 +166,7 @@ rule generate_student_responses:
 rule cache_teacher_advantage:
     input:
         teacher=teacher_dir,
-        reference_teacher=MODEL_DIR,
+        reference_teacher=reference_teacher_dir,
         responses="results/distill/{variant}/seed{seed}/student_responses.jsonl",
     output:
         "results/distill/{variant}/seed{seed}/teacher_advantage.pt",
