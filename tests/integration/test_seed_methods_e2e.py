@@ -52,6 +52,9 @@ def test_every_seed_method_is_trained_judged_and_tabulated(run):
         assert mt.loc[mt["variant"] == v, "score"].between(1, 10).all()
         assert (res / "train" / v / "seed0" / "model" / "model.safetensors").exists()
     assert (res / "figures" / "fig1_alpaca_eval_bars.png").stat().st_size > 10_000
+    seed_fig = res / "notebooks" / "training_dynamics.ipynb"
+    assert "seed-method panels: ['distill_loss', 'adpa_loss'" in seed_fig.read_text()
+    assert (res / "figures" / "seed_method_dynamics.png").stat().st_size > 10_000
 
 
 def test_students_moved_away_from_their_start(run):

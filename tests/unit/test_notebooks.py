@@ -186,7 +186,10 @@ def test_figures_are_real_pictures(rendered):
     import matplotlib.image as mpimg
 
     pngs = _png_outputs(rendered)
-    assert len(pngs) == 6  # fig1, fig2, fig3, training dynamics, length buckets, length analysis
+    # fig1, fig2, fig3, training dynamics, length buckets, length analysis, seed-method dynamics
+    assert len(pngs) == 7
+    # the fixtures hold no seed-method variant: that figure says so (tested with one below)
+    pngs = [p for p in pngs if p.name != "seed_method_dynamics.png"]
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         img = mpimg.imread(png)[..., :3]
@@ -373,6 +376,38 @@ def test_absent_variants_and_single_seed_do_not_break(tmp_path):
     assert paired["status"].str.startswith("not run in this config").all()
     radar = pd.read_csv(out / "tables" / "mt_bench_per_category.csv")
     assert list(radar["variant"]) == ["base", "dpo"] and (radar["n_seeds"] == 1).all()
+
+
+def test_seed_method_terms_get_their_own_panels(tmp_path):
+    """DCKD's KL and lambda-DPO's lambda per step are drawn from the diagnostics file."""
+    import matplotlib.image as mpimg
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    shutil.copy(FIXTURES / "variants.csv", scores / "variants.csv")
+    diag = pd.read_csv(FIXTURES / "training_diagnostics.csv")
+    steps = [1, 2, 3]
+    seed_rows = pd.DataFrame(
+        [{"variant": "dckd", "seed": 0, "step": s, "n_pairs": 4, "loss": 0.1 / s,
+          "distill_loss": 0.1 / s, "sft_nll_chosen": 2.0 - 0.1 * s} for s in steps]
+        + [{"variant": "lambda_dpo", "seed": 0, "step": s, "n_pairs": 4, "loss": 1.38,
+            "top_candidate_accuracy": 0.25 * s, "lambda_helpfulness": 0.1 * s,
+            "lambda_honesty": 0.2, "lambda_instruction_following": 0.7 - 0.1 * s,
+            "lambda_truthfulness": 0.0} for s in steps]
+    )  # fmt: skip
+    pd.concat([diag, seed_rows], ignore_index=True).to_csv(
+        scores / "training_diagnostics.csv", index=False
+    )
+    out = tmp_path / "out"
+    outputs = run_notebook("training_dynamics", out, scores)
+    executed = (out / "training_dynamics.executed.ipynb").read_text()
+    assert (
+        "seed-method panels: ['distill_loss', 'sft_nll_chosen', 'top_candidate_accuracy', 'lambda']"
+        in executed
+    )
+    img = mpimg.imread(outputs["seed_png"])[..., :3]
+    assert img.shape[1] > 4 * 300  # four panels side by side
+    assert ((img.max(axis=2) - img.min(axis=2)) > 0.2).sum() > 500
 
 
 # --------------------------------------------------------------------------- Snakemake rules

@@ -37,6 +37,7 @@ ARTIFACTS = {
     "training_dynamics": {
         **{f"curves_{k}": p for k, p in _figure("training_dynamics").items()},
         **{f"buckets_{k}": p for k, p in _figure("active_fraction_by_length").items()},
+        **{f"seed_{k}": p for k, p in _figure("seed_method_dynamics").items()},
         **{f"summary_{k}": p for k, p in _table("training_dynamics_summary").items()},
         **{f"buckets_{k}": p for k, p in _table("active_fraction_by_length").items()},
     },
