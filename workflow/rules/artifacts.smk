@@ -64,9 +64,11 @@ _reported = lambda artifact: {
     for key, path in ARTIFACTS[artifact].items()
 }
 
-# papermill with `-p name value` for each input/output/param, then an HTML export.
+# papermill with `-p name value` for each input/output/param, then an HTML export. Kernel
+# start-up gets 10 min, not papermill's 60 s: on a loaded submit host (notebooks render there,
+# next to running jobs) a 60 s start failed in CI.
 _render_cmd = lambda artifact, inputs, params=(): (
-    "papermill {input.notebook:q} {output.notebook:q} -k python3 "
+    "papermill {input.notebook:q} {output.notebook:q} -k python3 --start-timeout 600 "
     + " ".join(
         [f"-p {k} {{input.{k}:q}}" for k in inputs]
         + [f"-p {k} {{output.{k}:q}}" for k in ARTIFACTS[artifact]]
