@@ -98,3 +98,39 @@ def test_prepare_listwise_keeps_four_candidate_rows_with_stable_ids(repo):
     assert json.dumps(rows2) == json.dumps(rows[:2])
     with pytest.raises(ValueError, match="no listwise prompt left"):
         prepare_listwise(source[3:4], max_prompts=None, n_candidates=4, na_rating=1.0)
+
+
+def test_a_run_shorter_than_logging_steps_still_logs_a_row(repo, smollm2_dir, tmp_path):
+    """One lambda-DPO step with logging_steps 5: the final row is flushed, with its lambda."""
+    import pandas as pd
+
+    from prefopt.data import read_jsonl
+    from prefopt.seed_training import cache_listwise_reference, train_seed_method
+
+    source = read_jsonl(repo / "tests" / "fixtures" / "ultrafeedback_listwise_fixture.jsonl")
+    rows, _ = prepare_listwise(source, max_prompts=2, n_candidates=4, na_rating=1.0)
+    listwise = tmp_path / "listwise.jsonl"
+    write_jsonl(rows, listwise)
+    training = {**TRAINING, "epochs": 1, "per_device_train_batch_size": 2,
+                "gradient_accumulation_steps": 1, "learning_rate": 1e-6,
+                "lr_scheduler_type": "linear", "warmup_ratio": 0.0,
+                "gradient_checkpointing": False, "logging_steps": 5, "precision": "fp32",
+                "threads": 2}  # fmt: skip
+    reference = tmp_path / "reference.jsonl"
+    cache_listwise_reference(smollm2_dir, listwise, reference, training)
+    params = {"beta": 0.1, "lambda_scheme": "table", "dirichlet_alpha": 1.0,
+              "length_normalize": True, "target_temperature": 1.0}  # fmt: skip
+    diag_path = tmp_path / "diagnostics.csv"
+    summary = train_seed_method(
+        smollm2_dir, {"listwise": listwise, "reference": reference}, tmp_path / "model",
+        diag_path, training, "lambda_dpo", params, seed=0,
+    )  # fmt: skip
+    assert summary["global_steps"] == 1
+    diag = pd.read_csv(diag_path)
+    assert len(diag) == 1 and diag.loc[0, "step"] == 1
+    aspects = ("helpfulness", "honesty", "instruction_following", "truthfulness")
+    lam = [diag.loc[0, f"lambda_{a}"] for a in aspects]
+    assert abs(sum(lam) - 1) < 1e-6
+    assert lam == [summary["lambda_per_step"][0][a] for a in aspects]
+    # policy == reference at the only logged step: the loss is log N exactly
+    assert diag.loc[0, "loss"] == pytest.approx(torch.log(torch.tensor(4.0)).item(), abs=1e-4)

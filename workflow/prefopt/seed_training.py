@@ -463,20 +463,25 @@ class SeedMethodTrainer:
                                                                         strict=True)})  # fmt: skip
                 return losses.mean(), stats
 
+            def flush_diagnostics(self) -> None:
+                """Append one row averaging the micro-batches since the last row (if any)."""
+                if not self._acc:
+                    return
+                row = {"step": self.state.global_step, "epoch": self.state.epoch or 0.0}
+                row["n_pairs"] = int(sum(self._acc.pop("n_pairs")))
+                row.update({k: sum(v) / len(v) for k, v in self._acc.items()})
+                self._acc = {}
+                new = not self.diagnostics_path.exists() or not self.diagnostics_path.stat(
+                ).st_size  # fmt: skip
+                with open(self.diagnostics_path, "a", newline="") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=list(row))
+                    if new:
+                        writer.writeheader()
+                    writer.writerow(row)
+
             def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-                if self.model.training and "loss" in logs and self._acc:
-                    row = {"step": self.state.global_step, "epoch": self.state.epoch or 0.0}
-                    n = self._acc.pop("n_pairs")
-                    row["n_pairs"] = int(sum(n))
-                    row.update({k: sum(v) / len(v) for k, v in self._acc.items()})
-                    self._acc = {}
-                    new = not self.diagnostics_path.exists() or not self.diagnostics_path.stat(
-                    ).st_size  # fmt: skip
-                    with open(self.diagnostics_path, "a", newline="") as fh:
-                        writer = csv.DictWriter(fh, fieldnames=list(row))
-                        if new:
-                            writer.writeheader()
-                        writer.writerow(row)
+                if self.model.training and "loss" in logs:
+                    self.flush_diagnostics()
                 super().log(logs, start_time)
 
         return _Trainer(**kwargs)
@@ -568,6 +573,9 @@ def train_seed_method(
         seed=seed,
     )
     result = trainer.train()
+    # steps after the last logging step (e.g. a run shorter than logging_steps) get a final row,
+    # so every run's diagnostics file has at least one
+    trainer.flush_diagnostics()
     trainer.model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     summary = {
