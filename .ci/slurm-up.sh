@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # .ci/slurm-up.sh - stand up a single-node SLURM cluster on localhost, with one fake GPU, for
 # tests/integration/test_slurm.py (pytest -m slurm) and CI. Stop it with .ci/slurm-down.sh.
-# Adapted from the project's shared tools/local-slurm/start-local-slurm.sh (see
-# shared/docs/local-slurm.md for the measurements and the plugin pitfalls).
+# The measurements and Snakemake SLURM plugin pitfalls behind its choices are in
+# profiles/README.md ("Local SLURM: what was measured").
 #
 # Target: Debian 12 (bookworm), run as root, no systemd, no cgroups needed.
 # Idempotent: re-running it leaves a running cluster running; it restarts

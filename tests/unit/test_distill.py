@@ -1,4 +1,4 @@
-"""Tests for prefopt.distill: DCKD and ADPA (arXiv 2502.17927, seed_methods.md §3).
+"""Tests for prefopt.distill: DCKD and ADPA (arXiv 2502.17927, workflow/docs/seed_methods.md §3).
 
 Tiny random tensors only (V <= 50): the limiting cases (DCKD -> plain KD, ADPA with zero or
 constant advantage), the gradient signs, the top-k / tail-bucket bookkeeping, and the errors.

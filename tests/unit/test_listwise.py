@@ -1,4 +1,5 @@
-"""Tests for prefopt.listwise: lambda-weighted listwise DPO (arXiv 2506.19780, seed_methods §2).
+"""Tests for prefopt.listwise: lambda-weighted listwise DPO (arXiv 2506.19780,
+workflow/docs/seed_methods.md §2).
 
 The fixture ``tests/fixtures/ultrafeedback_listwise_fixture.jsonl`` is **synthetic**: six
 hand-written rows in the real ``openbmb/UltraFeedback`` schema (every row's ``source`` field

@@ -1,8 +1,9 @@
 """Per-step training diagnostics: rewards, and which pairs still receive gradient.
 
-The paper's hard-example-mining argument (paper.md §4, claims 3-4; future work (i)) is that
-hinge losses give *exactly* zero gradient to pairs past the margin, and that long-answer pairs
-saturate first. This module measures it, for every loss, once per training batch:
+The paper's hard-example-mining argument (``workflow/docs/paper.md`` §4.1, claims 3-4; §4.3,
+future work (i)) is that hinge losses give *exactly* zero gradient to pairs past the margin, and
+that long-answer pairs saturate first. This module measures it, for every loss, once per
+training batch:
 
 * :func:`pair_gradients` -- per-pair gradient of the loss w.r.t. each pair's policy chosen and
   rejected log-probs, computed generically with ``torch.autograd`` on detached leaf copies

@@ -1,10 +1,10 @@
 """Preference distillation objectives of ADPA (arXiv 2502.17927, ICLR 2025): DCKD and ADPA.
 
 Pure tensor functions of logits and cached teacher quantities, in the style of
-:mod:`prefopt.losses`. Source: ``docs/seed_methods.md`` §3, i.e. the authors' released code
-(``DistillTrainer.get_kl_loss`` / ``get_reverse_ce``, ``utils/compress_logits.py``,
-``utils/merge_logits_adpa_dataset.py``); the paper's own equation numbers could not be read
-offline, so docstrings cite the seed_methods.md formulas and the code function they mirror.
+:mod:`prefopt.losses`. Source: ``workflow/docs/seed_methods.md`` §3, i.e. the authors' released
+code (``DistillTrainer.get_kl_loss`` / ``get_reverse_ce``, ``utils/compress_logits.py``,
+``utils/merge_logits_adpa_dataset.py``). The formulas were not checked against the paper's own
+equations, so docstrings cite that page (a bare ``§3`` below) and the code function they mirror.
 
 Conventions
 -----------

@@ -1,10 +1,10 @@
 """Multi-preference lambda-weighted listwise DPO (lambda-DPO, arXiv 2506.19780).
 
-Pure tensor functions, in the style of :mod:`prefopt.losses`; sources are
-``docs/seed_methods.md`` §2 (the authors' repository
-``yuhui15/Multi-Preference-Lambda-weighted-DPO``: ``train/dpo/trainer.py`` and
-``data/converter.py``). The paper's own equation numbers could not be read offline; the
-formulas are the README / code ones.
+Pure tensor functions, in the style of :mod:`prefopt.losses`; the source is
+``workflow/docs/seed_methods.md`` §2 (a bare ``§2.x`` below is a section of that page), which
+summarises the authors' repository ``yuhui15/Multi-Preference-Lambda-weighted-DPO``
+(``train/dpo/trainer.py`` and ``data/converter.py``). The formulas were not checked against the
+paper's own equations; they are the authors' README / code ones.
 
 Notation: a prompt ``x`` has ``N`` candidate responses ``y_1..y_N`` and ``A`` preference aspects
 (UltraFeedback: helpfulness, honesty, instruction_following, truthfulness, in that order).
@@ -54,7 +54,7 @@ ASPECTS: tuple[str, ...] = ("helpfulness", "honesty", "instruction_following", "
 """UltraFeedback's four fine-grained aspects, in the order of the lambda vectors."""
 
 TARGET_TEMPERATURE = 1.0
-"""T in ``p* = softmax(rating / T)``: 1.0 in the authors' converter (seed_methods.md §2)."""
+"""T in ``p* = softmax(rating / T)``: 1.0 in the authors' converter (§2.1)."""
 
 NA_RATING = 1.0
 """The value the authors' converter gives a missing or ``"N/A"`` rating (the lowest rating)."""
@@ -102,7 +102,7 @@ class ListwiseDataError(ValueError):
 
 
 def aspect_targets(ratings: Tensor, temperature: float = TARGET_TEMPERATURE) -> Tensor:
-    """Per-aspect target distributions ``p*_ik = softmax_i(rating_ik / T)`` (seed_methods.md §2).
+    """Per-aspect target distributions ``p*_ik = softmax_i(rating_ik / T)`` (§2.1, §2.3).
 
     Args:
         ratings: ``[B, N, A]`` ratings of ``N`` candidates on ``A`` aspects (UltraFeedback: 1-5;
@@ -134,7 +134,7 @@ def listwise_dpo_loss(
     beta: float,
     length_normalize: bool = True,
 ) -> Tensor:
-    """Lambda-weighted listwise DPO, one loss per prompt (seed_methods.md §2; README equation).
+    """Lambda-weighted listwise DPO, one loss per prompt (§2.1; README equation).
 
     ``r_i = beta * (pi_i - ref_i) / |y_i|`` (or ``beta * (pi_i - ref_i)`` without length
     normalisation) and::
@@ -251,7 +251,7 @@ def sample_lambdas(
     alpha: float = 1.0,
     size: int | None = None,
 ) -> Tensor:
-    """Draw lambda on the simplex Delta^A (seed_methods.md §2: ``lambda ~ P(lambda)``), float64.
+    """Draw lambda on the simplex Delta^A (§2.1: ``lambda ~ P(lambda)``), float64.
 
     Schemes:
 

@@ -5,7 +5,11 @@ completion tokens, shape ``[B]``) and return one loss value per pair (shape ``[B
 trainer takes the mean. The single entry point is :func:`pairwise_loss`, which validates the
 loss name, the inputs and the parameters before dispatching to the registry :data:`LOSSES`.
 
-Notation (``docs/paper.md`` §1, ``docs/seed_methods.md`` §5)::
+Sources: ``workflow/docs/paper.md`` (a bare ``§1.x`` below is a section of that page; "paper
+Eq. N" / "Section N" is the paper's own numbering) and ``workflow/docs/seed_methods.md``
+(§1 AMaPO, §5 TRL's loss implementations).
+
+Notation::
 
     lr_w = log pi(y_w|x) - log pi_ref(y_w|x)      chosen log-ratio
     lr_l = log pi(y_l|x) - log pi_ref(y_l|x)      rejected log-ratio
@@ -302,7 +306,7 @@ def margin_sigmoid_loss(
     delta: float,
     label_smoothing: float,
 ) -> Tensor:
-    """Margin-sigmoid ("Adaptive Margin-Sigmoid", §1.7, report §4.1 / §6.4.1).
+    """Margin-sigmoid ("Adaptive Margin-Sigmoid", §1.7; paper Sections 4.1 / 6.4.1).
 
     ``(1-eps) relu(l+ - delta) + eps relu(l- - delta)`` with ``l+ = -log sigma(beta D)`` and
     ``l- = -log sigma(-beta D)``: cDPO with each branch hard-truncated, so a branch contributes
@@ -332,9 +336,10 @@ def apo_hinge_zero_loss(
     """APO-hinge-zero, paper Eq. 11 (§1.8): ``relu(m - beta lr_w) + relu(m + beta lr_l)``.
 
     beta is applied once (not beta**2 as a literal reading of Eq. 10 + 11 would give): the
-    paper's zero-gradient condition ``|r| >= m / beta`` and §6.2's ``r = log pi - log pi_ref``
-    only make sense this way (paper.md §1.8). The chosen term's gradient is exactly 0 once
-    ``beta lr_w >= m``; the rejected term's once ``beta lr_l <= -m``.
+    paper's zero-gradient condition ``|r| >= m / beta`` and its Section 6.2's
+    ``r = log pi - log pi_ref`` only make sense this way (``workflow/docs/paper.md`` §1.8).
+    The chosen term's gradient is exactly 0 once ``beta lr_w >= m``; the rejected term's once
+    ``beta lr_l <= -m``.
     """
     lr_w, lr_l = _logratios(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
     return torch.relu(margin - beta * lr_w) + torch.relu(margin + beta * lr_l)
@@ -363,10 +368,11 @@ def apo_hinge_softplus_loss(
 
 
 def amapo_margin(margins: Tensor, beta: float) -> Tensor:
-    """AMaPO's adaptive margin gamma (seed_methods.md §1; AMaPO code ``amapo_loss``), no gradient.
+    """AMaPO's adaptive margin gamma, no gradient (workflow/docs/seed_methods.md §1).
 
-    ``margins`` are the length-normalised policy margins ``Delta_i``. With ``mu``, ``sigma`` the
-    batch mean and unbiased standard deviation (detached)::
+    Mirrors the authors' ``amapo_loss``. ``margins`` are the length-normalised policy margins
+    ``Delta_i``. With ``mu``, ``sigma`` the batch mean and unbiased standard deviation
+    (detached)::
 
         gamma_i = beta * exp(((mu - Delta_i) / sigma) * mu)   if Delta_i < mu   else 0
 
@@ -397,8 +403,9 @@ def amapo_loss(
     beta: float,
     label_smoothing: float = 0.0,
 ) -> Tensor:
-    """AMaPO (seed_methods.md §1; arXiv 2511.09385, authors' ``amapo_loss``), reference-free.
+    """AMaPO (arXiv 2511.09385; workflow/docs/seed_methods.md §1), reference-free.
 
+    Mirrors the authors' ``amapo_loss``.
     ``Delta_i = pi_w / |y_w| - pi_l / |y_l|`` (average token log-probs, SimPO-style; the
     reference log-probs are ignored), ``gamma_i`` from :func:`amapo_margin` (no gradient), and
     ``-(1-eps) log sigma(beta Delta_i - gamma_i) - eps log sigma(-(beta Delta_i - gamma_i))``.

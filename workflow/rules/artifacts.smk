@@ -1,5 +1,6 @@
 # Paper artifacts (tables, figures) rendered from results/scores/*.csv by the notebooks in
-# notebooks/, executed with papermill (docs: workflow/docs/results-layout.md; anchors §D9).
+# notebooks/, executed with papermill 2.7.0 (layout: workflow/docs/results-layout.md; papermill's
+# parameters cell: https://papermill.readthedocs.io/en/latest/usage-parameterize.html).
 # Each notebook has one `parameters` cell whose keys are the input/output/params names below;
 # the executed notebook and its HTML export are outputs, so they are tracked and kept.
 # Self-contained: needs only `config["containers"]["notebooks"]` and (optionally) `config["judges"]`.
