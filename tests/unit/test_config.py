@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 
 import pytest
 import yaml
+from helpers import copy_workflow, run_snakemake
 
 from prefopt.config import ConfigError, load_config, validate_config
 
@@ -135,29 +134,10 @@ def test_defaults_are_filled(paper):
 
 def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):
     """A real (not dry) run with a bad value stops at parse time: no job, no file under results/."""
-    from conftest import copy_workflow, snakemake_env
-
     work = copy_workflow(tmp_path / "wf")
     bad = tmp_path / "bad.yaml"
     bad.write_text("run:\n  seeds: [a]\n  variants: [base]\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "1",
-            "--configfile",
-            str(bad),
-            "--workflow-profile",
-            "none",
-        ],
-        cwd=work,
-        env=snakemake_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_snakemake(work, "--cores", "1", "--configfile", str(bad), timeout=300)
     assert proc.returncode != 0
     assert "run.seeds[0]" in proc.stdout + proc.stderr
     produced = [p for p in (work / "results").rglob("*") if p.is_file() and p.name != "README.md"]

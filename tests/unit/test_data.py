@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from prefopt.data import check_pairs, read_jsonl, subset_alpaca_eval, subset_mt_bench
@@ -40,22 +42,21 @@ def test_trl_message_lists_are_flattened_and_ids_are_stable():
     assert check_pairs([row])[0][0]["pair_id"] == kept[0]["pair_id"]
 
 
-def test_max_pairs_and_all_invalid(shared_data):
-    rows = read_jsonl(shared_data / "ultrafeedback_binarized_sample" / "train.jsonl")
+def test_max_pairs_and_all_invalid(embedded_data):
+    rows = read_jsonl(embedded_data / "ultrafeedback_binarized" / "train.jsonl")
     kept, report = check_pairs(rows, max_pairs=16)
-    assert len(kept) == 16 and report["rows_read"] == 1000
+    assert len(kept) == 16 and report["rows_read"] == 256
+    assert [r["source_index"] for r in kept] == list(range(16))  # the file's own order
     with pytest.raises(ValueError, match="no valid preference pairs"):
         check_pairs([{"prompt": "", "chosen": "x", "rejected": "y"}])
 
 
-def test_eval_subsets(shared_data):
-    import json
-
+def test_eval_subsets(embedded_data):
     ae = json.loads(
-        (shared_data / "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json").read_text()
+        (embedded_data / "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json").read_text()
     )
     assert len(subset_alpaca_eval(ae, 4)) == 4 and len(subset_alpaca_eval(ae, None)) == 805
-    questions = read_jsonl(shared_data / "mt_bench" / "question.jsonl")
+    questions = read_jsonl(embedded_data / "mt_bench" / "question.jsonl")
     sub = subset_mt_bench(questions, 2)
     assert len(sub) == 16 and len({q["category"] for q in sub}) == 8
     with pytest.raises(ValueError, match="bad category"):

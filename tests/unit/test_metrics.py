@@ -14,22 +14,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import FIXTURES, tatsu_annotations
 
 from prefopt import metrics
 
-DATA = Path("/work/shared/data")
-AUTHORS = DATA / "authors_alpaca_eval"
-TATSU = DATA / "alpaca_eval_annotations"
-AUTHOR_FOLDERS = sorted(p.name for p in AUTHORS.glob("*") if (p / "annotations.json").is_file())
+#: Published per-example judgments of tatsu-lab's leaderboard models (lengths + preferences).
+TATSU = FIXTURES / "alpaca_eval_annotations"
+#: The paper authors' folders (only in a full mirror: their repository has no licence).
+AUTHOR_FOLDERS = [
+    "alpaca_eval_APO",
+    "alpaca_eval_APO_hinge_softplus_beta",
+    "alpaca_eval_APO_zero_hinge",
+    "alpaca_eval_DPO",
+    "alpaca_eval_DPO_hinge",
+    "alpaca_eval_EXO",
+    "alpaca_eval_Original",
+]
 INT_FIELDS = ("n_wins", "n_wins_base", "n_draws", "n_total", "avg_length")
 FLOAT_FIELDS = ("win_rate", "standard_error", "discrete_win_rate")
-
-needs_data = pytest.mark.skipif(not AUTHORS.is_dir(), reason="shared data not mounted")
-
-
-def _leaderboard_row(path: Path, model: str) -> pd.Series:
-    df = pd.read_csv(path, index_col=0)
-    return df.loc[model]
 
 
 def _assert_matches(board: dict, row: pd.Series) -> None:
@@ -39,16 +41,12 @@ def _assert_matches(board: dict, row: pd.Series) -> None:
         assert board[f] == int(row[f]), f
 
 
-@needs_data
-def test_authors_folders_present() -> None:
-    assert len(AUTHOR_FOLDERS) == 7
-
-
-@needs_data
+@pytest.mark.mirror
 @pytest.mark.parametrize("folder", AUTHOR_FOLDERS)
-def test_recomputes_authors_leaderboard(folder: str) -> None:
-    annotations = json.loads((AUTHORS / folder / "annotations.json").read_text())
-    lb = pd.read_csv(AUTHORS / folder / "leaderboard.csv", index_col=0).iloc[0]
+def test_recomputes_authors_leaderboard(mirror: Path, folder: str) -> None:
+    authors = mirror / "authors_alpaca_eval"
+    annotations = json.loads((authors / folder / "annotations.json").read_text())
+    lb = pd.read_csv(authors / folder / "leaderboard.csv", index_col=0).iloc[0]
     board = metrics.alpaca_eval_leaderboard(annotations)
     _assert_matches(board, lb)
     assert board["length_controlled_winrate"] is None
@@ -56,24 +54,20 @@ def test_recomputes_authors_leaderboard(folder: str) -> None:
     assert "df_gamed.csv" in board["lc_missing_reason"]
 
 
-@needs_data
 @pytest.mark.parametrize(
-    ("model", "annotator", "board_file"),
+    ("model", "annotator"),
     [
-        ("phi-2-sft", "alpaca_eval_gpt4", "AlpacaEval1_alpaca_eval_gpt4_leaderboard.csv"),
-        ("phi-2-dpo", "alpaca_eval_gpt4", "AlpacaEval1_alpaca_eval_gpt4_leaderboard.csv"),
-        ("zephyr-7b-beta", "alpaca_eval_gpt4", "AlpacaEval1_alpaca_eval_gpt4_leaderboard.csv"),
-        (
-            "phi-2-sft",
-            "weighted_alpaca_eval_gpt4_turbo",
-            "AlpacaEval2_weighted_alpaca_eval_gpt4_turbo_leaderboard.csv",
-        ),
+        ("phi-2-sft", "alpaca_eval_gpt4"),
+        ("phi-2-dpo", "alpaca_eval_gpt4"),
+        ("zephyr-7b-beta", "alpaca_eval_gpt4"),
+        ("phi-2-sft", "weighted_alpaca_eval_gpt4_turbo"),
     ],
 )
-def test_recomputes_tatsu_lab_leaderboards(model: str, annotator: str, board_file: str) -> None:
+def test_recomputes_tatsu_lab_leaderboards(model: str, annotator: str) -> None:
     """Covers a 0.0 (old-style draw) preference (zephyr) and continuous preferences (weighted)."""
-    board = metrics.alpaca_eval_leaderboard(TATSU / model / annotator / "annotations.json")
-    _assert_matches(board, _leaderboard_row(TATSU / "leaderboards" / board_file, model))
+    board = metrics.alpaca_eval_leaderboard(tatsu_annotations(model, annotator))
+    boards = pd.read_csv(TATSU / "leaderboards.csv").set_index(["model", "annotator"])
+    _assert_matches(board, boards.loc[(model, annotator)])
 
 
 def _toy(prefs: list, lengths: list[int]) -> list[dict]:
@@ -141,7 +135,6 @@ def _synthetic_df_gamed(path: Path, n: int) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-@needs_data
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn 1.9 deprecations in the GLM
 @pytest.mark.parametrize("layout", ["mirror_root", "lc_dir"])
 def test_lc_uses_local_mirror_like_alpaca_eval(tmp_path: Path, layout: str, monkeypatch) -> None:
@@ -150,7 +143,7 @@ def test_lc_uses_local_mirror_like_alpaca_eval(tmp_path: Path, layout: str, monk
 
     csv = tmp_path / "alpaca_eval_lc" / "df_gamed.csv"
     _synthetic_df_gamed(csv, 805)
-    ann = json.loads((AUTHORS / "alpaca_eval_EXO" / "annotations.json").read_text())
+    ann = tatsu_annotations("phi-2-sft", "alpaca_eval_gpt4")
     original = glm_winrate.hf_hub_download
     assets = tmp_path if layout == "mirror_root" else csv.parent
     board = metrics.alpaca_eval_leaderboard(ann, lc_assets_dir=assets)
@@ -165,7 +158,7 @@ def test_lc_uses_local_mirror_like_alpaca_eval(tmp_path: Path, layout: str, monk
         expected["length_controlled_winrate"], rel=1e-12
     )
     assert board["lc_standard_error"] == pytest.approx(expected["lc_standard_error"], abs=1e-12)
-    assert board["win_rate"] == pytest.approx(31.218274111675125)
+    assert board["win_rate"] == pytest.approx(68.53233830845771)
 
 
 def test_redirect_refuses_other_files(tmp_path: Path) -> None:
@@ -192,9 +185,8 @@ def test_per_prompt_table() -> None:
     assert table["dataset"].unique().tolist() == ["toy"]
 
 
-@needs_data
 def test_per_prompt_table_consistent_with_leaderboard() -> None:
-    ann = AUTHORS / "alpaca_eval_APO" / "annotations.json"
+    ann = tatsu_annotations("phi-2-dpo", "alpaca_eval_gpt4")
     table = metrics.per_prompt_table(ann)
     board = metrics.alpaca_eval_leaderboard(ann)
     assert len(table) == 805

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
+from helpers import EMBEDDED_DATA
 
 from prefopt import mt_bench
 
-MT = Path("/work/shared/data/mt_bench")
-pytestmark = pytest.mark.skipif(not MT.is_dir(), reason="shared data not mounted")
+MT = EMBEDDED_DATA / "mt_bench"
 
 
 @pytest.fixture(scope="module")

@@ -41,12 +41,18 @@ INT_SUFFIXES = (
     "n_annotations",
     "n_null_preference",
 )
-#: Flags that are undefined (NA) for rows without published annotations.
+#: Flags that are undefined (NA) for rows without published annotations (all of them when the
+#: authors' artefacts are not available at all).
 NULLABLE_FLAGS = [
     "recomputed_matches_leaderboard",
     "recomputed_lc_matches_leaderboard",
+    "leaderboard_counts_consistent",
+    "leaderboard_matches_paper_win_rate",
+    "leaderboard_matches_paper_lc_win_rate",
+    "leaderboard_se_matches_figure",
     "recomputed_matches_paper_win_rate",
 ]
+NOT_PROVIDED = "the authors' AlpacaEval artefacts were not provided"
 #: Two values "match" when they agree to two decimals (Table 1 prints two decimals).
 TOLERANCE = 0.005 + 1e-9
 
@@ -230,18 +236,41 @@ def audit_row(
     return {c: row[c] for c in AUDIT_COLUMNS}
 
 
+def unaudited_row(table1_row: dict[str, Any], reason: str) -> dict[str, Any]:
+    """A Table 1 row with the paper's numbers only: the authors' artefacts are not available."""
+    row: dict[str, Any] = dict.fromkeys(AUDIT_COLUMNS)
+    row.update(
+        variant=table1_row["variant"],
+        paper_label=table1_row["paper_label"],
+        authors_folder=table1_row["authors_folder"],
+        paper_win_rate=float(table1_row["win_rate"]),
+        paper_lc_win_rate=float(table1_row["lc_win_rate"]),
+        paper_std_error_from_figure=float(table1_row["std_error_from_figure"]),
+        note=f"not audited: {reason}",
+    )
+    return row
+
+
 def audit_table(
-    authors_dir: str | os.PathLike,
+    authors_dir: str | os.PathLike | None,
     table1_csv: str | os.PathLike,
     *,
     lc_assets_dir: str | None = None,
+    missing_reason: str | None = None,
 ) -> pd.DataFrame:
-    """One audit row per Table 1 row, in Table 1 order."""
+    """One audit row per Table 1 row, in Table 1 order. Without ``authors_dir`` every row
+    carries the paper's numbers and ``missing_reason`` (the table says why it is empty)."""
     table1 = pd.read_csv(table1_csv)
-    rows = [
-        audit_row(r, Path(authors_dir), lc_assets_dir=lc_assets_dir)
-        for r in table1.to_dict(orient="records")
-    ]
+    if authors_dir is None:
+        rows = [
+            unaudited_row(r, missing_reason or NOT_PROVIDED)
+            for r in table1.to_dict(orient="records")
+        ]
+    else:
+        rows = [
+            audit_row(r, Path(authors_dir), lc_assets_dir=lc_assets_dir)
+            for r in table1.to_dict(orient="records")
+        ]
     table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     int_cols = [c for c in AUDIT_COLUMNS if c.endswith(INT_SUFFIXES)]
     table[int_cols] = table[int_cols].astype("Int64")
@@ -261,7 +290,7 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def audit_markdown(table: pd.DataFrame) -> str:
+def audit_markdown(table: pd.DataFrame, missing_reason: str | None = None) -> str:
     """Compact Markdown rendering of the audit table (the full table is in the CSV)."""
     cols = {
         "paper_label": "Table 1 method",
@@ -285,6 +314,7 @@ def audit_markdown(table: pd.DataFrame) -> str:
         "leaderboard = the authors' `leaderboard.csv`; paper = Table 1. Values match when they "
         "agree to two decimals.",
         "",
+        *([f"**Not audited:** {missing_reason}.", ""] if missing_reason else []),
         "| " + " | ".join(cols.values()) + " |",
         "|" + "|".join("---" for _ in cols) + "|",
     ]
@@ -297,15 +327,20 @@ def audit_markdown(table: pd.DataFrame) -> str:
 
 
 def write_audit(
-    authors_dir: str | os.PathLike,
+    authors_dir: str | os.PathLike | None,
     table1_csv: str | os.PathLike,
     table_path: str | os.PathLike,
     markdown_path: str | os.PathLike,
+    *,
+    missing_reason: str | None = None,
 ) -> pd.DataFrame:
-    """Compute the audit and write it as CSV and Markdown."""
-    table = audit_table(authors_dir, table1_csv)
+    """Compute the audit and write it as CSV and Markdown (without the authors' artefacts:
+    the paper's numbers and the reason, so the run still finishes and says why)."""
+    table = audit_table(authors_dir, table1_csv, missing_reason=missing_reason)
+    if authors_dir is None:
+        missing_reason = missing_reason or NOT_PROVIDED
     Path(table_path).parent.mkdir(parents=True, exist_ok=True)
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(table_path, index=False)
-    Path(markdown_path).write_text(audit_markdown(table), encoding="utf-8")
+    Path(markdown_path).write_text(audit_markdown(table, missing_reason), encoding="utf-8")
     return table

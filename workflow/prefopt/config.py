@@ -12,6 +12,10 @@ from jsonschema import Draft202012Validator, validators
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
+#: Values of mirror_dir that mean "no mirror: download every source".
+NO_MIRROR = ("", "null", "none")
+
+
 class ConfigError(ValueError):
     """A configuration problem, with the dotted path of the offending key in the message."""
 
@@ -39,6 +43,9 @@ def _dotted(path: Any) -> str:
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate `config` in place (schema + cross-key rules) and return it with defaults."""
+    # `--config mirror_dir=null` arrives as a string: it means "no mirror" (download).
+    if str(config.get("mirror_dir")).strip().lower() in NO_MIRROR:
+        config["mirror_dir"] = None
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

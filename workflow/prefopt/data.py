@@ -1,7 +1,8 @@
 """Data preparation: normalise and schema-check preference pairs, subset the eval sets.
 
-All inputs come either from a local mirror (the layout of the project's shared/data) or from
-the download rules, which write the same layout under results/downloads/.
+All inputs are in the layout the download rules write under results/downloads/, whether they were
+downloaded there or read from a mirror in that layout (such as the samples shipped in
+workflow/resources/data).
 """
 
 from __future__ import annotations
@@ -11,15 +12,6 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
-
-# Relative paths inside a mirror directory (== shared/data layout == results/downloads layout).
-MIRROR_FILES = {
-    "ultrafeedback_binarized": "ultrafeedback_binarized_sample/train.jsonl",
-    "alpaca_eval_reference": "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json",
-    "mt_bench_questions": "mt_bench/question.jsonl",
-    "mt_bench_judge_prompts": "mt_bench/judge_prompts.jsonl",
-    "mt_bench_reference_answers": "mt_bench/reference_answer/gpt-4.jsonl",
-}
 
 MT_BENCH_CATEGORIES = (
     "writing",

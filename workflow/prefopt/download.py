@@ -1,107 +1,418 @@
-"""Fetch the pinned public sources into the mirror layout (needs internet; else use a mirror).
+"""Fetch the pinned public sources into the download layout (``results/downloads/``), verified.
 
-Every download records where it came from (URL or dataset id + resolved commit) in a
-PROVENANCE.json beside the files, so each number can be traced to its exact input.
+The download layout is also the layout of a data mirror and of the samples shipped in
+``workflow/resources/data/``, so every later stage reads the same relative paths whichever route
+the files came by. Each source is fetched at a pinned revision and checked before it is kept:
+
+- GitHub files at a commit, each against its git blob id at that commit (recorded here);
+- Hugging Face dataset files at a revision resolved to a commit, each against the sha256 (LFS)
+  or git blob id the Hub lists for it at that commit.
+
+Files are written under a temporary name and moved into place only when every file of the
+source passed, so a failed download leaves nothing behind, and the error names the source.
+Base URLs come from the environment, so tests point them at local stand-in servers:
+``HF_ENDPOINT`` (as for huggingface_hub) and ``PREFOPT_GITHUB_RAW_URL``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
 import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from prefopt.data import write_jsonl
 from prefopt.runtime import write_json
 
-GITHUB_RAW = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
-FASTCHAT_FILES = {
-    "question.jsonl": "fastchat/llm_judge/data/mt_bench/question.jsonl",
-    "judge_prompts.jsonl": "fastchat/llm_judge/data/judge_prompts.jsonl",
-    "reference_answer/gpt-4.jsonl": "fastchat/llm_judge/data/mt_bench/reference_answer/gpt-4.jsonl",
-}
-AUTHORS_FOLDERS = (
-    "Original",
-    "DPO",
-    "DPO_hinge",
-    "APO",
-    "APO_zero_hinge",
-    "APO_hinge_softplus_beta",
-    "EXO",
-)
+DEFAULT_GITHUB_RAW_URL = "https://raw.githubusercontent.com"
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+GITHUB_RAW_URL_ENV = "PREFOPT_GITHUB_RAW_URL"
+#: Extensions of the data files a Hub dataset split is read from (in file-name order).
+HF_DATA_EXTENSIONS = (".parquet", ".jsonl", ".json")
+CHUNK = 1 << 20
 
 
-def fetch(url: str, dest: str | Path, timeout: float = 60.0) -> None:
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (pinned https URL)
-        dest.write_bytes(resp.read())
+class DownloadError(RuntimeError):
+    """A source could not be fetched or verified; the message names the source and the file."""
 
 
-def download_preference_data(spec: dict[str, Any], out: str | Path) -> dict[str, Any]:
-    """trl-lib/ultrafeedback_binarized split -> JSONL (message lists kept; prepare flattens)."""
-    from datasets import load_dataset
-    from huggingface_hub import HfApi
+@dataclass(frozen=True)
+class GitHubSource:
+    """Files of one GitHub repository at a pinned commit, with their git blob ids there."""
 
-    sha = HfApi().dataset_info(spec["id"], revision=spec["revision"]).sha
-    ds = load_dataset(spec["id"], revision=sha, split=spec["split"])
-    rows = [{**row, "source_index": i} for i, row in enumerate(ds)]
-    write_jsonl(rows, out)
-    return {
-        "id": spec["id"],
-        "requested_revision": spec["revision"],
-        "resolved_sha": sha,
-        "split": spec["split"],
-        "rows": len(rows),
-    }
+    repo: str
+    commit: str
+    #: download-layout path -> (path in the repository, git blob id at ``commit``)
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-def download_alpaca_eval(spec: dict[str, Any], out: str | Path) -> dict[str, Any]:
-    url = GITHUB_RAW.format(
+#: The authors' files and their git blob ids at the pinned commit (path, id).
+_AUTHORS_BLOBS = [
+    tuple(line.split())
+    for line in """
+alpaca_eval_Original/annotations.json 5031d184f4e7927bb31073d3087b5fcebb44147f
+alpaca_eval_Original/leaderboard.csv 6c3ffe54bc2c9557fd8feef6e8acfa94f64a868b
+alpaca_eval_DPO/annotations.json a63c6c6855911cc47219d44e14c8bd8a2b5255af
+alpaca_eval_DPO/leaderboard.csv 744785491185ac984df0bd8bcfc40d8046d1672c
+alpaca_eval_DPO_hinge/annotations.json 994b8ac8442f6c2de0e2eed57f7dc9e339404457
+alpaca_eval_DPO_hinge/leaderboard.csv 6f2ced70c2a28205e387132b44a0fe530cffcaf2
+alpaca_eval_APO/annotations.json 303a0a82b9ea5e406f3ee85dca423664a32ade73
+alpaca_eval_APO/leaderboard.csv 9b6ede937f789b05d74ad54e4f4ddb47bd3da4a1
+alpaca_eval_APO_zero_hinge/annotations.json d0396d9256684334c963e8d92730fee78279ae5e
+alpaca_eval_APO_zero_hinge/leaderboard.csv b705903c903347596e4c77451d5a8df9997765fb
+alpaca_eval_APO_hinge_softplus_beta/annotations.json d0c0101279d904ec1a73edf494e637cb6dcf23c0
+alpaca_eval_APO_hinge_softplus_beta/leaderboard.csv 2608084c64a6bcebe9d8ef2bdb3296cafc018c23
+alpaca_eval_EXO/annotations.json 69b809d6e7efdbee1ad0f3e4e30b62940b38f479
+alpaca_eval_EXO/leaderboard.csv 3f89276dd760b5c4be3843a8a8a6b750207ee891
+alpaca_eval_AOT.csv 3c164761173225e5883d37cf4b02d951762ee8df
+alpaca_eval_margin_sigmoid.csv acb1c9b042f75d07b4ffb51655873b1f623f0001
+""".split("\n")
+    if line.strip()
+]
+
+GITHUB_SOURCES: dict[str, GitHubSource] = {
+    # AlpacaEval 1.0: the 805 instructions with text-davinci-003's reference outputs.
+    "alpaca_eval": GitHubSource(
         repo="tatsu-lab/alpaca_eval",
-        commit=spec["repo_revision"],
-        path="results/text_davinci_003/model_outputs.json",
-    )
-    fetch(url, out)
-    return {"url": url, "rows": len(json.loads(Path(out).read_text()))}
+        commit="cd543a149df89434d8a54582c0151c0b945c3d20",
+        files={
+            "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json": (
+                "results/text_davinci_003/model_outputs.json",
+                "9b42638dd9c74a21adaaff9fed3de9f3f0f43ed2",
+            ),
+        },
+    ),
+    # MT-Bench: questions, FastChat's judge prompts, GPT-4 reference answers.
+    "mt_bench": GitHubSource(
+        repo="lm-sys/FastChat",
+        commit="0e6d3e4beaab66f4d3f93db72541a4abab8af28d",
+        files={
+            "mt_bench/question.jsonl": (
+                "fastchat/llm_judge/data/mt_bench/question.jsonl",
+                "464e2c22f7a021a0f9a584d232338a9a17c40066",
+            ),
+            "mt_bench/judge_prompts.jsonl": (
+                "fastchat/llm_judge/data/judge_prompts.jsonl",
+                "4ec7524cbcdf308766fddc52df31e203316ad75f",
+            ),
+            "mt_bench/reference_answer/gpt-4.jsonl": (
+                "fastchat/llm_judge/data/mt_bench/reference_answer/gpt-4.jsonl",
+                "8b66387a3129cbb117178fe515491df553dd52df",
+            ),
+        },
+    ),
+    # The paper authors' AlpacaEval annotations and leaderboards (their repository has no
+    # licence, so they are fetched, never shipped with this repository).
+    "authors_alpaca_eval": GitHubSource(
+        repo="Oaynerad/11711---Alignment-on-small-LLM",
+        commit="efb974b894ad77fd86e67260303260889f7c7642",
+        files={f"authors_alpaca_eval/{rel}": (rel, blob) for rel, blob in _AUTHORS_BLOBS},
+    ),
+}
+#: The Hub dataset (and its files) alpaca_eval's length-controlled win rate reads.
+LC_ASSETS_REPO = "tatsu-lab/alpaca_eval"
+LC_ASSET_FILES = ("df_gamed.csv", "instruction_difficulty.csv")
 
 
-def download_mt_bench(spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    urls = {}
-    for local, remote in FASTCHAT_FILES.items():
-        url = GITHUB_RAW.format(
-            repo="lm-sys/FastChat", commit=spec["fastchat_revision"], path=remote
+# --------------------------------------------------------------------------- hashing, fetching
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a file's bytes (``git hash-object``): what a commit pins."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324 (git's id)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def github_raw_url() -> str:
+    return os.environ.get(GITHUB_RAW_URL_ENV, DEFAULT_GITHUB_RAW_URL).rstrip("/")
+
+
+def hf_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
+
+
+def _request(url: str) -> urllib.request.Request:
+    headers = {"User-Agent": "prefopt-download"}
+    token = os.environ.get("HF_TOKEN")
+    if token and url.startswith(hf_endpoint()):
+        headers["Authorization"] = f"Bearer {token}"  # never logged: errors name the URL only
+    return urllib.request.Request(url, headers=headers)
+
+
+def fetch(source: str, url: str, dest: Path, timeout: float = 120.0) -> int:
+    """Stream ``url`` into ``dest``; raise DownloadError naming ``source`` on any failure.
+
+    A body shorter than its Content-Length (a dropped connection) is an error, not a file.
+    """
+    try:
+        with urllib.request.urlopen(_request(url), timeout=timeout) as resp:  # noqa: S310
+            expected = resp.headers.get("Content-Length")
+            size = 0
+            with open(dest, "wb") as fh:
+                for chunk in iter(lambda: resp.read(CHUNK), b""):
+                    fh.write(chunk)
+                    size += len(chunk)
+    except urllib.error.HTTPError as err:
+        hint = " (wrong revision or path?)" if err.code == 404 else ""
+        raise DownloadError(f"{source}: HTTP {err.code} {err.reason} for {url}{hint}") from None
+    except http.client.IncompleteRead as err:
+        raise DownloadError(
+            f"{source}: truncated download of {url}: the connection closed after "
+            f"{len(err.partial)} more bytes"
+        ) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+        raise DownloadError(f"{source}: could not fetch {url}: {err!r}") from None
+    if expected is not None and size != int(expected):
+        raise DownloadError(
+            f"{source}: truncated download of {url}: {size} of {expected} bytes received"
         )
-        fetch(url, Path(out_dir) / local)
-        urls[local] = url
-    return {"urls": urls}
+    return size
 
 
-def download_authors_annotations(spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    urls = {}
-    for folder in AUTHORS_FOLDERS:
-        for name in ("annotations.json", "leaderboard.csv"):
-            rel = f"alpaca_eval_{folder}/{name}"
-            url = GITHUB_RAW.format(repo=spec["repo"], commit=spec["commit"], path=rel)
-            fetch(url, Path(out_dir) / rel)
-            urls[rel] = url
-    for rel in ("alpaca_eval_AOT.csv", "alpaca_eval_margin_sigmoid.csv"):
-        url = GITHUB_RAW.format(repo=spec["repo"], commit=spec["commit"], path=rel)
-        fetch(url, Path(out_dir) / rel)
-        urls[rel] = url
-    return {"urls": urls}
+def fetch_json(source: str, url: str) -> Any:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "response.json"
+        fetch(source, url, path)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise DownloadError(f"{source}: {url} did not return JSON: {err}") from None
 
 
-def download_lc_assets(spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """alpaca_eval's length-controlled win-rate assets, which it otherwise fetches at run time."""
-    from huggingface_hub import HfApi, hf_hub_download
+class _Staging:
+    """A temporary folder beside the outputs; files move into place only on ``commit()``."""
 
-    repo = "tatsu-lab/alpaca_eval"
-    sha = HfApi().dataset_info(repo, revision=spec["lc_assets_revision"]).sha
-    for name in ("df_gamed.csv", "instruction_difficulty.csv"):
-        hf_hub_download(repo, name, repo_type="dataset", revision=sha, local_dir=out_dir)
-    return {"id": repo, "requested_revision": spec["lc_assets_revision"], "resolved_sha": sha}
+    def __init__(self, out_root: Path) -> None:
+        out_root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_root))
+        self.moves: list[tuple[Path, Path]] = []
+
+    def path(self, final: Path) -> Path:
+        staged = self.root / f"{len(self.moves):03d}-{final.name}"
+        self.moves.append((staged, final))
+        return staged
+
+    def commit(self) -> None:
+        for staged, final in self.moves:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
-def write_provenance(info: dict[str, Any], folder: str | Path) -> None:
-    write_json(info, Path(folder) / "PROVENANCE.json")
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- GitHub
+
+
+def download_github(
+    name: str, out_root: str | Path, commit: str | None = None, only: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """Fetch source ``name`` of GITHUB_SOURCES into ``out_root`` (download layout).
+
+    At the pinned commit every file must have its recorded git blob id. At another commit
+    (a user's override) no id is known: the sha256 is recorded and a warning is returned.
+    """
+    src = GITHUB_SOURCES[name]
+    commit = commit or src.commit
+    pinned = commit == src.commit
+    files = {k: v for k, v in src.files.items() if only is None or k in set(only)}
+    record: dict[str, Any] = {
+        "source": name,
+        "repo": f"https://github.com/{src.repo}",
+        "commit": commit,
+        "checked_against": "git blob ids at the pinned commit" if pinned else None,
+        "retrieved_utc": _utc_now(),
+        "files": {},
+    }
+    if not pinned:
+        record["warning"] = (
+            f"commit {commit} is not the pinned {src.commit}: no known blob ids, sha256 recorded"
+        )
+    out_root = Path(out_root)
+    with _Staging(out_root) as stage:
+        for local, (remote, blob) in files.items():
+            url = f"{github_raw_url()}/{src.repo}/{commit}/{remote}"
+            staged = stage.path(out_root / local)
+            fetch(name, url, staged)
+            got = git_blob_id(staged.read_bytes())
+            if pinned and got != blob:
+                raise DownloadError(
+                    f"{name}: checksum mismatch for {url}: git blob {got}, expected {blob} "
+                    f"(the file at commit {commit}); nothing was kept"
+                )
+            record["files"][local] = {
+                "url": url,
+                "bytes": staged.stat().st_size,
+                "sha256": sha256_file(staged),
+                "git_blob": got,
+            }
+        stage.commit()
+    return record
+
+
+# --------------------------------------------------------------------------- Hugging Face
+
+
+def resolve_hf_dataset(name: str, repo_id: str, revision: str) -> dict[str, Any]:
+    """The Hub's record of a dataset at ``revision``: its commit ``sha`` and file ``siblings``
+    (with sizes, blob ids and LFS sha256, from ``/api/datasets/{id}/revision/{rev}?blobs=true``)."""
+    url = f"{hf_endpoint()}/api/datasets/{repo_id}/revision/{quote(revision, safe='')}?blobs=true"
+    info = fetch_json(name, url)
+    if not isinstance(info, dict) or not re.fullmatch(r"[0-9a-f]{40}", str(info.get("sha"))):
+        raise DownloadError(f"{name}: {url} gave no commit sha for revision {revision!r}")
+    return info
+
+
+def split_files(name: str, info: dict[str, Any], split: str) -> list[dict[str, Any]]:
+    """The data files of ``split``, as the Hub's datasets convention names them: files whose
+    path has the split as a component prefix (``data/train-00000-of-00001.parquet``); in a
+    repository without split names every data file belongs to ``train``."""
+    files = sorted(
+        (s for s in info.get("siblings", []) if s["rfilename"].endswith(HF_DATA_EXTENSIONS)),
+        key=lambda s: s["rfilename"],
+    )
+    pattern = re.compile(rf"(^|/){re.escape(split)}([-_.][^/]*$|/)")
+    chosen = [s for s in files if pattern.search(s["rfilename"])]
+    if not chosen and split == "train":
+        named = [
+            s for s in files if re.search(r"(^|/)(test|validation|valid|dev)[-_./]", s["rfilename"])
+        ]
+        chosen = [s for s in files if s not in named]
+    if not chosen:
+        listed = ", ".join(s["rfilename"] for s in files) or "none"
+        raise DownloadError(f"{name}: no data file for split {split!r} (data files: {listed})")
+    return chosen
+
+
+def _check_hub_file(name: str, url: str, path: Path, sibling: dict[str, Any]) -> dict[str, Any]:
+    lfs = sibling.get("lfs") or {}
+    got_sha256 = sha256_file(path)
+    size = path.stat().st_size
+    expected_size = lfs.get("size", sibling.get("size"))
+    if expected_size is not None and size != int(expected_size):
+        raise DownloadError(f"{name}: truncated download of {url}: {size} of {expected_size} bytes")
+    if lfs.get("sha256"):
+        if got_sha256 != lfs["sha256"]:
+            raise DownloadError(
+                f"{name}: checksum mismatch for {url}: sha256 {got_sha256}, "
+                f"the Hub lists {lfs['sha256']}"
+            )
+    elif sibling.get("blobId"):
+        got = git_blob_id(path.read_bytes())
+        if got != sibling["blobId"]:
+            raise DownloadError(
+                f"{name}: checksum mismatch for {url}: git blob {got}, "
+                f"the Hub lists {sibling['blobId']}"
+            )
+    else:
+        raise DownloadError(f"{name}: the Hub lists no checksum for {sibling['rfilename']}")
+    return {"url": url, "bytes": size, "sha256": got_sha256}
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of one dataset file, in file order (parquet, JSON lines or a JSON list)."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    if path.name.endswith(".jsonl"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = json.loads(text)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path.name}: expected a JSON list of rows")
+    return rows
+
+
+def download_hf_split(
+    name: str, repo_id: str, revision: str, split: str, out: str | Path
+) -> dict[str, Any]:
+    """A Hub dataset split as JSON lines (one row per line, in the Hub's file and row order)."""
+    info = resolve_hf_dataset(name, repo_id, revision)
+    sha = info["sha"]
+    out = Path(out)
+    record: dict[str, Any] = {
+        "source": name,
+        "dataset": f"{hf_endpoint()}/datasets/{repo_id}",
+        "requested_revision": revision,
+        "resolved_commit": sha,
+        "split": split,
+        "retrieved_utc": _utc_now(),
+        "files": {},
+    }
+    with _Staging(out.parent) as stage:
+        rows: list[dict[str, Any]] = []
+        for sibling in split_files(name, info, split):
+            rel = sibling["rfilename"]
+            url = f"{hf_endpoint()}/datasets/{repo_id}/resolve/{sha}/{quote(rel)}"
+            part = stage.root / f"part-{len(record['files']):03d}-{Path(rel).name}"
+            fetch(name, url, part)
+            record["files"][rel] = _check_hub_file(name, url, part, sibling)
+            try:
+                rows.extend(read_rows(part))
+            except (ValueError, OSError) as err:
+                raise DownloadError(f"{name}: {url} is not a readable data file: {err}") from None
+        staged = stage.path(out)
+        with open(staged, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        record["rows"] = len(rows)
+        record["output_sha256"] = sha256_file(staged)
+        stage.commit()
+    return record
+
+
+def download_hf_files(
+    name: str, repo_id: str, revision: str, files: Iterable[str], out_dir: str | Path
+) -> dict[str, Any]:
+    """Named files of a Hub dataset at ``revision`` (resolved to a commit), verified."""
+    info = resolve_hf_dataset(name, repo_id, revision)
+    sha = info["sha"]
+    listed = {s["rfilename"]: s for s in info.get("siblings", [])}
+    out_dir = Path(out_dir)
+    record: dict[str, Any] = {
+        "source": name,
+        "dataset": f"{hf_endpoint()}/datasets/{repo_id}",
+        "requested_revision": revision,
+        "resolved_commit": sha,
+        "retrieved_utc": _utc_now(),
+        "files": {},
+    }
+    with _Staging(out_dir) as stage:
+        for rel in files:
+            if rel not in listed:
+                raise DownloadError(f"{name}: {repo_id} has no file {rel!r} at commit {sha}")
+            url = f"{hf_endpoint()}/datasets/{repo_id}/resolve/{sha}/{quote(rel)}"
+            staged = stage.path(out_dir / rel)
+            fetch(name, url, staged)
+            record["files"][rel] = _check_hub_file(name, url, staged, listed[rel])
+        stage.commit()
+    return record
+
+
+def write_provenance(record: dict[str, Any], path: str | Path) -> None:
+    write_json(record, path)

@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from prefopt.download import LC_ASSET_FILES
+
 log = logging.getLogger(__name__)
 
-#: Files alpaca_eval fetches from the ``tatsu-lab/alpaca_eval`` dataset repo for the LC metric.
-LC_ASSET_FILES = ("df_gamed.csv", "instruction_difficulty.csv")
 #: Sub-directory of a data mirror that holds the LC assets (``<mirror>/alpaca_eval_lc/...``).
 LC_MIRROR_SUBDIR = "alpaca_eval_lc"
 

@@ -24,7 +24,15 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
         force=True,
     )
     logging.captureWarnings(True)
-    return logging.getLogger("prefopt")
+    logger = logging.getLogger("prefopt")
+
+    def log_uncaught(kind: type[BaseException], err: BaseException, tb: Any) -> None:
+        # The error that stops a job belongs in its log file, not only on the terminal.
+        logger.error("%s: %s", kind.__name__, err, exc_info=(kind, err, tb))
+
+    if log_path:
+        sys.excepthook = log_uncaught
+    return logger
 
 
 def versions() -> dict[str, Any]:

@@ -34,7 +34,7 @@ rule aggregate_scores:
             "results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl", judge=JUDGE_MT
         ),
         questions=MT_BENCH_QUESTIONS,
-        lc_assets=[] if config["mirror_dir"] else lc_assets_dir(),
+        lc_assets=optional_source("alpaca_eval_lc"),
         diagnostics=expand(
             "results/train/{variant}/seed{seed}/diagnostics.csv",
             variant=TRAINED_VARIANTS,
@@ -58,14 +58,14 @@ rule aggregate_scores:
         trained_variants=TRAINED_VARIANTS,
         variants=config["variants"],
         judges=config["judges"],
-        lc_assets_dir=lambda wc, input: input.lc_assets or lc_assets_dir(),
+        lc_assets_dir=lambda wc, input: input.lc_assets or source_file("alpaca_eval_lc"),
     script:
         "../scripts/aggregate_scores.py"
 
 
 rule audit_paper:
     input:
-        authors_dir=source_file("authors_alpaca_eval"),
+        authors_dir=optional_source("authors_alpaca_eval"),
         table1="workflow/resources/paper/table1.csv",
     output:
         table="results/tables/audit_paper_numbers.csv",
@@ -76,5 +76,9 @@ rule audit_paper:
         "../../envs/alpaca_eval.yaml"
     container:
         config["containers"]["alpaca_eval"]
+    params:
+        missing_reason=missing_source_reason(
+            "authors_alpaca_eval", "the paper authors' AlpacaEval annotations"
+        ),
     script:
         "../scripts/audit_paper.py"

@@ -7,17 +7,26 @@ from pathlib import Path
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 # Make the prefopt package importable here and in every job (venv, conda env or container).
 sys.path.insert(0, str(WORKFLOW_DIR))
-# (Set, not read: jobs inherit it. `update` keeps the linter from taking it for a required var.)
+# Jobs run tools (papermill, jupyter) from the environment Snakemake itself runs in, whether or
+# not it was activated: `.venv/bin/snakemake ...` works as written. Conda and container jobs put
+# their own environment first. (Set, not read: jobs inherit it. `update` keeps the linter from
+# taking it for a required variable.)
 os.environ.update(
     PYTHONPATH=os.pathsep.join(
         [str(WORKFLOW_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    )
+    ),
+    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
 )
 
 from prefopt.config import ConfigError, validate_config
 
 try:
     validate_config(config)
+    if config["mirror_dir"] and not Path(config["mirror_dir"]).is_dir():
+        raise ConfigError(
+            f"config error at mirror_dir: {config['mirror_dir']!r} is not a folder (it must hold "
+            "the sources in the layout of results/downloads/; null downloads them)"
+        )
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration:\n{err}") from None
 
@@ -31,7 +40,7 @@ TRAINED_VARIANTS = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] is 
 JUDGE_AE = config["judges"]["alpaca_eval"]
 JUDGE_MT = config["judges"]["mt_bench"]
 
-AUTHORS_COMMIT = "efb974b894ad77fd86e67260303260889f7c7642"
+DOWNLOADS = "results/downloads"
 MODEL_DIR = f"results/models/{MODEL}"
 PAIRS = "results/data/train_pairs.jsonl"
 REFERENCE_LOGPS = f"results/reference_logps/{MODEL}/{DATASET}-maxlen{MAX_LENGTH}.jsonl"
@@ -46,24 +55,34 @@ wildcard_constraints:
 
 
 def source_file(relpath):
-    """A pinned source file: from the mirror when one is configured, else from a download rule."""
+    """A pinned source file in the download layout: from the mirror when one is configured
+    (e.g. the samples shipped in workflow/resources/data), else from a download rule."""
     if config["mirror_dir"]:
         return str(Path(config["mirror_dir"]) / relpath)
-    return f"results/downloads/{relpath}"
+    return f"{DOWNLOADS}/{relpath}"
 
 
-def lc_assets_dir():
-    """LC win-rate assets: the mirror's alpaca_eval_lc/ (LC is reported missing if absent there),
-    or the pinned download."""
-    if config["mirror_dir"]:
-        return str(Path(config["mirror_dir"]) / "alpaca_eval_lc")
-    return "results/downloads/alpaca_eval_lc"
+def optional_source(relpath):
+    """A source a mirror may lack (the authors' annotations, which this repository may not
+    ship; alpaca_eval's LC assets): [] when the configured mirror has no such entry, so the
+    rule that reads it reports why instead of failing."""
+    path = source_file(relpath)
+    return [] if config["mirror_dir"] and not Path(path).exists() else path
+
+
+def missing_source_reason(relpath, what):
+    """Why an optional source is absent (None when it is present or will be downloaded)."""
+    if optional_source(relpath):
+        return None
+    return (
+        f"{what} not available: the mirror {config['mirror_dir']} has no {relpath}/ "
+        "(the samples shipped in workflow/resources/data do not include it); run with "
+        "mirror_dir: null to download it at its pinned revision, or use a mirror that holds it"
+    )
 
 
 def train_source():
-    if config["mirror_dir"]:
-        return source_file(config["data"]["train"]["mirror_file"])
-    return f"results/downloads/{DATASET}/{config['data']['train']['split']}.jsonl"
+    return source_file(f"{DATASET}/{config['data']['train']['split']}.jsonl")
 
 
 def policy_dir(wildcards):
@@ -140,9 +159,7 @@ LISTWISE_REFERENCE_LOGPS = (
 def listwise_source():
     if LISTWISE["local_file"]:
         return LISTWISE["local_file"]
-    if config["mirror_dir"]:
-        return source_file(LISTWISE["mirror_file"])
-    return f"results/downloads/{LISTWISE['slug']}/{LISTWISE['split']}.jsonl"
+    return source_file(f"{LISTWISE['slug']}/{LISTWISE['split']}.jsonl")
 
 
 def checkpoint_of(variant, seed):
@@ -175,25 +192,21 @@ def reference_teacher_dir(wildcards):
 
 _listwise_run = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] == "lambda_dpo"]
 _listwise_defined = variants_with_loss("lambda_dpo")
-if (
-    _listwise_defined
-    and not _listwise_run
-    and config["mirror_dir"]
-    and not LISTWISE["local_file"]
-    and not Path(source_file(LISTWISE["mirror_file"])).exists()
-):
+_listwise_missing = (
+    config["mirror_dir"] and not LISTWISE["local_file"] and not Path(listwise_source()).exists()
+)
+if _listwise_defined and not _listwise_run and _listwise_missing:
     print(
         f"note: lambda-DPO ({', '.join(_listwise_defined)}) is not in this run: it needs "
         "openbmb/UltraFeedback's per-aspect ratings, which the mirror "
-        f"{config['mirror_dir']} does not hold ({LISTWISE['mirror_file']}). Run it on the "
+        f"{config['mirror_dir']} does not hold ({listwise_source()}). Run it on the "
         "fixture with workflow/configs/lambda-dpo-fixture.yaml, or on the real data with no "
         "mirror (downloads).",
         file=sys.stderr,
     )
-elif _listwise_run and config["mirror_dir"] and not LISTWISE["local_file"]:
-    if not Path(source_file(LISTWISE["mirror_file"])).exists():
-        raise WorkflowError(
-            f"config error at run.variants: {_listwise_run} need the listwise data "
-            f"{source_file(LISTWISE['mirror_file'])} (data.listwise.mirror_file under "
-            "mirror_dir), which does not exist; set data.listwise.local_file or mirror it"
-        )
+elif _listwise_run and _listwise_missing:
+    raise WorkflowError(
+        f"config error at run.variants: {_listwise_run} need the listwise data "
+        f"{listwise_source()} (data.listwise.slug/split under mirror_dir), which does not "
+        "exist; set data.listwise.local_file, mirror it, or set mirror_dir: null to download it"
+    )

@@ -1,68 +1,81 @@
-"""Pinned sources (download, or read from the mirror) and the checked inputs every stage reads."""
+"""Pinned sources (downloaded, or read from a mirror such as the shipped samples) and the checked
+inputs every stage reads. Downloads are verified (prefopt.download) and record what they got."""
 
 
 rule download_preference_data:
     output:
-        f"results/downloads/{DATASET}/{{split}}.jsonl",
+        data=f"{DOWNLOADS}/{DATASET}/{{split}}.jsonl",
+        provenance=f"{DOWNLOADS}/{DATASET}/{{split}}.provenance.json",
     log:
         f"results/logs/download_preference_data/{DATASET}-{{split}}.log",
+    benchmark:
+        f"results/benchmarks/download_preference_data/{DATASET}-{{split}}.tsv"
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
     params:
-        source="ultrafeedback",
-        spec=lambda wc: {**config["data"]["train"], "split": wc.split},
+        source="preference_data",
+        repo_id=config["data"]["train"]["id"],
+        revision=config["data"]["train"]["revision"],
     script:
         "../scripts/download_source.py"
 
 
 rule download_alpaca_eval:
     output:
-        "results/downloads/alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json",
+        data=f"{DOWNLOADS}/alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json",
+        provenance=f"{DOWNLOADS}/alpaca_eval/provenance.json",
     log:
         "results/logs/download_alpaca_eval.log",
+    benchmark:
+        "results/benchmarks/download_alpaca_eval.tsv"
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
     params:
         source="alpaca_eval",
-        spec=config["data"]["alpaca_eval"],
+        commit=config["data"]["alpaca_eval"]["repo_revision"],
     script:
         "../scripts/download_source.py"
 
 
 rule download_alpaca_eval_lc_assets:
     output:
-        directory("results/downloads/alpaca_eval_lc"),
+        directory(f"{DOWNLOADS}/alpaca_eval_lc"),
     log:
         "results/logs/download_alpaca_eval_lc_assets.log",
+    benchmark:
+        "results/benchmarks/download_alpaca_eval_lc_assets.tsv"
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
     params:
         source="alpaca_eval_lc",
-        spec=config["data"]["alpaca_eval"],
+        revision=config["data"]["alpaca_eval"]["lc_assets_revision"],
     script:
         "../scripts/download_source.py"
 
 
 rule download_mt_bench:
     output:
-        questions="results/downloads/mt_bench/question.jsonl",
-        judge_prompts="results/downloads/mt_bench/judge_prompts.jsonl",
-        reference_answers="results/downloads/mt_bench/reference_answer/gpt-4.jsonl",
+        questions=f"{DOWNLOADS}/mt_bench/question.jsonl",
+        judge_prompts=f"{DOWNLOADS}/mt_bench/judge_prompts.jsonl",
+        reference_answers=f"{DOWNLOADS}/mt_bench/reference_answer/gpt-4.jsonl",
+        provenance=f"{DOWNLOADS}/mt_bench/provenance.json",
     log:
         "results/logs/download_mt_bench.log",
+    benchmark:
+        "results/benchmarks/download_mt_bench.tsv"
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
     params:
         source="mt_bench",
-        spec=config["data"]["mt_bench"],
+        commit=config["data"]["mt_bench"]["fastchat_revision"],
     script:
         "../scripts/download_source.py"
 
@@ -125,15 +138,17 @@ rule prepare_mt_bench:
 
 rule download_authors_annotations:
     output:
-        directory("results/downloads/authors_alpaca_eval"),
+        directory(f"{DOWNLOADS}/authors_alpaca_eval"),
     log:
         "results/logs/download_authors_annotations.log",
+    benchmark:
+        "results/benchmarks/download_authors_annotations.tsv"
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
     params:
         source="authors_alpaca_eval",
-        spec={"repo": "Oaynerad/11711---Alignment-on-small-LLM", "commit": AUTHORS_COMMIT},
+        commit=None,
     script:
         "../scripts/download_source.py"

@@ -7,16 +7,20 @@ losses, so generation, judging, aggregation and every notebook pick them up unch
 
 rule download_listwise_data:
     output:
-        f"results/downloads/{LISTWISE['slug']}/{{split}}.jsonl",
+        data=f"{DOWNLOADS}/{LISTWISE['slug']}/{{split}}.jsonl",
+        provenance=f"{DOWNLOADS}/{LISTWISE['slug']}/{{split}}.provenance.json",
     log:
         f"results/logs/download_listwise_data/{LISTWISE['slug']}-{{split}}.log",
+    benchmark:
+        f"results/benchmarks/download_listwise_data/{LISTWISE['slug']}-{{split}}.tsv"
     conda:
         "../../envs/core.yaml"
     container:
         config["containers"]["core"]
     params:
-        source="ultrafeedback",
-        spec=lambda wc: {**LISTWISE, "split": wc.split},
+        source="listwise_data",
+        repo_id=LISTWISE["id"],
+        revision=LISTWISE["revision"],
     script:
         "../scripts/download_source.py"
 

@@ -1,4 +1,4 @@
-"""Snakemake wiring: fetch one pinned source into results/downloads (mirror layout)."""
+"""Snakemake wiring: fetch one pinned source into results/downloads (mirror layout), verified."""
 
 from pathlib import Path
 
@@ -6,23 +6,19 @@ from prefopt import download
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
-source, spec = snakemake.params.source, snakemake.params.spec  # noqa: F821
-out = Path(snakemake.output[0])  # noqa: F821
-if source == "ultrafeedback":
-    info = download.download_preference_data(spec, out)
-    download.write_provenance(info, out.parent)
-elif source == "alpaca_eval":
-    info = download.download_alpaca_eval(spec, out)
-    download.write_provenance(info, out.parent)
-elif source == "mt_bench":
-    info = download.download_mt_bench(spec, out.parent)
-    download.write_provenance(info, out.parent)
-elif source == "alpaca_eval_lc":
-    info = download.download_lc_assets(spec, out)
-    download.write_provenance(info, out)
-elif source == "authors_alpaca_eval":
-    info = download.download_authors_annotations(spec, out)
-    download.write_provenance(info, out)
-else:
-    raise ValueError(f"unknown source {source!r}")
-log.info("downloaded %s: %s", source, info)
+out, par = snakemake.output, snakemake.params  # noqa: F821
+if par.source in download.GITHUB_SOURCES:
+    # <downloads>/<source>/provenance.json: the files go to their layout paths under <downloads>
+    provenance = Path(out.get("provenance") or Path(out[0]) / "provenance.json")
+    record = download.download_github(par.source, provenance.parents[1], commit=par.commit)
+elif par.source == "alpaca_eval_lc":
+    record = download.download_hf_files(
+        par.source, download.LC_ASSETS_REPO, par.revision, download.LC_ASSET_FILES, out[0]
+    )
+    provenance = Path(out[0]) / "provenance.json"
+else:  # a Hub dataset split: the preference pairs or the listwise data
+    split = snakemake.wildcards.split  # noqa: F821
+    record = download.download_hf_split(par.source, par.repo_id, par.revision, split, out.data)
+    provenance = out.provenance
+download.write_provenance(record, provenance)
+log.info("downloaded %s: %s", par.source, record)

@@ -1,0 +1,71 @@
+"""Helpers for tests that run the workflow: a private copy of it, and Snakemake from the venv."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+#: The samples the repository ships (the embedded default's mirror), and the test fixtures.
+EMBEDDED_DATA = REPO / "workflow" / "resources" / "data"
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the repository's tracked (and untracked, non-ignored) files, so tests never
+    touch the user's results/ and see exactly what a clone holds."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for rel in files:
+        if rel.startswith(("results/", ".venv/")) or not (REPO / rel).is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, dest / rel)
+    return dest
+
+
+def snakemake_env(**extra: str) -> dict[str, str]:
+    """The test's environment, offline for the Hub unless ``extra`` says otherwise."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
+
+
+def run_snakemake(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """``python -m snakemake`` of this venv in ``workdir`` (no workflow profile), captured."""
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", *args]
+    return subprocess.run(
+        cmd,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or snakemake_env(),
+    )
+
+
+def tatsu_annotations(model: str, annotator: str):
+    """Published alpaca_eval annotations of a leaderboard model, rebuilt from the fixture's
+    preferences and output lengths (tests/fixtures/alpaca_eval_annotations/PROVENANCE.md)."""
+    import pandas as pd
+
+    df = pd.read_csv(FIXTURES / "alpaca_eval_annotations" / f"{model}__{annotator}.csv")
+    return pd.DataFrame(
+        {
+            "instruction": [f"instruction {i}" for i in range(len(df))],
+            "output_1": ["b" * n for n in df["output_1_chars"]],
+            "generator_1": "baseline",
+            "output_2": ["m" * n for n in df["output_2_chars"]],
+            "generator_2": model,
+            "annotator": annotator,
+            "preference": df["preference"],
+        }
+    )
