@@ -22,4 +22,7 @@ include: "workflow/rules/artifacts.smk"
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        checkpoints_of_run(),
+        score_files(),
+        ARTIFACT_OUTPUTS,
+        AUDIT_TABLE,

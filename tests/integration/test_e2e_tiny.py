@@ -59,6 +59,27 @@ def test_tiny_dag_end_to_end(workdir):
     again = snakemake(workdir, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
+    # A config edit reruns exactly the jobs whose params it changes (Snakemake's params trigger).
+    def planned_with(overlay: str) -> set[str]:
+        (workdir / "overlay.yaml").write_text(overlay)
+        plan = run_snakemake(
+            workdir, "-n", "--quiet", "rules",
+            "--configfile", "tests/config.tiny.yaml", "overlay.yaml",
+            env=snakemake_env(PREFOPT_MIRROR="", PATH=os.defpath),
+        )  # fmt: skip
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        return set(re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.M)) - {"job", "total"}
+
+    lr = planned_with("training: {learning_rate: 1.0e-5}\n")
+    assert "train_policy" in lr and "cache_reference_logps" not in lr, lr
+    assert "cache_reference_logps" in planned_with("training: {max_length: 80}\n")
+    assert planned_with("training: {threads: 2}\njudges: {threads: 2}\n") == set()
+    assert planned_with("variants: {apo_hinge_zero: {label: renamed}}\n") <= {
+        "aggregate_scores",
+        "all",
+    } | {r for r in lr if r.startswith("render_")}
+    (workdir / "overlay.yaml").unlink()
+
     # Deleting one checkpoint reruns exactly the jobs downstream of it.
     ckpt = res / "train" / "apo_hinge_zero" / "seed0"
     before = {p: (ckpt / p).read_bytes() for p in ("diagnostics.csv",)}

@@ -52,6 +52,7 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
         "alpaca_eval": "alpaca_eval_gpt4_turbo_fn",
         "mt_bench": "gpt-4",
         "local_max_length": 1024,
+        "threads": 2,
     }
 
 
@@ -84,20 +85,32 @@ def test_layered_configs_are_valid(repo, layers):
         (lambda c: c["model"].__setitem__("revision", "main"), "model.revision"),
         (lambda c: c.pop("judges"), "'judges' is a required property"),
         (lambda c: c["variants"]["dckd"].pop("topk"), "variants.dckd.topk"),
-        (lambda c: c["variants"]["dckd"].update(teacher="gpt5", teacher_model=None),
-         "unknown variant 'gpt5'"),
-        (lambda c: c["variants"]["dckd"].update(teacher="base", teacher_model=None),
-         "another trained variant"),
-        (lambda c: c["variants"]["dckd"].update(teacher="adpa", teacher_model=None),
-         "pairwise-trained"),
+        (
+            lambda c: c["variants"]["dckd"].update(teacher="gpt5", teacher_model=None),
+            "unknown variant 'gpt5'",
+        ),
+        (
+            lambda c: c["variants"]["dckd"].update(teacher="base", teacher_model=None),
+            "another trained variant",
+        ),
+        (
+            lambda c: c["variants"]["dckd"].update(teacher="adpa", teacher_model=None),
+            "pairwise-trained",
+        ),
         (lambda c: c["variants"]["dckd"].update(teacher="dpo"), "exactly one of 'teacher'"),
         (lambda c: c["variants"]["dckd"].pop("teacher_model"), "exactly one of 'teacher'"),
-        (lambda c: c["variants"]["adpa"].update(teacher_model="qwen-72b"),
-         "not an entry of teacher_models"),
-        (lambda c: c["variants"]["adpa"].pop("reference_teacher_model"),
-         "variants.adpa.reference_teacher_model"),
-        (lambda c: c["teacher_models"]["qwen2.5-1.5b"].pop("revision"),
-         "teacher_models.qwen2.5-1.5b"),
+        (
+            lambda c: c["variants"]["adpa"].update(teacher_model="qwen-72b"),
+            "not an entry of teacher_models",
+        ),
+        (
+            lambda c: c["variants"]["adpa"].pop("reference_teacher_model"),
+            "variants.adpa.reference_teacher_model",
+        ),
+        (
+            lambda c: c["teacher_models"]["qwen2.5-1.5b"].pop("revision"),
+            "teacher_models.qwen2.5-1.5b",
+        ),
         (lambda c: c["variants"]["adpa_plus"].__setitem__("init", "adpa"), "adpa_plus.init"),
         (lambda c: c["variants"]["dckd"].__setitem__("margin", 1.0), "variants.dckd.margin"),
         (lambda c: c["variants"]["dpo"].__setitem__("topk", 5), "variants.dpo.topk"),
@@ -124,6 +137,34 @@ def test_seed_methods_overlay_adds_them_to_the_paper_run(repo):
     assert cfg["run"]["variants"][-4:] == ["dckd", "adpa", "adpa_plus", "lambda_dpo"]
     assert cfg["variants"]["adpa_plus"]["init"] == "dckd"
     assert cfg["data"]["listwise"]["id"] == "openbmb/UltraFeedback"
+
+
+def test_unknown_judge_is_named(paper):
+    cfg = copy.deepcopy(paper)
+    cfg["judges"]["mt_bench"] = "gpt-5"
+    with pytest.raises(
+        ConfigError, match=r"judges\.mt_bench: 'gpt-5' is not one of \['local', 'gpt-4'\]"
+    ):
+        validate_config(cfg)
+
+
+def test_rule_params_carry_only_what_the_rule_reads(paper):
+    """A training-only edit leaves the caches' params alone; a label edit retrains nothing."""
+    from prefopt.config import cache_params, generation_params, training_params, variant_params
+
+    edited = copy.deepcopy(paper)
+    edited["training"]["learning_rate"] = 5.0e-6
+    edited["training"]["threads"] = 7
+    edited["variants"]["dpo"]["label"] = "DPO (renamed)"
+    edited["generation"]["mt_bench"]["max_new_tokens"] = 7
+    assert cache_params(edited) == cache_params(paper)
+    assert training_params(edited) != training_params(paper)
+    assert "threads" not in training_params(edited)
+    assert variant_params(edited, "dpo") == variant_params(paper, "dpo")
+    assert generation_params(edited, "alpaca_eval") == generation_params(paper, "alpaca_eval")
+    assert generation_params(edited, "mt_bench") != generation_params(paper, "mt_bench")
+    edited["training"]["max_length"] = 512
+    assert cache_params(edited) != cache_params(paper)
 
 
 def test_defaults_are_filled(paper):

@@ -1,6 +1,7 @@
 """envs/*.yaml and containers/*.def agree with pyproject.toml / the lock; every rule has both
-conda: and container:. The checker logic lives in envcheck.py; the mismatch tests feed it
-deliberately broken copies to prove it reports what it should."""
+conda: and container:. The checker logic lives in containers/envcheck.py (a build tool: the images
+run it); the mismatch tests feed it deliberately broken copies to prove it reports what it
+should."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-_spec = importlib.util.spec_from_file_location("envcheck", HERE / "envcheck.py")
+_spec = importlib.util.spec_from_file_location("envcheck", ROOT / "containers" / "envcheck.py")
 envcheck = importlib.util.module_from_spec(_spec)
 sys.modules["envcheck"] = envcheck
 _spec.loader.exec_module(envcheck)

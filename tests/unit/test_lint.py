@@ -26,5 +26,10 @@ def test_snakefmt_is_clean(repo):
 
 
 def test_ruff_is_clean(repo):
-    proc = run(repo, str(BIN / "ruff"), "check", "workflow", "tests")
+    proc = run(repo, str(BIN / "ruff"), "check", "workflow", "tests", "containers")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format_is_clean(repo):
+    proc = run(repo, str(BIN / "ruff"), "format", "--check", "workflow", "tests", "containers")
     assert proc.returncode == 0, proc.stdout + proc.stderr

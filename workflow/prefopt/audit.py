@@ -20,17 +20,8 @@ import pandas as pd
 from prefopt import metrics
 
 #: Columns recomputed from annotations and compared with the authors' leaderboard.csv.
-RECOMPUTED_FIELDS = (
-    "win_rate",
-    "standard_error",
-    "n_wins",
-    "n_wins_base",
-    "n_draws",
-    "n_total",
-    "discrete_win_rate",
-    "avg_length",
-)
-LEADERBOARD_FIELDS = RECOMPUTED_FIELDS + ("length_controlled_winrate", "lc_standard_error")
+RECOMPUTED_FIELDS = metrics.WINRATE_KEYS
+LEADERBOARD_FIELDS = metrics.WINRATE_KEYS + metrics.LC_KEYS
 #: Count-like columns, stored as nullable integers (None where there are no annotations).
 INT_SUFFIXES = (
     "n_wins",
@@ -41,9 +32,9 @@ INT_SUFFIXES = (
     "n_annotations",
     "n_null_preference",
 )
-#: Flags that are undefined (NA) for rows without published annotations (all of them when the
-#: authors' artefacts are not available at all).
-NULLABLE_FLAGS = [
+#: The audit's yes/no columns. Nullable: the recomputation flags are NA for rows without
+#: published annotations, and all of them when the authors' artefacts are not available at all.
+FLAGS = [
     "recomputed_matches_leaderboard",
     "recomputed_lc_matches_leaderboard",
     "leaderboard_counts_consistent",
@@ -72,13 +63,7 @@ AUDIT_COLUMNS = [
     *[f"re_{f}" for f in RECOMPUTED_FIELDS],
     "re_length_controlled_winrate",
     "lc_missing_reason",
-    "recomputed_matches_leaderboard",
-    "recomputed_lc_matches_leaderboard",
-    "leaderboard_counts_consistent",
-    "leaderboard_matches_paper_win_rate",
-    "leaderboard_matches_paper_lc_win_rate",
-    "leaderboard_se_matches_figure",
-    "recomputed_matches_paper_win_rate",
+    *FLAGS,
     "note",
 ]
 
@@ -274,7 +259,7 @@ def audit_table(
     table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     int_cols = [c for c in AUDIT_COLUMNS if c.endswith(INT_SUFFIXES)]
     table[int_cols] = table[int_cols].astype("Int64")
-    table[NULLABLE_FLAGS] = table[NULLABLE_FLAGS].astype("boolean")
+    table[FLAGS] = table[FLAGS].astype("boolean")
     return table
 
 

@@ -63,6 +63,14 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
 
 
 def _check_cross_keys(config: dict[str, Any]) -> None:
+    from prefopt.judging import JUDGES
+
+    for benchmark, known in JUDGES.items():
+        if config["judges"][benchmark] not in known:
+            raise ConfigError(
+                f"config error at judges.{benchmark}: {config['judges'][benchmark]!r} is not one "
+                f"of {list(known)}"
+            )
     variants = config["variants"]
     for i, name in enumerate(config["run"]["variants"]):
         if name not in variants:
@@ -195,9 +203,53 @@ def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
 
 def train_params(config: dict[str, Any], variant: str) -> dict[str, Any]:
     """The loss hyperparameters of one variant (everything but bookkeeping keys)."""
-    spec = config["variants"][variant]
+    return loss_params(config["variants"][variant])
+
+
+def loss_params(spec: dict[str, Any]) -> dict[str, Any]:
+    """The loss hyperparameters in a variant's spec (everything but bookkeeping keys)."""
     return {
         k: v
         for k, v in spec.items()
         if k not in {"loss", "label", "group", "learning_rate"} and v is not None
+    }
+
+
+# --------------------------------------------------------------------------- rule params
+# What each rule family reads from the config, and nothing more. Snakemake reruns a job when its
+# params change, so a rule handed a whole section reruns for edits that cannot change its output
+# (a new learning rate would redo the reference cache: hours of GPU time on the paper config).
+
+#: Training settings that shape a reference or teacher cache (tokenisation, batching, numerics).
+CACHE_TRAINING_KEYS = ("precision", "max_length", "max_prompt_length", "reference_batch_size")
+#: Variant keys that only name a result in tables and figures; they never change it.
+PRESENTATION_KEYS = ("label", "group")
+
+
+def cache_params(config: dict[str, Any]) -> dict[str, Any]:
+    """Training settings of the reference and teacher caches."""
+    return {k: config["training"][k] for k in CACHE_TRAINING_KEYS}
+
+
+def training_params(config: dict[str, Any]) -> dict[str, Any]:
+    """Training settings of a training job. `threads` is a resource (`threads:`), not a result."""
+    return {k: v for k, v in config["training"].items() if k != "threads"}
+
+
+def variant_params(config: dict[str, Any], variant: str, *keys: str) -> dict[str, Any]:
+    """A variant's spec without its presentation keys, or only `keys` of it when given."""
+    spec = config["variants"][variant]
+    if keys:
+        return {k: spec[k] for k in keys}
+    return {k: v for k, v in spec.items() if k not in PRESENTATION_KEYS}
+
+
+def generation_params(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
+    """Generation settings shared by both benchmarks, plus `benchmark`'s own section."""
+    gen = config["generation"]
+    return {
+        "system_prompt": gen["system_prompt"],
+        "dtype": gen["dtype"],
+        "batch_size": gen["batch_size"],
+        benchmark: gen[benchmark],
     }

@@ -13,16 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-MT_BENCH_CATEGORIES = (
-    "writing",
-    "roleplay",
-    "reasoning",
-    "math",
-    "coding",
-    "extraction",
-    "stem",
-    "humanities",
-)
+from prefopt import mt_bench
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -128,7 +119,7 @@ def subset_mt_bench(
     counts: Counter[str] = Counter()
     out = []
     for q in questions:
-        if q.get("category") not in MT_BENCH_CATEGORIES or len(q.get("turns", [])) != 2:
+        if q.get("category") not in mt_bench.CATEGORIES or len(q.get("turns", [])) != 2:
             raise ValueError(f"MT-Bench question {q.get('question_id')}: bad category or turns")
         if per_category is None or counts[q["category"]] < per_category:
             counts[q["category"]] += 1

@@ -41,14 +41,13 @@ advantage are pushed up; a zero or constant (full-vocabulary) advantage gives ze
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from prefopt.losses import LossConfigError
+from prefopt.losses import LossConfigError, finite_number
 
 __all__ = [
     "REDUCTIONS",
@@ -268,8 +267,8 @@ def dckd_loss(
         sides to have the same T).
     """
     _check_reduction("dckd_loss", reduction)
-    w_c = _check_weight("dckd_loss", "chosen_weight", chosen_weight)
-    w_r = _check_weight("dckd_loss", "rejected_weight", rejected_weight)
+    w_c = finite_number("dckd_loss: chosen_weight", chosen_weight, minimum=0)
+    w_r = finite_number("dckd_loss: rejected_weight", rejected_weight, minimum=0)
     kl_c = topk_forward_kl(
         chosen_student_logits, chosen_teacher_logprobs, chosen_teacher_ids, chosen_mask
     )
@@ -428,18 +427,6 @@ def _check_reduction(where: str, reduction: str) -> None:
         raise LossConfigError(
             f"{where}: unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}"
         )
-
-
-def _check_weight(where: str, name: str, value: Any) -> float:
-    if isinstance(value, bool | str):
-        raise LossConfigError(f"{where}: {name} must be a number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise LossConfigError(f"{where}: {name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise LossConfigError(f"{where}: {name} must be finite and >= 0, got {value}")
-    return value
 
 
 def _reduce(per_token: Tensor, mask: Tensor, reduction: str) -> Tensor:

@@ -348,34 +348,45 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _hf_record(name: str, repo_id: str, revision: str, info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source": name,
+        "dataset": f"{hf_endpoint()}/datasets/{repo_id}",
+        "requested_revision": revision,
+        "resolved_commit": info["sha"],
+        "retrieved_utc": _utc_now(),
+        "files": {},
+    }
+
+
+def _fetch_hub_file(
+    name: str, repo_id: str, sha: str, sibling: dict[str, Any], dest: Path
+) -> dict[str, Any]:
+    """One listed file at commit ``sha`` into ``dest``, checked against the Hub's listing."""
+    url = f"{hf_endpoint()}/datasets/{repo_id}/resolve/{sha}/{quote(sibling['rfilename'])}"
+    fetch(name, url, dest)
+    return _check_hub_file(name, url, dest, sibling)
+
+
 def download_hf_split(
     name: str, repo_id: str, revision: str, split: str, out: str | Path
 ) -> dict[str, Any]:
     """A Hub dataset split as JSON lines (one row per line, in the Hub's file and row order)."""
     info = resolve_hf_dataset(name, repo_id, revision)
-    sha = info["sha"]
+    record = {**_hf_record(name, repo_id, revision, info), "split": split}
     out = Path(out)
-    record: dict[str, Any] = {
-        "source": name,
-        "dataset": f"{hf_endpoint()}/datasets/{repo_id}",
-        "requested_revision": revision,
-        "resolved_commit": sha,
-        "split": split,
-        "retrieved_utc": _utc_now(),
-        "files": {},
-    }
     with _Staging(out.parent) as stage:
         rows: list[dict[str, Any]] = []
-        for sibling in split_files(name, info, split):
-            rel = sibling["rfilename"]
-            url = f"{hf_endpoint()}/datasets/{repo_id}/resolve/{sha}/{quote(rel)}"
-            part = stage.root / f"part-{len(record['files']):03d}-{Path(rel).name}"
-            fetch(name, url, part)
-            record["files"][rel] = _check_hub_file(name, url, part, sibling)
+        for i, sibling in enumerate(split_files(name, info, split)):
+            part = stage.root / f"part-{i:03d}-{Path(sibling['rfilename']).name}"
+            entry = _fetch_hub_file(name, repo_id, info["sha"], sibling, part)
+            record["files"][sibling["rfilename"]] = entry
             try:
                 rows.extend(read_rows(part))
             except (ValueError, OSError) as err:
-                raise DownloadError(f"{name}: {url} is not a readable data file: {err}") from None
+                raise DownloadError(
+                    f"{name}: {entry['url']} is not a readable data file: {err}"
+                ) from None
         staged = stage.path(out)
         with open(staged, "w", encoding="utf-8") as fh:
             for row in rows:
@@ -391,25 +402,17 @@ def download_hf_files(
 ) -> dict[str, Any]:
     """Named files of a Hub dataset at ``revision`` (resolved to a commit), verified."""
     info = resolve_hf_dataset(name, repo_id, revision)
-    sha = info["sha"]
+    record = _hf_record(name, repo_id, revision, info)
     listed = {s["rfilename"]: s for s in info.get("siblings", [])}
     out_dir = Path(out_dir)
-    record: dict[str, Any] = {
-        "source": name,
-        "dataset": f"{hf_endpoint()}/datasets/{repo_id}",
-        "requested_revision": revision,
-        "resolved_commit": sha,
-        "retrieved_utc": _utc_now(),
-        "files": {},
-    }
     with _Staging(out_dir) as stage:
         for rel in files:
             if rel not in listed:
-                raise DownloadError(f"{name}: {repo_id} has no file {rel!r} at commit {sha}")
-            url = f"{hf_endpoint()}/datasets/{repo_id}/resolve/{sha}/{quote(rel)}"
+                raise DownloadError(
+                    f"{name}: {repo_id} has no file {rel!r} at commit {info['sha']}"
+                )
             staged = stage.path(out_dir / rel)
-            fetch(name, url, staged)
-            record["files"][rel] = _check_hub_file(name, url, staged, listed[rel])
+            record["files"][rel] = _fetch_hub_file(name, repo_id, info["sha"], listed[rel], staged)
         stage.commit()
     return record
 

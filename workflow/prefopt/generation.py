@@ -12,17 +12,7 @@ from typing import Any
 
 import torch
 
-# FastChat llm_judge/common.py temperature_config (MT-Bench answer generation).
-FASTCHAT_TEMPERATURE = {
-    "writing": 0.7,
-    "roleplay": 0.7,
-    "extraction": 0.0,
-    "math": 0.0,
-    "coding": 0.0,
-    "reasoning": 0.0,
-    "stem": 0.1,
-    "humanities": 0.1,
-}
+from prefopt.mt_bench import FASTCHAT_TEMPERATURE
 
 
 def _messages(system_prompt: str, turns: list[str], answers: list[str]) -> list[dict[str, str]]:

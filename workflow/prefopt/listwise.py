@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from prefopt.losses import LossConfigError
+from prefopt.losses import LossConfigError, finite_number
 
 __all__ = [
     "ASPECTS",
@@ -113,7 +113,7 @@ def aspect_targets(ratings: Tensor, temperature: float = TARGET_TEMPERATURE) -> 
         ``[B, N, A]``: for every row and aspect a distribution over the ``N`` candidates (sums to 1
         over dim 1). Equal ratings get equal mass; T -> 0 approaches the one-hot argmax.
     """
-    _check_positive("aspect_targets", "temperature", temperature)
+    finite_number("aspect_targets: temperature", temperature, minimum=0, strict=True)
     if not isinstance(ratings, Tensor) or not ratings.is_floating_point():
         raise ValueError("aspect_targets: ratings must be a floating-point tensor [B, N, A]")
     if ratings.dim() != 3:
@@ -164,7 +164,7 @@ def listwise_dpo_loss(
     Differences from the authors' code: it adds 1e-10 to every target probability (a
     ``< 1e-9`` shift of the loss) and does not clamp zero lengths (they would give NaN).
     """
-    _check_positive("listwise_dpo", "beta", beta)
+    finite_number("listwise_dpo: beta", beta, minimum=0, strict=True)
     tensors = {"policy_logps": policy_logps, "ref_logps": ref_logps, "targets": targets}
     for key, t in tensors.items():
         if not isinstance(t, Tensor) or not t.is_floating_point():
@@ -210,18 +210,6 @@ def listwise_dpo_loss(
     log_q = F.log_softmax(rewards, dim=1)  # [B, N], the model's top-one distribution
     per_aspect = -(targets.to(log_q.dtype) * log_q.unsqueeze(2)).sum(dim=1)  # [B, A]
     return (lam * per_aspect).sum(dim=1)
-
-
-def _check_positive(where: str, name: str, value: Any) -> float:
-    if isinstance(value, bool | str):
-        raise LossConfigError(f"{where}: {name} must be a number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise LossConfigError(f"{where}: {name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise LossConfigError(f"{where}: {name} must be finite and > 0, got {value}")
-    return value
 
 
 def _check_lambdas(lambdas: Tensor, b: int, a: int) -> Tensor:
@@ -294,7 +282,7 @@ def sample_lambdas(
         idx = torch.multinomial(LAMBDA_TABLE_PROBS, m, replacement=True, generator=generator)
         out = LAMBDA_TABLE[idx].clone()
     else:
-        alpha = _check_positive("sample_lambdas", "alpha", alpha)
+        alpha = finite_number("sample_lambdas: alpha", alpha, minimum=0, strict=True)
         g = _gamma(alpha, (m, n_aspects), generator)
         out = g / g.sum(dim=1, keepdim=True)
     return out[0] if size is None else out

@@ -494,17 +494,26 @@ def needs_lengths(name: str) -> bool:
     return name in _LENGTH_LOSSES
 
 
-def _check_value(name: str, param: str, value: Any) -> float:
+def finite_number(
+    what: str, value: Any, *, minimum: float | None = None, strict: bool = False
+) -> float:
+    """``value`` as a finite float, at least (``strict``: above) ``minimum``, or a
+    :class:`LossConfigError` that starts with ``what`` (one check for every objective's knobs)."""
     if isinstance(value, bool | str):
-        raise LossConfigError(f"loss {name!r}: parameter {param!r} must be a number, got {value!r}")
+        raise LossConfigError(f"{what} must be a number, got {value!r}")
     try:
         value = float(value)  # int, float, numpy scalar, one-element tensor
     except (TypeError, ValueError, RuntimeError):
-        raise LossConfigError(
-            f"loss {name!r}: parameter {param!r} must be a number, got {value!r}"
-        ) from None
+        raise LossConfigError(f"{what} must be a number, got {value!r}") from None
     if not math.isfinite(value):
-        raise LossConfigError(f"loss {name!r}: parameter {param!r} must be finite, got {value}")
+        raise LossConfigError(f"{what} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise LossConfigError(f"{what} must be {'>' if strict else '>='} {minimum:g}, got {value}")
+    return value
+
+
+def _check_value(name: str, param: str, value: Any) -> float:
+    value = finite_number(f"loss {name!r}: parameter {param!r}", value)
     if param == "beta" and value <= 0:
         raise LossConfigError(f"loss {name!r}: beta must be > 0, got {value}")
     if param in ("margin", "delta") and value < 0:

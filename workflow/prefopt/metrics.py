@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 #: Sub-directory of a data mirror that holds the LC assets (``<mirror>/alpaca_eval_lc/...``).
 LC_MIRROR_SUBDIR = "alpaca_eval_lc"
 
-LEADERBOARD_KEYS = (
+#: alpaca_eval's leaderboard columns computed by ``get_winrate`` (plus the mean output length).
+WINRATE_KEYS = (
     "win_rate",
     "standard_error",
     "n_wins",
@@ -35,10 +36,11 @@ LEADERBOARD_KEYS = (
     "n_total",
     "discrete_win_rate",
     "avg_length",
-    "length_controlled_winrate",
-    "lc_standard_error",
-    "lc_missing_reason",
 )
+#: The length-controlled columns (``get_length_controlled_winrate``).
+LC_KEYS = ("length_controlled_winrate", "lc_standard_error")
+#: One leaderboard row as this package returns it: alpaca_eval's columns, and why LC is missing.
+LEADERBOARD_KEYS = WINRATE_KEYS + LC_KEYS + ("lc_missing_reason",)
 
 Annotations = pd.DataFrame | Sequence[dict[str, Any]] | str | os.PathLike
 

@@ -73,10 +73,15 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, A
 def load_model(
     path: str | Path, dtype: str = "float32", device: str | None = None
 ) -> tuple[Any, Any]:
-    """Load a prepared or trained HF folder and its tokenizer on `device` (default: cuda if any)."""
+    """Load a prepared or trained HF folder and its tokenizer on `device` (default: cuda if any).
+
+    `dtype` applies on a GPU; on the CPU the model is float32 (half precision there is slow).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        dtype = "float32"
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
         dtype
     ]

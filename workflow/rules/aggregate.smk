@@ -1,25 +1,8 @@
 """Score tables from every judgment and training log, and the audit of the paper's own numbers."""
 
 
-# CPU-only or network-bound rules run on the submit host (compute nodes often lack internet).
+# Light, CPU-only: on a cluster they run on the submit host.
 localrules:
-    download_preference_data,
-    download_alpaca_eval,
-    download_mt_bench,
-    download_alpaca_eval_lc_assets,
-    download_authors_annotations,
-    download_listwise_data,
-    prepare_listwise_data,
-    render_table1_alpaca_eval,
-    render_fig1_alpaca_eval_bars,
-    render_fig2_3_mt_bench_radar,
-    render_paper_vs_reproduction,
-    render_training_dynamics,
-    render_length_analysis,
-    render_paired_comparisons,
-    prepare_preference_data,
-    prepare_alpaca_eval,
-    prepare_mt_bench,
     aggregate_scores,
     audit_paper,
 
@@ -36,7 +19,7 @@ rule aggregate_scores:
         questions=MT_BENCH_QUESTIONS,
         lc_assets=optional_source("alpaca_eval_lc"),
         diagnostics=expand(
-            "results/train/{variant}/seed{seed}/diagnostics.csv",
+            DIAGNOSTICS,
             variant=TRAINED_VARIANTS,
             seed=RUN_SEEDS,
         ),
@@ -68,7 +51,7 @@ rule audit_paper:
         authors_dir=optional_source("authors_alpaca_eval"),
         table1="workflow/resources/paper/table1.csv",
     output:
-        table="results/tables/audit_paper_numbers.csv",
+        table=AUDIT_TABLE,
         markdown="results/tables/audit_paper_numbers.md",
     log:
         "results/logs/audit_paper.log",

@@ -55,6 +55,17 @@ ARTIFACT_OUTPUTS = [p for outs in ARTIFACTS.values() for p in outs.values()] + [
 ]
 
 
+# Notebooks render on the submit host on a cluster (light, CPU-only).
+localrules:
+    render_table1_alpaca_eval,
+    render_fig1_alpaca_eval_bars,
+    render_fig2_3_mt_bench_radar,
+    render_paper_vs_reproduction,
+    render_training_dynamics,
+    render_length_analysis,
+    render_paired_comparisons,
+
+
 # The artifact's outputs wrapped for `snakemake --report` (category from the extension).
 _reported = lambda artifact: {
     key: report(

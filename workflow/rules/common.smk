@@ -18,7 +18,16 @@ os.environ.update(
     PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
 )
 
-from prefopt.config import ConfigError, validate_config
+from prefopt.config import (
+    SEED_METHOD_KEYS,
+    ConfigError,
+    cache_params,
+    generation_params,
+    training_params,
+    validate_config,
+    variant_params,
+)
+from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
 
 try:
     validate_config(config)
@@ -46,12 +55,15 @@ PAIRS = "results/data/train_pairs.jsonl"
 REFERENCE_LOGPS = f"results/reference_logps/{MODEL}/{DATASET}-maxlen{MAX_LENGTH}.jsonl"
 ALPACA_EVAL_ITEMS = "results/data/alpaca_eval.json"
 MT_BENCH_QUESTIONS = "results/data/mt_bench_questions.jsonl"
+#: Every trained model (pairwise losses and seed methods alike) and its per-step diagnostics.
+CHECKPOINT = "results/train/{variant}/seed{seed}/model"
+DIAGNOSTICS = "results/train/{variant}/seed{seed}/diagnostics.csv"
 
 
 wildcard_constraints:
     variant="|".join(sorted(config["variants"], key=len, reverse=True)),
     seed=r"\d+",
-    judge=r"local|alpaca_eval_gpt4_turbo_fn|gpt-4",
+    judge="|".join(sorted({j for names in JUDGES.values() for j in names}, key=len, reverse=True)),
 
 
 def source_file(relpath):
@@ -89,16 +101,11 @@ def policy_dir(wildcards):
     """The model a (variant, seed) generates with: the base folder for `base`, else its checkpoint."""
     if config["variants"][wildcards.variant]["loss"] is None:
         return MODEL_DIR
-    return f"results/train/{wildcards.variant}/seed{wildcards.seed}/model"
+    return checkpoint_of(wildcards.variant, wildcards.seed)
 
 
 def generator_name(wildcards):
     return f"{wildcards.variant}-seed{wildcards.seed}"
-
-
-def judge_model_dir(judge):
-    """Local judges read the prepared base model; API judges need no model file."""
-    return [MODEL_DIR] if judge == "local" else []
 
 
 def collect(pattern, **extra):
@@ -118,18 +125,10 @@ def score_files():
 def checkpoints_of_run():
     """Trained models are deliverables: a deleted checkpoint is retrained (and, being newer,
     reruns exactly its downstream jobs) instead of being treated as a disposable intermediate."""
-    return expand(
-        "results/train/{variant}/seed{seed}/model", variant=TRAINED_VARIANTS, seed=RUN_SEEDS
-    )
+    return expand(CHECKPOINT, variant=TRAINED_VARIANTS, seed=RUN_SEEDS)
 
 
-def final_outputs():
-    return (
-        checkpoints_of_run()
-        + score_files()
-        + ARTIFACT_OUTPUTS
-        + ["results/tables/audit_paper_numbers.csv"]
-    )
+AUDIT_TABLE = "results/tables/audit_paper_numbers.csv"
 
 
 # --- seed methods (lambda-DPO, DCKD, ADPA/ADPA+): workflow/rules/seed_methods.smk ----------------
@@ -147,7 +146,7 @@ def variant_regex(names):
 PAIRWISE_VARIANTS = [
     v
     for v, spec in config["variants"].items()
-    if spec["loss"] is not None and spec["loss"] not in ("lambda_dpo", "dckd", "adpa")
+    if spec["loss"] is not None and spec["loss"] not in SEED_METHOD_KEYS
 ]
 LISTWISE = config["data"]["listwise"]
 LISTWISE_DATA = "results/data/train_listwise.jsonl"
@@ -163,7 +162,7 @@ def listwise_source():
 
 
 def checkpoint_of(variant, seed):
-    return f"results/train/{variant}/seed{seed}/model"
+    return CHECKPOINT.format(variant=variant, seed=seed)
 
 
 def student_init_dir(wildcards):

@@ -2,6 +2,19 @@
 inputs every stage reads. Downloads are verified (prefopt.download) and record what they got."""
 
 
+# Network-bound or light: on a cluster they run on the submit host (compute nodes often lack
+# internet).
+localrules:
+    download_preference_data,
+    download_alpaca_eval,
+    download_alpaca_eval_lc_assets,
+    download_mt_bench,
+    download_authors_annotations,
+    prepare_preference_data,
+    prepare_alpaca_eval,
+    prepare_mt_bench,
+
+
 rule download_preference_data:
     output:
         data=f"{DOWNLOADS}/{DATASET}/{{split}}.jsonl",

@@ -13,11 +13,11 @@ rule generate_alpaca_eval:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
-    threads: config["training"]["threads"]
+    threads: config["generation"]["threads"]
     resources:
         gpu=1,
     params:
-        generation=config["generation"],
+        generation=generation_params(config, "alpaca_eval"),
         generator=generator_name,
     script:
         "../scripts/generate_alpaca_eval.py"
@@ -35,11 +35,11 @@ rule generate_mt_bench:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
-    threads: config["training"]["threads"]
+    threads: config["generation"]["threads"]
     resources:
         gpu=1,
     params:
-        generation=config["generation"],
+        generation=generation_params(config, "mt_bench"),
         generator=generator_name,
     script:
         "../scripts/generate_mt_bench.py"

@@ -7,14 +7,14 @@ rule judge_alpaca_eval_local:
         outputs="results/generations/alpaca_eval/{variant}/seed{seed}.json",
         reference=ALPACA_EVAL_ITEMS,
     output:
-        "results/judgments/alpaca_eval/local/{variant}/seed{seed}/annotations.json",
+        f"results/judgments/alpaca_eval/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}/annotations.json",
     log:
-        "results/logs/judge_alpaca_eval/local/{variant}/seed{seed}.log",
+        f"results/logs/judge_alpaca_eval/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.log",
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
-    threads: config["training"]["threads"]
+    threads: config["judges"]["threads"]
     resources:
         gpu=1,
     params:
@@ -31,14 +31,14 @@ rule judge_mt_bench_local:
         judge_prompts="results/data/mt_bench_judge_prompts.jsonl",
         reference_answers="results/data/mt_bench_reference_answers.jsonl",
     output:
-        "results/judgments/mt_bench/local/{variant}/seed{seed}.jsonl",
+        f"results/judgments/mt_bench/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.jsonl",
     log:
-        "results/logs/judge_mt_bench/local/{variant}/seed{seed}.log",
+        f"results/logs/judge_mt_bench/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.log",
     conda:
         "../../envs/torch.yaml"
     container:
         config["containers"]["torch"]
-    threads: config["training"]["threads"]
+    threads: config["judges"]["threads"]
     resources:
         gpu=1,
     params:
@@ -51,13 +51,13 @@ rule judge_alpaca_eval_api:
     input:
         outputs="results/generations/alpaca_eval/{variant}/seed{seed}.json",
         reference=ALPACA_EVAL_ITEMS,
-        annotator_config="workflow/resources/alpaca_eval/alpaca_eval_gpt4_turbo_fn/configs.yaml",
+        annotator_config=f"workflow/resources/alpaca_eval/{ALPACA_EVAL_API_JUDGE}/configs.yaml",
     output:
         "results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/annotations.json",
     log:
         "results/logs/judge_alpaca_eval/{judge}/{variant}/seed{seed}.log",
     wildcard_constraints:
-        judge="alpaca_eval_gpt4_turbo_fn",
+        judge=ALPACA_EVAL_API_JUDGE,
     conda:
         "../../envs/alpaca_eval.yaml"
     container:
@@ -79,7 +79,7 @@ rule judge_mt_bench_api:
     log:
         "results/logs/judge_mt_bench/{judge}/{variant}/seed{seed}.log",
     wildcard_constraints:
-        judge="gpt-4",
+        judge=MT_BENCH_API_JUDGE,
     conda:
         "../../envs/alpaca_eval.yaml"
     container:

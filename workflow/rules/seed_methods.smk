@@ -5,6 +5,12 @@ losses, so generation, judging, aggregation and every notebook pick them up unch
 """
 
 
+# Network-bound or light: on a cluster they run on the submit host.
+localrules:
+    download_listwise_data,
+    prepare_listwise_data,
+
+
 rule download_listwise_data:
     output:
         data=f"{DOWNLOADS}/{LISTWISE['slug']}/{{split}}.jsonl",
@@ -60,7 +66,7 @@ rule cache_listwise_reference_logps:
         gpu=1,
     params:
         step="listwise_reference",
-        training=config["training"],
+        training=cache_params(config),
     script:
         "../scripts/seed_method_cache.py"
 
@@ -71,8 +77,8 @@ rule train_lambda_dpo:
         listwise=LISTWISE_DATA,
         reference=LISTWISE_REFERENCE_LOGPS,
     output:
-        model=directory("results/train/{variant}/seed{seed}/model"),
-        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+        model=directory(CHECKPOINT),
+        diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_lambda_dpo/{variant}/seed{seed}.log",
     wildcard_constraints:
@@ -85,8 +91,8 @@ rule train_lambda_dpo:
     resources:
         gpu=1,
     params:
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
+        training=training_params(config),
+        variant=lambda wc: variant_params(config, wc.variant),
     script:
         "../scripts/train_seed_method.py"
 
@@ -110,8 +116,8 @@ rule cache_teacher_topk:
         gpu=1,
     params:
         step="teacher_topk",
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
+        training=cache_params(config),
+        variant=lambda wc: variant_params(config, wc.variant, "topk"),
     script:
         "../scripts/seed_method_cache.py"
 
@@ -122,8 +128,8 @@ rule train_dckd_student:
         pairs=PAIRS,
         cache="results/distill/{variant}/seed{seed}/teacher_topk.pt",
     output:
-        model=directory("results/train/{variant}/seed{seed}/model"),
-        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+        model=directory(CHECKPOINT),
+        diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_dckd_student/{variant}/seed{seed}.log",
     wildcard_constraints:
@@ -136,8 +142,8 @@ rule train_dckd_student:
     resources:
         gpu=1,
     params:
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
+        training=training_params(config),
+        variant=lambda wc: variant_params(config, wc.variant),
     script:
         "../scripts/train_seed_method.py"
 
@@ -161,8 +167,8 @@ rule generate_student_responses:
         gpu=1,
     params:
         step="student_responses",
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
+        training=cache_params(config),
+        variant=lambda wc: variant_params(config, wc.variant, "student_generation"),
     script:
         "../scripts/seed_method_cache.py"
 
@@ -187,8 +193,8 @@ rule cache_teacher_advantage:
         gpu=1,
     params:
         step="teacher_advantage",
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
+        training=cache_params(config),
+        variant=lambda wc: variant_params(config, wc.variant, "topk"),
     script:
         "../scripts/seed_method_cache.py"
 
@@ -198,8 +204,8 @@ rule train_adpa_student:
         model=student_init_dir,
         cache="results/distill/{variant}/seed{seed}/teacher_advantage.pt",
     output:
-        model=directory("results/train/{variant}/seed{seed}/model"),
-        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+        model=directory(CHECKPOINT),
+        diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_adpa_student/{variant}/seed{seed}.log",
     wildcard_constraints:
@@ -212,7 +218,7 @@ rule train_adpa_student:
     resources:
         gpu=1,
     params:
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
+        training=training_params(config),
+        variant=lambda wc: variant_params(config, wc.variant),
     script:
         "../scripts/train_seed_method.py"

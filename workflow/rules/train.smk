@@ -17,7 +17,7 @@ rule cache_reference_logps:
     resources:
         gpu=1,
     params:
-        training=config["training"],
+        training=cache_params(config),
     script:
         "../scripts/cache_reference_logps.py"
 
@@ -28,8 +28,8 @@ rule train_policy:
         pairs=PAIRS,
         reference_logps=REFERENCE_LOGPS,
     output:
-        model=directory("results/train/{variant}/seed{seed}/model"),
-        diagnostics="results/train/{variant}/seed{seed}/diagnostics.csv",
+        model=directory(CHECKPOINT),
+        diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_policy/{variant}/seed{seed}.log",
     wildcard_constraints:
@@ -42,7 +42,7 @@ rule train_policy:
     resources:
         gpu=1,
     params:
-        training=config["training"],
-        variant=lambda wc: config["variants"][wc.variant],
+        training=training_params(config),
+        variant=lambda wc: variant_params(config, wc.variant),
     script:
         "../scripts/train_policy.py"

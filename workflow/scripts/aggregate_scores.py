@@ -3,8 +3,8 @@
 from prefopt.aggregate import alpaca_eval_tables, diagnostics_table, mt_bench_table, variants_table
 from prefopt.runtime import setup_logging
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-inp, out, par = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
+log = setup_logging(snakemake.log[0])
+inp, out, par = snakemake.input, snakemake.output, snakemake.params
 boards, per_prompt = alpaca_eval_tables(
     list(inp.alpaca_eval), par.judges["alpaca_eval"], par.lc_assets_dir
 )

@@ -3,8 +3,8 @@
 from prefopt.audit import write_audit
 from prefopt.runtime import setup_logging
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-inp, out, par = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
+log = setup_logging(snakemake.log[0])
+inp, out, par = snakemake.input, snakemake.output, snakemake.params
 authors_dir = inp.authors_dir or None
 table = write_audit(
     authors_dir, inp.table1, out.table, out.markdown, missing_reason=par.missing_reason

@@ -5,12 +5,12 @@ import torch
 from prefopt.runtime import setup_logging, versions
 from prefopt.training import compute_reference_logps
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
 info = compute_reference_logps(
-    snakemake.input.model,  # noqa: F821
-    snakemake.input.pairs,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    snakemake.params.training,  # noqa: F821
+    snakemake.input.model,
+    snakemake.input.pairs,
+    snakemake.output[0],
+    snakemake.params.training,
 )
 log.info("reference log-probs: %s; versions %s", info, versions())

@@ -5,8 +5,8 @@ from pathlib import Path
 from prefopt import download
 from prefopt.runtime import setup_logging
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-out, par = snakemake.output, snakemake.params  # noqa: F821
+log = setup_logging(snakemake.log[0])
+out, par = snakemake.output, snakemake.params
 if par.source in download.GITHUB_SOURCES:
     # <downloads>/<source>/provenance.json: the files go to their layout paths under <downloads>
     provenance = Path(out.get("provenance") or Path(out[0]) / "provenance.json")
@@ -17,7 +17,7 @@ elif par.source == "alpaca_eval_lc":
     )
     provenance = Path(out[0]) / "provenance.json"
 else:  # a Hub dataset split: the preference pairs or the listwise data
-    split = snakemake.wildcards.split  # noqa: F821
+    split = snakemake.wildcards.split
     record = download.download_hf_split(par.source, par.repo_id, par.revision, split, out.data)
     provenance = out.provenance
 download.write_provenance(record, provenance)

@@ -6,20 +6,19 @@ from prefopt.generation import generate_alpaca_eval
 from prefopt.modeling import load_model
 from prefopt.runtime import read_json, setup_logging, write_json
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
-gen = snakemake.params.generation  # noqa: F821
-dtype = gen["dtype"] if torch.cuda.is_available() else "float32"
-model, tokenizer = load_model(snakemake.input.model, dtype=dtype)  # noqa: F821
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+gen = snakemake.params.generation
+model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"])
 outputs = generate_alpaca_eval(
     model,
     tokenizer,
-    read_json(snakemake.input.prompts),  # noqa: F821
-    generator=snakemake.params.generator,  # noqa: F821
+    read_json(snakemake.input.prompts),
+    generator=snakemake.params.generator,
     system_prompt=gen["system_prompt"],
     settings=gen["alpaca_eval"],
     batch_size=gen["batch_size"],
-    seed=int(snakemake.wildcards.seed),  # noqa: F821
+    seed=int(snakemake.wildcards.seed),
 )
-write_json(outputs, snakemake.output[0])  # noqa: F821
-log.info("generated %d AlpacaEval answers on %s (%s)", len(outputs), model.device, dtype)
+write_json(outputs, snakemake.output[0])
+log.info("generated %d AlpacaEval answers on %s (%s)", len(outputs), model.device, model.dtype)

@@ -7,20 +7,19 @@ from prefopt.generation import generate_mt_bench
 from prefopt.modeling import load_model
 from prefopt.runtime import setup_logging
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
-gen = snakemake.params.generation  # noqa: F821
-dtype = gen["dtype"] if torch.cuda.is_available() else "float32"
-model, tokenizer = load_model(snakemake.input.model, dtype=dtype)  # noqa: F821
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+gen = snakemake.params.generation
+model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"])
 answers = generate_mt_bench(
     model,
     tokenizer,
-    read_jsonl(snakemake.input.questions),  # noqa: F821
-    model_id=snakemake.params.generator,  # noqa: F821
+    read_jsonl(snakemake.input.questions),
+    model_id=snakemake.params.generator,
     system_prompt=gen["system_prompt"],
     settings=gen["mt_bench"],
     batch_size=gen["batch_size"],
-    seed=int(snakemake.wildcards.seed),  # noqa: F821
+    seed=int(snakemake.wildcards.seed),
 )
-write_jsonl(answers, snakemake.output[0])  # noqa: F821
+write_jsonl(answers, snakemake.output[0])
 log.info("generated MT-Bench answers for %d questions on %s", len(answers), model.device)

@@ -2,21 +2,21 @@
 
 from pathlib import Path
 
-from prefopt.judging.api import ApiJudgeClient, judge_alpaca_eval_pairs
+from prefopt.judging.api import ApiJudgeClient, judge_alpaca_eval_pairs, load_alpaca_eval_annotator
 from prefopt.runtime import read_json, setup_logging, write_json
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-config_path = Path(snakemake.input.annotator_config).resolve()  # noqa: F821
+log = setup_logging(snakemake.log[0])
+config_path = Path(snakemake.input.annotator_config).resolve()
 client = ApiJudgeClient(
-    model="gpt-4-1106-preview",  # pinned in the vendored annotator config
-    cache_path=snakemake.params.cache,  # noqa: F821
+    model=load_alpaca_eval_annotator(config_path).config_model,  # pinned in the vendored config
+    cache_path=snakemake.params.cache,
     base_url=None,
 )
 annotations = judge_alpaca_eval_pairs(
     client,
-    read_json(snakemake.input.outputs),  # noqa: F821
-    read_json(snakemake.input.reference),  # noqa: F821
+    read_json(snakemake.input.outputs),
+    read_json(snakemake.input.reference),
     config_path=config_path,
 )
-write_json(annotations, snakemake.output[0])  # noqa: F821
-log.info("judged %d AlpacaEval pairs with %s", len(annotations), snakemake.wildcards.judge)  # noqa: F821
+write_json(annotations, snakemake.output[0])
+log.info("judged %d AlpacaEval pairs with %s", len(annotations), snakemake.wildcards.judge)

@@ -6,12 +6,12 @@ from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model
 from prefopt.runtime import read_json, setup_logging, write_json
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
-reference = read_json(snakemake.input.reference)  # noqa: F821
-outputs = read_json(snakemake.input.outputs)  # noqa: F821
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+reference = read_json(snakemake.input.reference)
+outputs = read_json(snakemake.input.outputs)
 if [r["instruction"] for r in reference] != [o["instruction"] for o in outputs]:
-    raise ValueError(f"{snakemake.input.outputs}: instructions differ from the reference set")  # noqa: F821
+    raise ValueError(f"{snakemake.input.outputs}: instructions differ from the reference set")
 pairs = [
     {
         "instruction": r["instruction"],
@@ -23,8 +23,8 @@ pairs = [
     }
     for r, o in zip(reference, outputs, strict=True)
 ]
-model, tokenizer = load_model(snakemake.input.judge_model)  # noqa: F821
-judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)  # noqa: F821
+model, tokenizer = load_model(snakemake.input.judge_model)
+judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)
 annotations = judge.judge_alpaca_eval_pairs(pairs)
-write_json(annotations, snakemake.output[0])  # noqa: F821
+write_json(annotations, snakemake.output[0])
 log.info("judged %d pairs with the local judge", len(annotations))

@@ -7,21 +7,18 @@ from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model
 from prefopt.runtime import setup_logging
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
-questions = read_jsonl(snakemake.input.questions)  # noqa: F821
-answers = {
-    a["question_id"]: a["choices"][0]["turns"]
-    for a in read_jsonl(snakemake.input.answers)  # noqa: F821
-}
-judge_prompts = {p["name"]: p for p in read_jsonl(snakemake.input.judge_prompts)}  # noqa: F821
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+questions = read_jsonl(snakemake.input.questions)
+answers = {a["question_id"]: a["choices"][0]["turns"] for a in read_jsonl(snakemake.input.answers)}
+judge_prompts = {p["name"]: p for p in read_jsonl(snakemake.input.judge_prompts)}
 references = {
     r["question_id"]: r["choices"][0]["turns"]
-    for r in read_jsonl(snakemake.input.reference_answers)  # noqa: F821
+    for r in read_jsonl(snakemake.input.reference_answers)
 }
-model, tokenizer = load_model(snakemake.input.judge_model)  # noqa: F821
-judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)  # noqa: F821
-name = f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}"  # noqa: F821
+model, tokenizer = load_model(snakemake.input.judge_model)
+judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)
+name = f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}"
 records = judge.judge_mt_bench(questions, answers, judge_prompts, references, model_name=name)
-write_jsonl(records, snakemake.output[0])  # noqa: F821
+write_jsonl(records, snakemake.output[0])
 log.info("judged %d MT-Bench turns with the local judge", len(records))

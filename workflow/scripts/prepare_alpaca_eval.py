@@ -3,7 +3,7 @@
 from prefopt.data import subset_alpaca_eval
 from prefopt.runtime import read_json, setup_logging, write_json
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-items = subset_alpaca_eval(read_json(snakemake.input[0]), snakemake.params.max_prompts)  # noqa: F821
-write_json(items, snakemake.output[0])  # noqa: F821
+log = setup_logging(snakemake.log[0])
+items = subset_alpaca_eval(read_json(snakemake.input[0]), snakemake.params.max_prompts)
+write_json(items, snakemake.output[0])
 log.info("alpaca_eval items: %d", len(items))

@@ -6,9 +6,9 @@ from prefopt.data import read_jsonl, write_jsonl
 from prefopt.runtime import setup_logging
 from prefopt.seed_training import prepare_listwise
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-spec = snakemake.params.listwise  # noqa: F821
-source = read_jsonl(snakemake.input[0])  # noqa: F821
+log = setup_logging(snakemake.log[0])
+spec = snakemake.params.listwise
+source = read_jsonl(snakemake.input[0])
 rows, stats = prepare_listwise(
     source,
     max_prompts=spec["max_prompts"],
@@ -17,8 +17,8 @@ rows, stats = prepare_listwise(
 )
 # The offline fixture is synthetic and says so per row: carry that into the report.
 synthetic = sum("synthetic" in str(r.get("source", "")).lower() for r in source)
-report = {"source": snakemake.input[0], "synthetic_rows_in_source": synthetic, **stats}  # noqa: F821
-write_jsonl(rows, snakemake.output.rows)  # noqa: F821
-with open(snakemake.output.report, "w") as fh:  # noqa: F821
+report = {"source": snakemake.input[0], "synthetic_rows_in_source": synthetic, **stats}
+write_jsonl(rows, snakemake.output.rows)
+with open(snakemake.output.report, "w") as fh:
     json.dump(report, fh, indent=2)
 log.info("listwise data: %s", report)

@@ -3,6 +3,6 @@
 from prefopt.modeling import prepare_model
 from prefopt.runtime import setup_logging
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-info = prepare_model(snakemake.params.model, snakemake.output[0])  # noqa: F821
+log = setup_logging(snakemake.log[0])
+info = prepare_model(snakemake.params.model, snakemake.output[0])
 log.info("prepared model: %s", info)

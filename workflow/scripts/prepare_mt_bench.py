@@ -5,12 +5,12 @@ import shutil
 from prefopt.data import read_jsonl, subset_mt_bench, write_jsonl
 from prefopt.runtime import setup_logging
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
+log = setup_logging(snakemake.log[0])
 questions = subset_mt_bench(
-    read_jsonl(snakemake.input.questions),  # noqa: F821
-    snakemake.params.per_category,  # noqa: F821
+    read_jsonl(snakemake.input.questions),
+    snakemake.params.per_category,
 )
-write_jsonl(questions, snakemake.output.questions)  # noqa: F821
-shutil.copyfile(snakemake.input.judge_prompts, snakemake.output.judge_prompts)  # noqa: F821
-shutil.copyfile(snakemake.input.reference_answers, snakemake.output.reference_answers)  # noqa: F821
+write_jsonl(questions, snakemake.output.questions)
+shutil.copyfile(snakemake.input.judge_prompts, snakemake.output.judge_prompts)
+shutil.copyfile(snakemake.input.reference_answers, snakemake.output.reference_answers)
 log.info("mt_bench questions: %d", len(questions))

@@ -4,11 +4,11 @@ from prefopt.data import check_pairs, read_jsonl, write_jsonl
 from prefopt.download import sha256_file
 from prefopt.runtime import setup_logging, write_json
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-rows = read_jsonl(snakemake.input[0])  # noqa: F821
-kept, report = check_pairs(rows, max_pairs=snakemake.params.max_pairs)  # noqa: F821
+log = setup_logging(snakemake.log[0])
+rows = read_jsonl(snakemake.input[0])
+kept, report = check_pairs(rows, max_pairs=snakemake.params.max_pairs)
 # The source's content, not its path: the downloaded and the mirrored route give the same report.
-report["source_sha256"] = sha256_file(snakemake.input[0])  # noqa: F821
-write_jsonl(kept, snakemake.output.pairs)  # noqa: F821
-write_json(report, snakemake.output.report)  # noqa: F821
-log.info("preference pairs from %s: %s", snakemake.input[0], report)  # noqa: F821
+report["source_sha256"] = sha256_file(snakemake.input[0])
+write_jsonl(kept, snakemake.output.pairs)
+write_json(report, snakemake.output.report)
+log.info("preference pairs from %s: %s", snakemake.input[0], report)

@@ -6,9 +6,9 @@ import torch
 from prefopt import seed_training as st
 from prefopt.runtime import setup_logging, versions
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-inp, out, params = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
+log = setup_logging(snakemake.log[0])
+inp, out, params = snakemake.input, snakemake.output, snakemake.params
+torch.set_num_threads(snakemake.threads)
 training = params.training
 if params.step == "listwise_reference":
     info = st.cache_listwise_reference(inp.model, inp.rows, out[0], training)
@@ -21,7 +21,7 @@ elif params.step == "student_responses":
         out[0],
         training,
         params.variant["student_generation"],
-        seed=int(snakemake.wildcards.seed),  # noqa: F821
+        seed=int(snakemake.wildcards.seed),
     )
 elif params.step == "teacher_advantage":
     info = st.cache_teacher_advantage(

@@ -1,22 +1,22 @@
 """Snakemake wiring: train one variant with one seed from the cached reference log-probs."""
 
-from prefopt.config import train_params
+from prefopt.config import loss_params
 from prefopt.runtime import setup_logging, versions
 from prefopt.training import train_policy
 
-log = setup_logging(snakemake.log[0])  # noqa: F821
-variant = snakemake.params.variant  # noqa: F821
-training = {**snakemake.params.training, "threads": snakemake.threads}  # noqa: F821
+log = setup_logging(snakemake.log[0])
+variant = snakemake.params.variant
+training = {**snakemake.params.training, "threads": snakemake.threads}
 summary = train_policy(
-    model_dir=snakemake.input.model,  # noqa: F821
-    pairs_path=snakemake.input.pairs,  # noqa: F821
-    reference_path=snakemake.input.reference_logps,  # noqa: F821
-    out_dir=snakemake.output.model,  # noqa: F821
-    diagnostics_path=snakemake.output.diagnostics,  # noqa: F821
+    model_dir=snakemake.input.model,
+    pairs_path=snakemake.input.pairs,
+    reference_path=snakemake.input.reference_logps,
+    out_dir=snakemake.output.model,
+    diagnostics_path=snakemake.output.diagnostics,
     training=training,
     loss_name=variant["loss"],
-    loss_params=train_params({"variants": {"v": variant}}, "v"),
-    seed=int(snakemake.wildcards.seed),  # noqa: F821
+    loss_params=loss_params(variant),
+    seed=int(snakemake.wildcards.seed),
     learning_rate=variant.get("learning_rate"),
 )
 log.info(

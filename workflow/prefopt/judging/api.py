@@ -39,11 +39,13 @@ from typing import Any
 
 import openai
 
+from prefopt.judging import ALPACA_EVAL_API_JUDGE
+
 log = logging.getLogger(__name__)
 
 #: Repository root of the vendored annotator configs.
 RESOURCES_DIR = Path(__file__).resolve().parents[2] / "resources" / "alpaca_eval"
-ALPACA_EVAL_ANNOTATOR = "alpaca_eval_gpt4_turbo_fn"
+ALPACA_EVAL_ANNOTATOR = ALPACA_EVAL_API_JUDGE
 DEFAULT_ALPACA_EVAL_CONFIG = RESOURCES_DIR / ALPACA_EVAL_ANNOTATOR / "configs.yaml"
 #: HTTP statuses worth retrying (rate limit, server-side trouble).
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from prefopt.judging import LOCAL_JUDGE
+
 PAIRWISE_SYSTEM = "You are a careful evaluator of answers written by AI assistants."
 PAIRWISE_TEMPLATE = (
     "Which output answers the instruction better? Judge helpfulness, accuracy and relevance.\n\n"
@@ -31,7 +33,7 @@ RATING_PREFILL = "Rating: [["
 class LocalJudge:
     """Probability-reading judge on a local HF causal LM (same interface as the API judges)."""
 
-    name = "local"
+    name = LOCAL_JUDGE
 
     def __init__(self, model: Any, tokenizer: Any, max_length: int = 1024, batch_size: int = 8):
         self.model = model
@@ -112,7 +114,7 @@ class LocalJudge:
             out.append(
                 {
                     **p,
-                    "annotator": "local",
+                    "annotator": LOCAL_JUDGE,
                     "preference": 1.0 + p_model,
                     "p_model_better_order1": model_is_b,
                     "p_model_better_order2": model_is_a,
@@ -169,7 +171,7 @@ class LocalJudge:
                 judgment_record(
                     question_id=q["question_id"],
                     model=model_name,
-                    judge_model="local",
+                    judge_model=LOCAL_JUDGE,
                     prompt_name=prompt_name,
                     user_prompt=user,
                     judgment=text,

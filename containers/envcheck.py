@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")
 NO_DEPS_RE = re.compile(r"^#\s*no-deps:\s*(\S+)\s*$")
