@@ -3,22 +3,29 @@
 Each notebook runs with papermill: inputs from the fixtures (the defaults of its `parameters`
 cell), outputs redirected into tmp_path. The tests check that every artifact exists and is not
 empty, that tables have one row per method of the fixtures, that figures are real pictures, that
-no result number is hard-coded in a notebook, and that workflow/rules/artifacts.smk passes exactly
+no result number is hard-coded in a notebook, that the notebooks take their shared helpers from
+prefopt.artifacts instead of copying them, and that workflow/rules/artifacts.smk passes exactly
 the notebooks' parameters.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+
+from prefopt import artifacts, mt_bench
 
 papermill = pytest.importorskip("papermill")
 
@@ -38,16 +45,7 @@ NOTEBOOK_IDS = [
     "length_analysis",
     "paired_comparisons",
 ]
-CATEGORIES = [
-    "writing",
-    "roleplay",
-    "reasoning",
-    "math",
-    "coding",
-    "extraction",
-    "stem",
-    "humanities",
-]
+CATEGORIES = list(mt_bench.CATEGORIES)
 
 
 def notebook_path(nb_id: str) -> Path:
@@ -81,14 +79,17 @@ def run_notebook(
         elif isinstance(value, str) and value.startswith("workflow/"):
             params[name] = str(REPO / value)
     params.update(extra)
-    papermill.execute_notebook(
-        str(notebook_path(nb_id)),
-        str(out_dir / f"{nb_id}.executed.ipynb"),
-        parameters=params,
-        kernel_name="python3",
-        cwd=str(out_dir),
-        progress_bar=False,
-    )
+    # the kernel imports prefopt.artifacts from workflow/, as under Snakemake (common.smk)
+    pythonpath = [str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")]
+    with mock.patch.dict(os.environ, {"PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}):
+        papermill.execute_notebook(
+            str(notebook_path(nb_id)),
+            str(out_dir / f"{nb_id}.executed.ipynb"),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(out_dir),
+            progress_bar=False,
+        )
     return outputs
 
 
@@ -124,6 +125,47 @@ def test_notebook_is_clean_and_parameterised(nb_id):
     for p in inputs:
         assert (REPO / p).is_file(), p
     assert any(str(literal(d)).startswith(OUTPUT_PREFIX) for d in params.values())
+
+
+def _shared_names() -> set[str]:
+    """What prefopt.artifacts defines (functions and constants), and the package's categories."""
+    own = {
+        name
+        for name, obj in vars(artifacts).items()
+        if getattr(obj, "__module__", None) == artifacts.__name__ and inspect.isfunction(obj)
+    }
+    constants = {name for name in vars(artifacts) if name.lstrip("_").isupper()}
+    return own | constants | {"CATEGORIES"}
+
+
+@pytest.mark.parametrize("nb_id", NOTEBOOK_IDS)
+def test_notebook_imports_the_shared_helpers_instead_of_copying_them(nb_id):
+    nb = nbformat.read(notebook_path(nb_id), as_version=4)
+    tree = ast.parse("\n".join(c.source for c in nb.cells if c.cell_type == "code"))
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "prefopt.artifacts"
+        for alias in node.names
+    }
+    assert imported, "imports its helpers from prefopt.artifacts"
+    assert imported <= set(vars(artifacts)), imported - set(vars(artifacts))
+    defined = {
+        node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef)
+    }
+    assigned = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    copied = (defined | assigned) & _shared_names()
+    assert not copied, f"{nb_id} redefines {sorted(copied)}: import them from prefopt.artifacts"
+    categories = [f'"{c}"' for c in mt_bench.CATEGORIES]
+    assert not any(all(c in cell.source for c in categories) for cell in nb.cells), (
+        "the MT-Bench category list comes from prefopt.mt_bench.CATEGORIES"
+    )
 
 
 def _numbers_in_results() -> set[float]:
