@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +13,8 @@ from prefopt.diagnostics import (
     DEFAULT_BUCKET_EDGES,
     DIAGNOSTIC_COLUMNS,
     DiagnosticsAccumulator,
+    DiagnosticsWriter,
+    StatsAccumulator,
     bucket_labels,
     diagnostic_columns,
     pair_gradients,
@@ -267,3 +271,55 @@ def test_custom_bucket_edges():
     assert list(row) == acc.columns == diagnostic_columns((0,))
     assert (row["n_pairs_bucket_lt_0"], row["n_pairs_bucket_ge_0"]) == (3, 3)
     assert (row["n_active_bucket_lt_0"], row["n_active_bucket_ge_0"]) == (2, 3)
+
+
+def _read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def _log(writer, step, logs, training=True):
+    """What Trainer.log does: the callback sees the state and the logs."""
+    state = SimpleNamespace(global_step=step, epoch=step / 4)
+    writer.on_log(None, state, None, logs=logs, model=SimpleNamespace(training=training))
+
+
+def test_writer_rows_per_logging_step_and_the_remainder_at_train_end(tmp_path):
+    chosen, rejected, ref_c, ref_r, len_c, len_r = _engineered_batch()
+    acc = DiagnosticsAccumulator("apo_hinge_zero", {"beta": 0.5, "margin": 1.0})
+    path = tmp_path / "sub" / "diagnostics.csv"
+    writer = DiagnosticsWriter(path, acc)
+    assert _read_rows(path) == [DIAGNOSTIC_COLUMNS]  # header at once: the columns are known
+    for step in (1, 2, 3):  # logging_steps = 2: a row at step 2, the rest at the end
+        acc.update(chosen, rejected, ref_c, ref_r, len_c, len_r)
+        if step == 2:
+            _log(writer, step, {"loss": 0.5})
+            _log(writer, step, {"eval_loss": 0.5}, training=False)  # not a training log
+    writer.on_train_end(None, SimpleNamespace(global_step=3, epoch=0.75), None)
+    header, *rows = _read_rows(path)
+    assert header == DIAGNOSTIC_COLUMNS
+    assert [(r[0], r[1], r[2]) for r in rows] == [("2", "0.5", "12"), ("3", "0.75", "6")]
+    # nothing accumulated: no further row (no duplicate when the last step was a logging step)
+    _log(writer, 3, {"loss": 0.5})
+    writer.on_train_end(None, SimpleNamespace(global_step=3, epoch=0.75), None)
+    assert len(_read_rows(path)) == 3
+
+
+def test_writer_header_from_the_first_row_of_a_stats_accumulator(tmp_path):
+    acc = StatsAccumulator()
+    path = tmp_path / "diagnostics.csv"
+    path.write_text("stale")
+    writer = DiagnosticsWriter(path, acc)
+    assert path.read_text() == ""  # truncated; header waits for the first row
+    writer.on_train_end(None, SimpleNamespace(global_step=0, epoch=None), None)
+    assert path.read_text() == ""
+    acc.update(2, loss=1.0, distill_loss=3.0)
+    acc.update(1, loss=2.0, distill_loss=5.0)
+    _log(writer, 1, {"loss": 1.5, "learning_rate": 1e-6})
+    acc.update(2, loss=4.0, distill_loss=1.0)
+    writer.on_train_end(None, SimpleNamespace(global_step=2, epoch=0.5), None)
+    assert _read_rows(path) == [
+        ["step", "epoch", "n_pairs", "loss", "distill_loss"],
+        ["1", "0.25", "3", "1.5", "4.0"],
+        ["2", "0.5", "2", "4.0", "1.0"],
+    ]

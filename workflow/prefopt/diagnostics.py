@@ -13,6 +13,11 @@ training batch:
   1/B of the mean).
 * :class:`DiagnosticsAccumulator` -- accumulates those counts plus TRL-style reward metrics
   over one or more ``update`` calls and emits one CSV row per ``flush``.
+* :class:`StatsAccumulator` -- the same contract for the seed-method objectives
+  (``prefopt.seed_training``): per-micro-batch scalars, averaged per row.
+* :class:`DiagnosticsWriter` -- the one ``diagnostics.csv`` writer of both trainers, a
+  ``transformers.TrainerCallback``: a row per logging step and a last row at the end of training
+  for the steps after the last logging step.
 
 Definitions
 -----------
@@ -40,12 +45,15 @@ columns hold *counts*, not fractions, so a notebook can pool them across steps.
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+from transformers import TrainerCallback
 
 from prefopt.losses import pairwise_loss, validate_params
 
@@ -53,6 +61,8 @@ __all__ = [
     "DEFAULT_BUCKET_EDGES",
     "DIAGNOSTIC_COLUMNS",
     "DiagnosticsAccumulator",
+    "DiagnosticsWriter",
+    "StatsAccumulator",
     "bucket_labels",
     "diagnostic_columns",
     "pair_gradients",
@@ -358,3 +368,95 @@ class DiagnosticsAccumulator:
         assert list(row) == self.columns
         self.reset()
         return row
+
+
+class StatsAccumulator:
+    """Per-micro-batch scalars of a seed-method objective; ``flush`` returns one row and resets.
+
+    A row is ``step``, ``epoch``, ``n_pairs`` (the training rows of every micro-batch since the
+    last flush, summed), then each statistic in the order it was first passed to ``update``, as
+    the unweighted mean over those micro-batches. Its columns depend on the objective, so
+    :attr:`columns` is None: the header is the first row's keys.
+    """
+
+    columns: list[str] | None = None
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything accumulated since the last flush."""
+        self._n = 0
+        self._values: dict[str, list[float]] = {}
+
+    @property
+    def n_pairs(self) -> int:
+        return self._n
+
+    def update(self, n_pairs: int, **stats: float) -> None:
+        """Add one micro-batch of ``n_pairs`` training rows and its scalar statistics."""
+        self._n += int(n_pairs)
+        for key, value in stats.items():
+            self._values.setdefault(key, []).append(float(value))
+
+    def flush(self, step: int, epoch: float) -> dict[str, Any]:
+        """Return the row and reset the accumulator."""
+        row: dict[str, Any] = {"step": step, "epoch": epoch, "n_pairs": self._n}
+        row.update({key: sum(v) / len(v) for key, v in self._values.items()})
+        self.reset()
+        return row
+
+
+class RowAccumulator(Protocol):
+    """What :class:`DiagnosticsWriter` needs: :class:`DiagnosticsAccumulator` or
+    :class:`StatsAccumulator`."""
+
+    columns: list[str] | None
+
+    @property
+    def n_pairs(self) -> int: ...
+
+    def flush(self, step: int, epoch: float) -> dict[str, Any]: ...
+
+
+class DiagnosticsWriter(TrainerCallback):
+    """The ``diagnostics.csv`` of one training run, for both trainers (a ``TrainerCallback``).
+
+    At every training logging step (a log holding ``loss``) it appends the accumulator's row for
+    the optimiser steps since the previous row; at the end of training it appends one more for
+    the steps after the last logging step, so a run shorter than ``logging_steps`` still gets a
+    row for its last step. An empty accumulator writes no row: with ``logging_steps=1`` every
+    step has exactly one. A row carries ``state.global_step`` (the last optimiser step it covers)
+    and ``state.epoch``, nothing from the clock: same config and seed, same bytes.
+
+    The file is truncated at construction. Its header is the accumulator's ``columns``, written
+    at once when known (an empty run leaves just the header), else the first row's keys.
+    """
+
+    def __init__(self, path: str | Path, accumulator: RowAccumulator) -> None:
+        self.path = Path(path)
+        self.accumulator = accumulator
+        self.columns = list(accumulator.columns) if accumulator.columns else None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", newline="") as fh:
+            if self.columns:
+                csv.DictWriter(fh, fieldnames=self.columns).writeheader()
+
+    def write_row(self, step: int, epoch: float) -> dict[str, Any] | None:
+        """Append the row of everything accumulated since the last one (none if nothing was)."""
+        if not self.accumulator.n_pairs:
+            return None
+        row = self.accumulator.flush(step=step, epoch=epoch)
+        with open(self.path, "a", newline="") as fh:
+            if self.columns is None:
+                self.columns = list(row)
+                csv.DictWriter(fh, fieldnames=self.columns).writeheader()
+            csv.DictWriter(fh, fieldnames=self.columns).writerow(row)
+        return row
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):  # noqa: ANN001
+        if logs and "loss" in logs and (model is None or model.training):
+            self.write_row(state.global_step, state.epoch or 0.0)
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.write_row(state.global_step, state.epoch or 0.0)

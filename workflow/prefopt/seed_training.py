@@ -13,19 +13,21 @@ pairing the wrong positions.
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+from transformers import Trainer
 
+from prefopt.config import SEED_METHOD_KEYS
 from prefopt.data import read_jsonl, write_jsonl
+from prefopt.diagnostics import DiagnosticsWriter, StatsAccumulator
 from prefopt.distill import adpa_loss, dckd_loss, teacher_advantage, topk_teacher_distribution
 from prefopt.listwise import ASPECTS, aspect_targets, listwise_dpo_loss, sample_lambdas
 
-SEED_METHODS = ("lambda_dpo", "dckd", "adpa")
+#: The seed-method objectives, as named by `loss:` in the config (one list: prefopt.config).
+SEED_METHODS = tuple(SEED_METHOD_KEYS)
 
 
 # --------------------------------------------------------------------------- data
@@ -163,12 +165,6 @@ def _load(model_dir: str | Path, dtype: torch.dtype | None = None):
 
 def _batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _check_same_vocab(teacher: Any, student_vocab: int | None, where: str) -> None:
-    v = teacher.get_output_embeddings().weight.shape[0]
-    if student_vocab is not None and v > student_vocab:
-        raise ValueError(f"{where}: teacher vocabulary {v} exceeds the student's {student_vocab}")
 
 
 # --------------------------------------------------------------------------- caches
@@ -339,152 +335,163 @@ def _pad3(tensors: list[Tensor], width: int, value: float) -> Tensor:
 
 
 def _collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Keep python lists (the trainer pads per forward); stack cached teacher tensors."""
-    batch: dict[str, Any] = {"rows": rows}
-    return batch
+    """Keep the rows as python lists: the trainer pads them per forward pass."""
+    return {"rows": rows}
 
 
-class SeedMethodTrainer:
-    """Factory for a `transformers.Trainer` subclass whose loss is a seed-method objective."""
+class SeedMethodTrainer(Trainer):
+    """A `transformers.Trainer` whose loss is one seed-method objective (`SEED_METHODS`).
 
-    @staticmethod
-    def build(**kwargs: Any):
-        from transformers import Trainer
+    Batches are lists of training rows (`_collate`); each objective is one method returning the
+    micro-batch loss and its scalar statistics, which a `prefopt.diagnostics.DiagnosticsWriter`
+    writes to `diagnostics_path` (a row per logging step and one at the end of training).
+    """
 
-        class _Trainer(Trainer):
-            def __init__(self, *a: Any, method: str, params: dict[str, Any],
-                         diagnostics_path: Path, seed: int, **kw: Any) -> None:  # fmt: skip
-                self.method = method
-                self.params = params
-                self.diagnostics_path = diagnostics_path
-                self._acc: dict[str, list[float]] = {}
-                self._generator = torch.Generator().manual_seed(seed)
-                self._lambda_step = -1
-                self._lambdas: Tensor | None = None
-                self.lambda_history: list[dict[str, Any]] = []
-                super().__init__(*a, **kw)
-                # Our loss is a plain mean per micro-batch: let Trainer divide by accumulation.
-                self.model_accepts_loss_kwargs = False
+    def __init__(
+        self,
+        *args: Any,
+        method: str,
+        params: dict[str, Any],
+        diagnostics_path: str | Path | None = None,
+        seed: int,
+        **kwargs: Any,
+    ) -> None:
+        objectives = {
+            "lambda_dpo": self._lambda_dpo_loss,
+            "dckd": self._dckd_loss,
+            "adpa": self._adpa_loss,
+        }
+        if method not in objectives:
+            raise ValueError(f"unknown seed method {method!r}; known: {sorted(objectives)}")
+        self.method = method
+        self.params = params
+        self._objective = objectives[method]
+        self.statistics = StatsAccumulator()
+        self._generator = torch.Generator().manual_seed(seed)
+        self._lambda_step = -1
+        self._lambdas: Tensor | None = None
+        self.lambda_history: list[dict[str, Any]] = []
+        super().__init__(*args, **kwargs)
+        # Our loss is a plain mean per micro-batch: let Trainer divide by accumulation.
+        self.model_accepts_loss_kwargs = False
+        if diagnostics_path:
+            self.add_callback(DiagnosticsWriter(diagnostics_path, self.statistics))
 
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-                rows = inputs["rows"]
-                loss, stats = getattr(self, f"_loss_{self.method}")(model, rows)
-                if model.training:
-                    for key, value in {"loss": loss.item(), **stats}.items():
-                        self._acc.setdefault(key, []).append(float(value))
-                    self._acc.setdefault("n_pairs", []).append(len(rows))
-                return (loss, None) if return_outputs else loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        rows = inputs["rows"]
+        loss, stats = self._objective(model, rows)
+        if model.training:
+            self.statistics.update(len(rows), loss=loss.item(), **stats)
+        return (loss, None) if return_outputs else loss
 
-            def _pad_id(self) -> int:
-                tok = self.processing_class
-                return (tok.pad_token_id if tok is not None else None) or 0
+    def _pad_id(self) -> int:
+        tok = self.processing_class
+        return (tok.pad_token_id if tok is not None else None) or 0
 
-            def _loss_dckd(self, model, rows):  # noqa: ANN001
-                p = self.params
-                out = {}
-                for side in ("chosen", "rejected"):
-                    logits, mask, labels = response_logits(
-                        model, [r["prompt_ids"] for r in rows],
-                        [r[f"{side}_ids"] for r in rows], self._pad_id(),
-                    )  # fmt: skip
-                    width = logits.shape[1]
-                    lp = _pad3([r[f"{side}_logprobs"].float() for r in rows], width, 0.0)
-                    ids = _pad3([r[f"{side}_topk_ids"].long() for r in rows], width, 0)
-                    out[side] = (logits, lp.to(logits.device), ids.to(logits.device), mask, labels)
-                c, r_ = out["chosen"], out["rejected"]
-                kd = dckd_loss(
-                    c[0], c[1], c[2], c[3], r_[0], r_[1], r_[2], r_[3],
-                    chosen_weight=p["chosen_weight"], rejected_weight=p["rejected_weight"],
-                )  # fmt: skip
-                loss = p["distill_weight"] * kd
-                logps, lengths = sequence_logps(c[0], c[4], c[3])
-                nll = -(logps.sum() / lengths.sum().clamp(min=1))
-                if p["sft_weight"]:
-                    loss = loss + p["sft_weight"] * nll
-                return loss, {"distill_loss": kd.item(), "sft_nll_chosen": nll.item()}
+    def _student_logits(self, model: Any, rows: list[dict[str, Any]], key: str):
+        """The student's aligned (logits, mask, labels) on each row's prompt + ``row[key]``."""
+        prompts = [r["prompt_ids"] for r in rows]
+        return response_logits(model, prompts, [r[key] for r in rows], self._pad_id())
 
-            def _loss_adpa(self, model, rows):  # noqa: ANN001
-                p = self.params
-                logits, mask, _ = response_logits(
-                    model, [r["prompt_ids"] for r in rows], [r["response_ids"] for r in rows],
-                    self._pad_id(),
-                )  # fmt: skip
-                width = logits.shape[1]
-                values = _pad3([r["values"].float() for r in rows], width, 0.0).to(logits.device)
-                ids = _pad3([r["ids"].long() for r in rows], width, 0).to(logits.device)
-                clip = p.get("advantage_clip")
-                adpa = adpa_loss(
-                    logits, values, mask, advantage_ids=ids,
-                    advantage_clip=tuple(clip) if clip else None,
-                )  # fmt: skip
-                return p["adpa_weight"] * adpa, {
-                    "adpa_loss": adpa.item(),
-                    "response_tokens": mask.sum(-1).float().mean().item(),
-                }
+    def _teacher_targets(
+        self, rows: list[dict[str, Any]], values: str, ids: str, logits: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The rows' cached per-position teacher values and token ids ``[B, T, k]``, padded to
+        the student's response width."""
+        width = logits.shape[1]
+        padded_values = _pad3([r[values].float() for r in rows], width, 0.0)
+        padded_ids = _pad3([r[ids].long() for r in rows], width, 0)
+        return padded_values.to(logits.device), padded_ids.to(logits.device)
 
-            def _loss_lambda_dpo(self, model, rows):  # noqa: ANN001
-                p = self.params
-                if self.state.global_step != self._lambda_step or self._lambdas is None:
-                    # One lambda per optimiser step, drawn from the run seed's generator.
-                    self._lambda_step = self.state.global_step
-                    self._lambdas = sample_lambdas(
-                        len(ASPECTS), self._generator, scheme=p["lambda_scheme"],
-                        alpha=p["dirichlet_alpha"],
-                    )  # fmt: skip
-                    self.lambda_history.append(
-                        {"step": self._lambda_step,
-                         **dict(zip(ASPECTS, self._lambdas.tolist(), strict=True))}
-                    )  # fmt: skip
-                n = len(rows[0]["response_ids"])
-                prompts = [r["prompt_ids"] for r in rows for _ in range(n)]
-                responses = [y for r in rows for y in r["response_ids"]]
-                logits, mask, labels = response_logits(model, prompts, responses, self._pad_id())
-                logps, lengths = sequence_logps(logits, labels, mask)
-                logps = logps.view(len(rows), n)
-                lengths = lengths.view(len(rows), n)
-                ref = torch.tensor([r["ref_logps"] for r in rows], device=logps.device)
-                ratings = torch.tensor([r["ratings"] for r in rows], dtype=torch.float64)
-                targets = aspect_targets(ratings, p["target_temperature"]).to(logps.device)
-                lam = self._lambdas.to(logps.device)
-                losses = listwise_dpo_loss(
-                    logps, ref, lengths, targets.to(logps.dtype), lam.to(logps.dtype),
-                    beta=p["beta"], length_normalize=p["length_normalize"],
-                )  # fmt: skip
-                with torch.no_grad():
-                    norm = lengths.clamp(min=1) if p["length_normalize"] else 1.0
-                    rewards = p["beta"] * (logps - ref) / norm
-                    mixed = (targets * lam[None, :, None].to(targets.dtype)).sum(1)
-                    best = rewards.gather(-1, mixed.argmax(-1, keepdim=True))[:, 0]
-                    spread = rewards.max(-1).values > rewards.min(-1).values
-                    # ties (e.g. step 1, policy == reference) count as misses, not hits
-                    hit = ((best >= rewards.max(-1).values) & spread).float().mean()
-                stats = {"top_candidate_accuracy": hit.item()}
-                stats.update({f"lambda_{a}": float(v) for a, v in zip(ASPECTS, lam.tolist(),
-                                                                        strict=True)})  # fmt: skip
-                return losses.mean(), stats
+    def _dckd_side(self, model: Any, rows: list[dict[str, Any]], side: str):
+        """(student logits, teacher top-k log-probs, teacher top-k ids, mask, labels) of a side."""
+        logits, mask, labels = self._student_logits(model, rows, f"{side}_ids")
+        logprobs, ids = self._teacher_targets(rows, f"{side}_logprobs", f"{side}_topk_ids", logits)
+        return logits, logprobs, ids, mask, labels
 
-            def flush_diagnostics(self) -> None:
-                """Append one row averaging the micro-batches since the last row (if any)."""
-                if not self._acc:
-                    return
-                row = {"step": self.state.global_step, "epoch": self.state.epoch or 0.0}
-                row["n_pairs"] = int(sum(self._acc.pop("n_pairs")))
-                row.update({k: sum(v) / len(v) for k, v in self._acc.items()})
-                self._acc = {}
-                new = not self.diagnostics_path.exists() or not self.diagnostics_path.stat(
-                ).st_size  # fmt: skip
-                with open(self.diagnostics_path, "a", newline="") as fh:
-                    writer = csv.DictWriter(fh, fieldnames=list(row))
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
+    def _dckd_loss(self, model: Any, rows: list[dict[str, Any]]) -> tuple[Tensor, dict]:
+        """DCKD: top-k KL to the DPO teacher on chosen and rejected, plus optional chosen SFT."""
+        p = self.params
+        c_logits, c_logprobs, c_ids, c_mask, c_labels = self._dckd_side(model, rows, "chosen")
+        r_logits, r_logprobs, r_ids, r_mask, _ = self._dckd_side(model, rows, "rejected")
+        kd = dckd_loss(
+            c_logits,
+            c_logprobs,
+            c_ids,
+            c_mask,
+            r_logits,
+            r_logprobs,
+            r_ids,
+            r_mask,
+            chosen_weight=p["chosen_weight"],
+            rejected_weight=p["rejected_weight"],
+        )
+        loss = p["distill_weight"] * kd
+        logps, lengths = sequence_logps(c_logits, c_labels, c_mask)
+        nll = -(logps.sum() / lengths.sum().clamp(min=1))
+        if p["sft_weight"]:
+            loss = loss + p["sft_weight"] * nll
+        return loss, {"distill_loss": kd.item(), "sft_nll_chosen": nll.item()}
 
-            def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-                if self.model.training and "loss" in logs:
-                    self.flush_diagnostics()
-                super().log(logs, start_time)
+    def _adpa_loss(self, model: Any, rows: list[dict[str, Any]]) -> tuple[Tensor, dict]:
+        """ADPA: the DPO teacher's advantage on the student's own responses."""
+        p = self.params
+        logits, mask, _ = self._student_logits(model, rows, "response_ids")
+        values, ids = self._teacher_targets(rows, "values", "ids", logits)
+        clip = p.get("advantage_clip")
+        adpa = adpa_loss(
+            logits, values, mask, advantage_ids=ids, advantage_clip=tuple(clip) if clip else None
+        )
+        stats = {"adpa_loss": adpa.item(), "response_tokens": mask.sum(-1).float().mean().item()}
+        return p["adpa_weight"] * adpa, stats
 
-        return _Trainer(**kwargs)
+    def _step_lambdas(self) -> Tensor:
+        """One lambda per optimiser step, drawn from the run seed's generator."""
+        if self.state.global_step != self._lambda_step or self._lambdas is None:
+            p = self.params
+            self._lambda_step = self.state.global_step
+            self._lambdas = sample_lambdas(
+                len(ASPECTS), self._generator, scheme=p["lambda_scheme"], alpha=p["dirichlet_alpha"]
+            )
+            lambdas = dict(zip(ASPECTS, self._lambdas.tolist(), strict=True))
+            self.lambda_history.append({"step": self._lambda_step, **lambdas})
+        return self._lambdas
+
+    def _lambda_dpo_loss(self, model: Any, rows: list[dict[str, Any]]) -> tuple[Tensor, dict]:
+        """lambda-DPO: listwise DPO towards this step's lambda-mixed aspect targets."""
+        p = self.params
+        lambdas = self._step_lambdas()
+        n = len(rows[0]["response_ids"])
+        prompts = [r["prompt_ids"] for r in rows for _ in range(n)]
+        responses = [y for r in rows for y in r["response_ids"]]
+        logits, mask, labels = response_logits(model, prompts, responses, self._pad_id())
+        logps, lengths = sequence_logps(logits, labels, mask)
+        logps = logps.view(len(rows), n)
+        lengths = lengths.view(len(rows), n)
+        ref = torch.tensor([r["ref_logps"] for r in rows], device=logps.device)
+        ratings = torch.tensor([r["ratings"] for r in rows], dtype=torch.float64)
+        targets = aspect_targets(ratings, p["target_temperature"]).to(logps.device)
+        lam = lambdas.to(logps.device)
+        losses = listwise_dpo_loss(
+            logps,
+            ref,
+            lengths,
+            targets.to(logps.dtype),
+            lam.to(logps.dtype),
+            beta=p["beta"],
+            length_normalize=p["length_normalize"],
+        )
+        with torch.no_grad():
+            norm = lengths.clamp(min=1) if p["length_normalize"] else 1.0
+            rewards = p["beta"] * (logps - ref) / norm
+            mixed = (targets * lam[None, :, None].to(targets.dtype)).sum(1)
+            best = rewards.gather(-1, mixed.argmax(-1, keepdim=True))[:, 0]
+            spread = rewards.max(-1).values > rewards.min(-1).values
+            # ties (e.g. step 1, policy == reference) count as misses, not hits
+            hit = ((best >= rewards.max(-1).values) & spread).float().mean()
+        stats = {"top_candidate_accuracy": hit.item()}
+        stats.update({f"lambda_{a}": float(v) for a, v in zip(ASPECTS, lam.tolist(), strict=True)})
+        return losses.mean(), stats
 
 
 def _check_ids(cached: dict[str, Any], fresh: dict[str, Any], keys: tuple[str, ...], what: str):
@@ -539,29 +546,20 @@ def train_seed_method(
     learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Train a student / listwise policy from `init_dir` with one seed-method objective."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+    from transformers import TrainingArguments
 
-    from prefopt.training import seed_everything, trainer_arguments
+    from prefopt.training import load_for_training, train_and_save, trainer_arguments
 
     if method not in SEED_METHODS:
         raise ValueError(f"unknown seed method {method!r}; known: {SEED_METHODS}")
-    seed_everything(seed)
-    torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
-    on_gpu = torch.cuda.is_available()
-    tok = AutoTokenizer.from_pretrained(init_dir)
-    model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32)
+    model, tok, on_gpu = load_for_training(init_dir, training, seed)
     rows = _training_rows(method, tok, inputs, training)
-    diagnostics_path = Path(diagnostics_path)
-    diagnostics_path.parent.mkdir(parents=True, exist_ok=True)
-    diagnostics_path.write_text("")
-    out_dir = Path(out_dir)
+    work_dir = Path(out_dir).parent / "trainer_work"
     args = TrainingArguments(
-        **trainer_arguments(
-            out_dir.parent / "trainer_work", training, seed, learning_rate, on_gpu
-        ),  # fmt: skip
+        **trainer_arguments(work_dir, training, seed, learning_rate, on_gpu),
         remove_unused_columns=False,
     )
-    trainer = SeedMethodTrainer.build(
+    trainer = SeedMethodTrainer(
         model=model,
         args=args,
         train_dataset=_ListDataset(rows),
@@ -572,24 +570,8 @@ def train_seed_method(
         diagnostics_path=diagnostics_path,
         seed=seed,
     )
-    result = trainer.train()
-    # steps after the last logging step (e.g. a run shorter than logging_steps) get a final row,
-    # so every run's diagnostics file has at least one
-    trainer.flush_diagnostics()
-    trainer.model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    summary = {
-        "loss": method,
-        "params": params,
-        "seed": seed,
-        "init": str(init_dir),
-        "global_steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "train_runtime_s": result.metrics.get("train_runtime"),
-        "lambda_per_step": trainer.lambda_history,
-        "log_history": trainer.state.log_history,
-        "device": "cuda" if on_gpu else "cpu",
-        "precision": training["precision"],
-    }
-    (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    # lambda_history is filled in place while training, before the summary is written
+    head = {"loss": method, "params": params, "seed": seed, "init": str(init_dir)}
+    return train_and_save(
+        trainer, tok, out_dir, training, **head, lambda_per_step=trainer.lambda_history
+    )

@@ -8,7 +8,6 @@ the per-pair loss is `prefopt.losses.pairwise_loss`. No training job runs the re
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -20,7 +19,7 @@ import torch
 from trl import DPOConfig, DPOTrainer
 
 from prefopt.data import read_jsonl, to_conversational, truncate_prompt, write_jsonl
-from prefopt.diagnostics import DIAGNOSTIC_COLUMNS, DiagnosticsAccumulator
+from prefopt.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.losses import pairwise_loss
 
 
@@ -90,7 +89,11 @@ def _dpo_config(
 
 
 class PrefOptDPOTrainer(DPOTrainer):
-    """DPOTrainer whose loss is `prefopt.losses.pairwise_loss(loss_name, ...)`."""
+    """DPOTrainer whose loss is `prefopt.losses.pairwise_loss(loss_name, ...)`.
+
+    With `diagnostics_path`, a `prefopt.diagnostics.DiagnosticsWriter` writes the per-step
+    diagnostics of the training batches there (a row per logging step and one at the end).
+    """
 
     def __init__(
         self,
@@ -105,12 +108,9 @@ class PrefOptDPOTrainer(DPOTrainer):
         self.loss_params = dict(loss_params)
         self.require_cached_reference = require_cached_reference
         self.diagnostics = DiagnosticsAccumulator(loss_name, self.loss_params)
-        self.diagnostics_path = Path(diagnostics_path) if diagnostics_path else None
-        if self.diagnostics_path:
-            self.diagnostics_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.diagnostics_path, "w", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=DIAGNOSTIC_COLUMNS).writeheader()
         super().__init__(*args, **kwargs)
+        if diagnostics_path:
+            self.add_callback(DiagnosticsWriter(diagnostics_path, self.diagnostics))
 
     def _precompute_ref_logps(self, dataset, name, batch_size):  # noqa: ANN001
         """Reference log-probs come from our cache file, never from a model in this job."""
@@ -165,15 +165,6 @@ class PrefOptDPOTrainer(DPOTrainer):
         metrics["rewards/accuracies"].append((rewards_c > rewards_r).float().mean().item())
         return (loss, outputs) if return_outputs else loss
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Every logging step also appends one diagnostics row next to the checkpoint."""
-        if self.model.training and self.diagnostics_path and "loss" in logs:
-            row = self.diagnostics.flush(step=self.state.global_step, epoch=self.state.epoch or 0.0)
-            if row.get("n_pairs"):
-                with open(self.diagnostics_path, "a", newline="") as fh:
-                    csv.DictWriter(fh, fieldnames=DIAGNOSTIC_COLUMNS).writerow(row)
-        super().log(logs, start_time)
-
 
 def compute_reference_logps(
     model_dir: str | Path,
@@ -196,6 +187,19 @@ def compute_reference_logps(
         model_dir, dtype=dtype[training["precision"]] if on_gpu else torch.float32
     )
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
+    # The reference pass takes no optimiser step: its rule passes only the settings that shape
+    # the cache (prefopt.config.CACHE_TRAINING_KEYS); these complete the DPOConfig it needs.
+    no_training = {
+        "epochs": 1,
+        "per_device_train_batch_size": training["reference_batch_size"],
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1.0e-6,
+        "lr_scheduler_type": "constant",
+        "warmup_ratio": 0.0,
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+    }
+    training = {**no_training, **training}
     cfg = _dpo_config(Path(out_path).parent / "_trainer", training, seed=0, on_gpu=on_gpu)
     trainer = PrefOptDPOTrainer(
         model=model,
@@ -229,6 +233,46 @@ def compute_reference_logps(
     return {"n_pairs": len(rows), "n_dropped_by_trl": len(dataset) - len(prepared)}
 
 
+def load_for_training(model_dir: str | Path, training: dict[str, Any], seed: int):
+    """Seed everything, set the thread count, load the tokenizer and the fp32 model to train.
+
+    Returns (model, tokenizer, on_gpu); shared by the pairwise and seed-method trainers.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    seed_everything(seed)
+    torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return model, tokenizer, torch.cuda.is_available()
+
+
+def train_and_save(
+    trainer: Any,
+    tokenizer: Any,
+    out_dir: str | Path,
+    training: dict[str, Any],
+    **head: Any,
+) -> dict[str, Any]:
+    """Train; save the model, tokenizer and ``prefopt_training.json`` (``head`` + the run's
+    steps, loss, runtime, log history, device and precision) to `out_dir`; return the summary."""
+    result = trainer.train()
+    out_dir = Path(out_dir)
+    trainer.model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    summary = {
+        **head,
+        "global_steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "log_history": trainer.state.log_history,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "precision": training["precision"],
+    }
+    (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def train_policy(
     model_dir: str | Path,
     pairs_path: str | Path,
@@ -242,13 +286,7 @@ def train_policy(
     learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    seed_everything(seed)
-    torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
-    on_gpu = torch.cuda.is_available()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model, tokenizer, on_gpu = load_for_training(model_dir, training, seed)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
     reference = {r["pair_id"]: r for r in read_jsonl(reference_path)}
     missing = [pid for pid in dataset["pair_id"] if pid not in reference]
@@ -262,30 +300,16 @@ def train_policy(
     ).add_column(
         "ref_rejected_logps", [reference[p]["ref_rejected_logps"] for p in dataset["pair_id"]]
     )
-    out_dir = Path(out_dir)
-    cfg = _dpo_config(out_dir.parent / "trainer_work", training, seed, learning_rate, on_gpu)
+    work_dir = Path(out_dir).parent / "trainer_work"
     trainer = PrefOptDPOTrainer(
         model=model,
-        args=cfg,
+        args=_dpo_config(work_dir, training, seed, learning_rate, on_gpu),
         train_dataset=dataset,
         processing_class=tokenizer,
         loss_name=loss_name,
         loss_params=loss_params,
         diagnostics_path=diagnostics_path,
     )
-    result = trainer.train()
-    trainer.model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    summary = {
-        "loss": loss_name,
-        "params": loss_params,
-        "seed": seed,
-        "global_steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "train_runtime_s": result.metrics.get("train_runtime"),
-        "log_history": trainer.state.log_history,
-        "device": "cuda" if on_gpu else "cpu",
-        "precision": training["precision"],
-    }
-    (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return train_and_save(
+        trainer, tokenizer, out_dir, training, loss=loss_name, params=loss_params, seed=seed
+    )
