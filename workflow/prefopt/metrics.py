@@ -87,8 +87,8 @@ def find_lc_assets(lc_assets_dir: str | os.PathLike | None) -> tuple[Path | None
         if (cand / "df_gamed.csv").is_file():
             return cand, None
     return None, (
-        f"LC win rate not computed: df_gamed.csv not found in {root} "
-        f"(nor in {root / LC_MIRROR_SUBDIR}); fetch it with rule download_alpaca_eval_lc_assets"
+        f"LC win rate not computed: alpaca_eval's LC assets ({', '.join(LC_ASSET_FILES)}) are not "
+        f"in {root}; with mirror_dir: null the rule download_alpaca_eval_lc_assets fetches them"
     )
 
 
