@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,17 @@ def test_ruff_is_clean(repo):
 def test_ruff_format_is_clean(repo):
     proc = run(repo, str(BIN / "ruff"), "format", "--check", "workflow", "tests", "containers")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_rule_has_log_benchmark_conda_and_container(repo):
+    """The house rule for every rule with an action: its log, its timing, its software stack."""
+    missing, n_rules = [], 0
+    for smk in sorted((repo / "workflow" / "rules").glob("*.smk")):
+        blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)[1:]
+        n_rules += len(blocks) // 2
+        for name, body in zip(blocks[::2], blocks[1::2], strict=True):
+            for directive in ("log", "benchmark", "conda", "container"):
+                if not re.search(rf"^    {directive}:", body, flags=re.M):
+                    missing.append(f"{smk.name}: rule {name} has no {directive}:")
+    assert missing == []
+    assert n_rules >= 30  # every stage's rules were read

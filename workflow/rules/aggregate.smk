@@ -31,6 +31,8 @@ rule aggregate_scores:
         variants="results/scores/variants.csv",
     log:
         "results/logs/aggregate_scores.log",
+    benchmark:
+        "results/benchmarks/aggregate_scores.tsv"
     conda:
         "../../envs/alpaca_eval.yaml"
     container:
@@ -55,6 +57,8 @@ rule audit_paper:
         markdown="results/tables/audit_paper_numbers.md",
     log:
         "results/logs/audit_paper.log",
+    benchmark:
+        "results/benchmarks/audit_paper.tsv"
     conda:
         "../../envs/alpaca_eval.yaml"
     container:

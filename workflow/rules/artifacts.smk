@@ -104,6 +104,8 @@ rule render_table1_alpaca_eval:
         html=f"{ART_NOTEBOOKS}/table1_alpaca_eval.html",
     log:
         "results/logs/render_table1_alpaca_eval.log",
+    benchmark:
+        "results/benchmarks/render_table1_alpaca_eval.tsv"
     conda:
         "../../envs/notebooks.yaml"
     container:
@@ -130,6 +132,8 @@ rule render_fig1_alpaca_eval_bars:
         html=f"{ART_NOTEBOOKS}/fig1_alpaca_eval_bars.html",
     log:
         "results/logs/render_fig1_alpaca_eval_bars.log",
+    benchmark:
+        "results/benchmarks/render_fig1_alpaca_eval_bars.tsv"
     conda:
         "../../envs/notebooks.yaml"
     container:
@@ -151,6 +155,8 @@ rule render_fig2_3_mt_bench_radar:
         html=f"{ART_NOTEBOOKS}/fig2_3_mt_bench_radar.html",
     log:
         "results/logs/render_fig2_3_mt_bench_radar.log",
+    benchmark:
+        "results/benchmarks/render_fig2_3_mt_bench_radar.tsv"
     conda:
         "../../envs/notebooks.yaml"
     container:
@@ -176,6 +182,8 @@ rule render_paper_vs_reproduction:
         html=f"{ART_NOTEBOOKS}/paper_vs_reproduction.html",
     log:
         "results/logs/render_paper_vs_reproduction.log",
+    benchmark:
+        "results/benchmarks/render_paper_vs_reproduction.tsv"
     conda:
         "../../envs/notebooks.yaml"
     container:
@@ -209,6 +217,8 @@ rule render_training_dynamics:
         html=f"{ART_NOTEBOOKS}/training_dynamics.html",
     log:
         "results/logs/render_training_dynamics.log",
+    benchmark:
+        "results/benchmarks/render_training_dynamics.tsv"
     conda:
         "../../envs/notebooks.yaml"
     container:
@@ -229,6 +239,8 @@ rule render_length_analysis:
         html=f"{ART_NOTEBOOKS}/length_analysis.html",
     log:
         "results/logs/render_length_analysis.log",
+    benchmark:
+        "results/benchmarks/render_length_analysis.tsv"
     conda:
         "../../envs/notebooks.yaml"
     container:
@@ -254,6 +266,8 @@ rule render_paired_comparisons:
         html=f"{ART_NOTEBOOKS}/paired_comparisons.html",
     log:
         "results/logs/render_paired_comparisons.log",
+    benchmark:
+        "results/benchmarks/render_paired_comparisons.tsv"
     conda:
         "../../envs/notebooks.yaml"
     container:

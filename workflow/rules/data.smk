@@ -101,6 +101,8 @@ rule prepare_preference_data:
         report="results/data/train_pairs.report.json",
     log:
         "results/logs/prepare_preference_data.log",
+    benchmark:
+        "results/benchmarks/prepare_preference_data.tsv"
     conda:
         "../../envs/core.yaml"
     container:
@@ -118,6 +120,8 @@ rule prepare_alpaca_eval:
         ALPACA_EVAL_ITEMS,
     log:
         "results/logs/prepare_alpaca_eval.log",
+    benchmark:
+        "results/benchmarks/prepare_alpaca_eval.tsv"
     conda:
         "../../envs/core.yaml"
     container:
@@ -139,6 +143,8 @@ rule prepare_mt_bench:
         reference_answers="results/data/mt_bench_reference_answers.jsonl",
     log:
         "results/logs/prepare_mt_bench.log",
+    benchmark:
+        "results/benchmarks/prepare_mt_bench.tsv"
     conda:
         "../../envs/core.yaml"
     container:

@@ -9,6 +9,8 @@ rule generate_alpaca_eval:
         "results/generations/alpaca_eval/{variant}/seed{seed}.json",
     log:
         "results/logs/generate_alpaca_eval/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/generate_alpaca_eval/{variant}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     container:
@@ -31,6 +33,8 @@ rule generate_mt_bench:
         "results/generations/mt_bench/{variant}/seed{seed}.jsonl",
     log:
         "results/logs/generate_mt_bench/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/generate_mt_bench/{variant}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     container:

@@ -10,6 +10,8 @@ rule judge_alpaca_eval_local:
         f"results/judgments/alpaca_eval/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}/annotations.json",
     log:
         f"results/logs/judge_alpaca_eval/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"results/benchmarks/judge_alpaca_eval/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.tsv"
     conda:
         "../../envs/torch.yaml"
     container:
@@ -34,6 +36,8 @@ rule judge_mt_bench_local:
         f"results/judgments/mt_bench/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.jsonl",
     log:
         f"results/logs/judge_mt_bench/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"results/benchmarks/judge_mt_bench/{LOCAL_JUDGE}/{{variant}}/seed{{seed}}.tsv"
     conda:
         "../../envs/torch.yaml"
     container:
@@ -56,6 +60,8 @@ rule judge_alpaca_eval_api:
         "results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/annotations.json",
     log:
         "results/logs/judge_alpaca_eval/{judge}/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/judge_alpaca_eval/{judge}/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         judge=ALPACA_EVAL_API_JUDGE,
     conda:
@@ -78,6 +84,8 @@ rule judge_mt_bench_api:
         "results/judgments/mt_bench/{judge}/{variant}/seed{seed}.jsonl",
     log:
         "results/logs/judge_mt_bench/{judge}/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/judge_mt_bench/{judge}/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         judge=MT_BENCH_API_JUDGE,
     conda:

@@ -6,6 +6,8 @@ rule prepare_model:
         directory(MODEL_DIR),
     log:
         f"results/logs/prepare_model/{MODEL}.log",
+    benchmark:
+        f"results/benchmarks/prepare_model/{MODEL}.tsv"
     conda:
         "../../envs/torch.yaml"
     container:
@@ -22,6 +24,8 @@ rule prepare_teacher_model:
         directory(f"{TEACHER_MODELS_DIR}/{{teacher_model}}"),
     log:
         "results/logs/prepare_teacher_model/{teacher_model}.log",
+    benchmark:
+        "results/benchmarks/prepare_teacher_model/{teacher_model}.tsv"
     wildcard_constraints:
         teacher_model="|".join(config["teacher_models"]) or "(?!)",
     conda:

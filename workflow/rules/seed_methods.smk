@@ -39,6 +39,8 @@ rule prepare_listwise_data:
         report="results/data/train_listwise.report.json",
     log:
         "results/logs/prepare_listwise_data.log",
+    benchmark:
+        "results/benchmarks/prepare_listwise_data.tsv"
     conda:
         "../../envs/torch.yaml"
     container:
@@ -57,6 +59,8 @@ rule cache_listwise_reference_logps:
         LISTWISE_REFERENCE_LOGPS,
     log:
         f"results/logs/cache_listwise_reference_logps/{MODEL}-{LISTWISE['slug']}-maxlen{MAX_LENGTH}.log",
+    benchmark:
+        f"results/benchmarks/cache_listwise_reference_logps/{MODEL}-{LISTWISE['slug']}-maxlen{MAX_LENGTH}.tsv"
     conda:
         "../../envs/torch.yaml"
     container:
@@ -81,6 +85,8 @@ rule train_lambda_dpo:
         diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_lambda_dpo/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_lambda_dpo/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         variant=variant_regex(variants_with_loss("lambda_dpo")),
     conda:
@@ -105,6 +111,8 @@ rule cache_teacher_topk:
         "results/distill/{variant}/seed{seed}/teacher_topk.pt",
     log:
         "results/logs/cache_teacher_topk/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/cache_teacher_topk/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         variant=variant_regex(variants_with_loss("dckd")),
     conda:
@@ -132,6 +140,8 @@ rule train_dckd_student:
         diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_dckd_student/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_dckd_student/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         variant=variant_regex(variants_with_loss("dckd")),
     conda:
@@ -156,6 +166,8 @@ rule generate_student_responses:
         "results/distill/{variant}/seed{seed}/student_responses.jsonl",
     log:
         "results/logs/generate_student_responses/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/generate_student_responses/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         variant=variant_regex(variants_with_loss("adpa")),
     conda:
@@ -182,6 +194,8 @@ rule cache_teacher_advantage:
         "results/distill/{variant}/seed{seed}/teacher_advantage.pt",
     log:
         "results/logs/cache_teacher_advantage/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/cache_teacher_advantage/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         variant=variant_regex(variants_with_loss("adpa")),
     conda:
@@ -208,6 +222,8 @@ rule train_adpa_student:
         diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_adpa_student/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_adpa_student/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         variant=variant_regex(variants_with_loss("adpa")),
     conda:

@@ -9,6 +9,8 @@ rule cache_reference_logps:
         REFERENCE_LOGPS,
     log:
         f"results/logs/cache_reference_logps/{MODEL}-{DATASET}-maxlen{MAX_LENGTH}.log",
+    benchmark:
+        f"results/benchmarks/cache_reference_logps/{MODEL}-{DATASET}-maxlen{MAX_LENGTH}.tsv"
     conda:
         "../../envs/torch.yaml"
     container:
@@ -32,6 +34,8 @@ rule train_policy:
         diagnostics=DIAGNOSTICS,
     log:
         "results/logs/train_policy/{variant}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_policy/{variant}/seed{seed}.tsv"
     wildcard_constraints:
         variant=variant_regex(PAIRWISE_VARIANTS),
     conda:
