@@ -42,7 +42,7 @@ rule aggregate_scores:
         run_seeds=RUN_SEEDS,
         trained_variants=TRAINED_VARIANTS,
         variants=config["variants"],
-        judges=config["judges"],
+        judges={benchmark: config["judges"][benchmark] for benchmark in JUDGES},
         lc_assets_dir=lambda wc, input: input.lc_assets or source_file("alpaca_eval_lc"),
     script:
         "../scripts/aggregate_scores.py"
