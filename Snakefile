@@ -26,3 +26,4 @@ rule all:
         score_files(),
         ARTIFACT_OUTPUTS,
         AUDIT_TABLE,
+        RUNTIME_OUTPUTS.values(),

@@ -1,4 +1,9 @@
-"""The planned DAG: job counts for the paper config, offline, without running anything."""
+"""The planned DAG: job counts for the paper config, offline, without running anything.
+
+Every plan is also checked for the runtime table (rule runtime_by_rule): its inputs are exactly
+the benchmark files of the other jobs Snakemake plans, so no job is left out of the run's cost and
+the table's list of files adds no job of its own.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,42 @@ def work(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("dag") / "repo")
 
 
+RUNTIME_RULE = "runtime_by_rule"
+
+
+def planned_jobs(stdout: str) -> list[tuple[str, dict[str, list[str]]]]:
+    """(rule, {input/output/log/benchmark: paths}) of every job a dry run prints."""
+    jobs = []
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", stdout, flags=re.M):
+        fields = re.findall(r"^    (input|output|log|benchmark): (.*)$", body, flags=re.M)
+        jobs.append((rule, {k: v.split(", ") for k, v in fields}))
+    return jobs
+
+
+def assert_runtime_table_reads_every_job(stdout: str) -> None:
+    jobs = planned_jobs(stdout)
+    runtime = [files for rule, files in jobs if rule == RUNTIME_RULE]
+    assert len(runtime) == 1, f"{RUNTIME_RULE} planned {len(runtime)} times"
+    others = [(rule, files) for rule, files in jobs if rule not in (RUNTIME_RULE, "all")]
+    benchmarks = {files["benchmark"][0] for _, files in others}
+    listed = set(runtime[0]["input"])
+    assert not benchmarks - listed, f"jobs left out of the runtime table: {benchmarks - listed}"
+    assert not listed - benchmarks, f"not the benchmark of a job: {listed - benchmarks}"
+    # ...and only the runtime table needs a job: every other job's output is read by another job
+    # or by rule all (a wrong entry in common.smk's run_jobs() would plan an extra job)
+    read = {f for rule, files in jobs if rule != RUNTIME_RULE for f in files.get("input", [])}
+    extra = [(rule, files["output"]) for rule, files in others if not set(files["output"]) & read]
+    assert extra == [], f"jobs planned only for the runtime table: {extra}"
+
+
 def dry_run(work, *args: str, log: list | None = None) -> dict[str, int]:
+    """Job counts per rule of the plan (and the runtime table's inputs checked against it)."""
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "snakemake",
             "-n",
-            "--quiet",
-            "rules",
             "--workflow-profile",
             "none",
             *args,
@@ -38,6 +70,7 @@ def dry_run(work, *args: str, log: list | None = None) -> dict[str, int]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     if log is not None:
         log.append(proc.stdout + proc.stderr)
+    assert_runtime_table_reads_every_job(proc.stdout)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     return {k: int(v) for k, v in counts.items()}
 
@@ -96,3 +129,14 @@ def test_embedded_seed_methods_distil_from_our_dpo_checkpoint(work):
     assert "prepare_teacher_model" not in jobs
     assert jobs["train_policy"] == 1  # the DPO teacher, seed 0
     assert jobs["train_dckd_student"] == 1 and jobs["train_adpa_student"] == 2
+
+
+def test_runtime_table_includes_the_teachers_and_starting_points_a_run_trains(work):
+    """ADPA+ alone still trains its DCKD starting point and the DPO teacher of both; lambda-DPO
+    reads its local listwise file (no download). dry_run checks the runtime table has them all."""
+    (work / "overlay.yaml").write_text("run: {variants: [base, adpa_plus, lambda_dpo]}\n")
+    configs = ["tests/config.tiny.yaml", "tests/config.seed_methods.tiny.yaml", "overlay.yaml"]
+    jobs = dry_run(work, "--configfile", *configs)
+    assert jobs["train_policy"] == jobs["train_dckd_student"] == jobs["train_adpa_student"] == 1
+    assert jobs["train_lambda_dpo"] == 1 and "download_listwise_data" not in jobs
+    assert jobs[RUNTIME_RULE] == 1

@@ -1,6 +1,7 @@
 """The real DAG end to end on the tiny config: real model, real data, real TRL, real judge.
 
-One run checks: the artifacts exist and are computed from the run; a rerun does nothing;
+One run checks: the artifacts exist and are computed from the run; the runtime table lists every
+job that ran; a rerun does nothing;
 deleting one checkpoint reruns exactly its downstream jobs; retraining with the same seed
 reproduces the same diagnostics and generations byte for byte (CPU determinism).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +57,14 @@ def test_tiny_dag_end_to_end(workdir):
     assert {"active_fraction_chosen", "active_fraction_rejected"} <= set(diag.columns)
     assert len(diag) >= 1
 
+    # The run's cost: the runtime table has one row per rule with the jobs that ran, and a total.
+    ran = Counter(re.findall(r"^(?:local)?rule (\w+):$", run.stdout + run.stderr, flags=re.M))
+    ran -= Counter({"all": ran["all"], "runtime_by_rule": ran["runtime_by_rule"]})
+    runtime = pd.read_csv(res / "tables" / "runtime_by_rule.csv").set_index("rule")
+    assert runtime["jobs"].drop("total").to_dict() == dict(ran), (runtime, ran)
+    assert runtime.loc["total", "jobs"] == ran.total() and (runtime["total_s"] > 0).all()
+    assert (res / "figures" / "runtime_by_rule.png").stat().st_size > 10_000
+
     # Everything is up to date: a second run plans nothing.
     again = snakemake(workdir, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -77,6 +87,7 @@ def test_tiny_dag_end_to_end(workdir):
     assert planned_with("variants: {apo_hinge_zero: {label: renamed}}\n") <= {
         "aggregate_scores",
         "all",
+        "runtime_by_rule",  # reads the benchmark file of every job that runs again
     } | {r for r in lr if r.startswith("render_")}
     (workdir / "overlay.yaml").unlink()
 
@@ -98,6 +109,10 @@ def test_tiny_dag_end_to_end(workdir):
     # Same config and seed, same results on CPU.
     assert (ckpt / "diagnostics.csv").read_bytes() == before["diagnostics.csv"]
     assert gen_file.read_bytes() == gen_before
+    # ...and the runtime table now has the retraining's measurement
+    retrained = res / "benchmarks" / "train_policy" / "apo_hinge_zero" / "seed0.tsv"
+    table = res / "tables" / "runtime_by_rule.csv"
+    assert table.stat().st_mtime >= retrained.stat().st_mtime
 
     # Changing a result file regenerates exactly the artifacts that read it (Snakemake compares
     # checksums, so the content must change, not just the mtime).
@@ -108,5 +123,9 @@ def test_tiny_dag_end_to_end(workdir):
     scores.write_text("\n".join(lines) + "\n")
     plan = snakemake(workdir, "-n", "--quiet", "rules")
     planned = set(re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.M)) - {"job", "all", "total"}
-    assert planned == {"render_fig2_3_mt_bench_radar", "render_paper_vs_reproduction"}, planned
+    assert planned == {
+        "render_fig2_3_mt_bench_radar",
+        "render_paper_vs_reproduction",
+        "runtime_by_rule",  # their new benchmark files
+    }, planned
     scores.write_text(original)

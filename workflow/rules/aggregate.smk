@@ -1,10 +1,12 @@
-"""Score tables from every judgment and training log, and the audit of the paper's own numbers."""
+"""Score tables from every judgment and training log, the audit of the paper's own numbers, and
+the run's cost: runtime by rule from every job's benchmark file."""
 
 
 # Light, CPU-only: on a cluster they run on the submit host.
 localrules:
     aggregate_scores,
     audit_paper,
+    runtime_by_rule,
 
 
 rule aggregate_scores:
@@ -69,3 +71,37 @@ rule audit_paper:
         ),
     script:
         "../scripts/audit_paper.py"
+
+
+# Every job's benchmark file is an input (a benchmark file is a product of its job, so Snakemake
+# resolves it to that job): the table is rebuilt after any job runs again. Named by rule, from
+# the DAG helper in common.smk; this rule's own file cannot be among them.
+rule runtime_by_rule:
+    input:
+        unpack(lambda wc: run_benchmarks()),
+    output:
+        table=report(
+            RUNTIME_OUTPUTS["table"],
+            category="Tables",
+            caption="../report/runtime_by_rule.rst",
+        ),
+        markdown=report(
+            RUNTIME_OUTPUTS["markdown"],
+            category="Tables",
+            caption="../report/runtime_by_rule.rst",
+        ),
+        figure=report(
+            RUNTIME_OUTPUTS["figure"],
+            category="Figures",
+            caption="../report/runtime_by_rule.rst",
+        ),
+    log:
+        "results/logs/runtime_by_rule.log",
+    benchmark:
+        "results/benchmarks/runtime_by_rule.tsv"
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    script:
+        "../scripts/runtime_by_rule.py"

@@ -129,6 +129,12 @@ def checkpoints_of_run():
 
 
 AUDIT_TABLE = "results/tables/audit_paper_numbers.csv"
+#: What the run cost: runtime by rule, from every job's benchmark file (rule runtime_by_rule).
+RUNTIME_OUTPUTS = {
+    "table": "results/tables/runtime_by_rule.csv",
+    "markdown": "results/tables/runtime_by_rule.md",
+    "figure": "results/figures/runtime_by_rule.png",
+}
 
 
 # --- seed methods (lambda-DPO, DCKD, ADPA/ADPA+): workflow/rules/seed_methods.smk ----------------
@@ -209,3 +215,97 @@ elif _listwise_run and _listwise_missing:
         f"{listwise_source()} (data.listwise.slug/split under mirror_dir), which does not "
         "exist; set data.listwise.local_file, mirror it, or set mirror_dir: null to download it"
     )
+
+
+# --- the run's jobs, for the runtime table (rule runtime_by_rule) -------------------------------
+
+#: The rules that train a variant, by loss (pairwise losses: train_policy), in the order they run.
+SEED_METHOD_RULES = {
+    "lambda_dpo": ("train_lambda_dpo",),
+    "dckd": ("cache_teacher_topk", "train_dckd_student"),
+    "adpa": ("generate_student_responses", "cache_teacher_advantage", "train_adpa_student"),
+}
+
+
+def trained_variants_needed():
+    """The run's trained variants and, transitively, the trained variants they start from or
+    learn from (student_init_dir, teacher_dir), which are trained even when not in the run."""
+    needed, todo = [], list(TRAINED_VARIANTS)
+    while todo:
+        variant = todo.pop(0)
+        if variant not in needed:
+            needed.append(variant)
+            todo += [config["variants"][variant].get(k) for k in ("init", "teacher")]
+            todo = [v for v in todo if v]
+    return needed
+
+
+def run_jobs():
+    """Every job the run's targets need, as {rule: [wildcards]}: the same choices the inputs
+    above make (a mirror or a download; the local or an API judge; the rules each loss trains
+    with, for every variant the run needs). tests/integration/test_dag.py checks it against
+    Snakemake's own plan for each shipped config."""
+    jobs = {}
+    add = lambda rule_name, **wildcards: jobs.setdefault(rule_name, []).append(wildcards)
+    downloaded = lambda path: bool(path) and str(path).startswith(f"{DOWNLOADS}/")
+    variants = trained_variants_needed()
+    losses = {config["variants"][v]["loss"] for v in variants}
+
+    add("prepare_model")
+    if losses - {"lambda_dpo"}:  # pairwise losses, DCKD and ADPA read the preference pairs
+        if downloaded(train_source()):
+            add("download_preference_data", split=config["data"]["train"]["split"])
+        add("prepare_preference_data")
+    if losses - set(SEED_METHOD_KEYS):
+        add("cache_reference_logps")
+    if "lambda_dpo" in losses:
+        if downloaded(listwise_source()):
+            add("download_listwise_data", split=LISTWISE["split"])
+        add("prepare_listwise_data")
+        add("cache_listwise_reference_logps")
+    for variant in variants:
+        spec = config["variants"][variant]
+        for rule_name in SEED_METHOD_RULES.get(spec["loss"], ("train_policy",)):
+            for seed in RUN_SEEDS:
+                add(rule_name, variant=variant, seed=seed)
+    teachers = {
+        config["variants"][v].get(key)
+        for v in variants
+        for key in ("teacher_model", "reference_teacher_model")
+    }
+    for teacher_model in sorted(t for t in teachers if t):
+        add("prepare_teacher_model", teacher_model=teacher_model)
+
+    for source, rule_name in [
+        ("alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json", "download_alpaca_eval"),
+        ("mt_bench/question.jsonl", "download_mt_bench"),
+    ]:
+        if downloaded(source_file(source)):
+            add(rule_name)
+    add("prepare_alpaca_eval")
+    add("prepare_mt_bench")
+    for benchmark, judge in [("alpaca_eval", JUDGE_AE), ("mt_bench", JUDGE_MT)]:
+        kind = "local" if judge == LOCAL_JUDGE else "api"
+        for variant in RUN_VARIANTS:
+            for seed in RUN_SEEDS:
+                add(f"generate_{benchmark}", variant=variant, seed=seed)
+                add(f"judge_{benchmark}_{kind}", judge=judge, variant=variant, seed=seed)
+    if downloaded(optional_source("alpaca_eval_lc")):
+        add("download_alpaca_eval_lc_assets")
+    add("aggregate_scores")
+    if downloaded(optional_source("authors_alpaca_eval")):
+        add("download_authors_annotations")
+    add("audit_paper")
+    for artifact in ARTIFACTS:
+        add(f"render_{artifact}")
+    return jobs
+
+
+def run_benchmarks():
+    """The benchmark file of every job of the run, by rule: each rule's own `benchmark:`
+    pattern filled with its jobs' wildcards (Snakemake resolves a benchmark file to the job
+    that writes it, so these are real dependencies)."""
+    return {
+        name: [getattr(rules, name).benchmark.format(**wc) for wc in wildcards]
+        for name, wildcards in run_jobs().items()
+    }
