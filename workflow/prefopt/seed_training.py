@@ -25,6 +25,7 @@ from prefopt.data import read_jsonl, write_jsonl
 from prefopt.diagnostics import DiagnosticsWriter, StatsAccumulator
 from prefopt.distill import adpa_loss, dckd_loss, teacher_advantage, topk_teacher_distribution
 from prefopt.listwise import ASPECTS, aspect_targets, listwise_dpo_loss, sample_lambdas
+from prefopt.modeling import precision_autocast
 
 #: The seed-method objectives, as named by `loss:` in the config (one list: prefopt.config).
 SEED_METHODS = tuple(SEED_METHOD_KEYS)
@@ -177,12 +178,14 @@ def cache_listwise_reference(
     """The reference model's summed log-probs and lengths for all N candidates of every prompt."""
     model, tok = _load(model_dir)
     rows = encode_listwise(read_jsonl(listwise_path), tok, training)
+    autocast = precision_autocast(training["precision"], model.device.type)
     out = []
     for row in rows:
         n = len(row["response_ids"])
-        logits, mask, labels = response_logits(
-            model, [row["prompt_ids"]] * n, row["response_ids"], tok.pad_token_id or 0
-        )
+        with autocast:  # the policy's own numerics in training (fp32 weights, mixed matmuls)
+            logits, mask, labels = response_logits(
+                model, [row["prompt_ids"]] * n, row["response_ids"], tok.pad_token_id or 0
+            )
         logps, lengths = sequence_logps(logits, labels, mask)
         out.append(
             {

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from trl import DPOConfig, DPOTrainer
+from trl.models.utils import disable_gradient_checkpointing
 
 from prefopt.data import read_jsonl, to_conversational, truncate_prompt, write_jsonl
 from prefopt.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
@@ -88,6 +89,51 @@ def _dpo_config(
     )
 
 
+def sequence_logps(
+    model: Any, inputs: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probs and completion lengths of a TRL DPO batch ([chosen; rejected]).
+
+    On a GPU this is TRL's fused LM head (`fused_lm_head=True`, a Triton kernel that scores only
+    completion tokens). On a CPU that kernel projects every position, prompt and padding
+    included, tile by tile; here the backbone's hidden states of the completion tokens alone go
+    through the LM head in one matmul and a fused cross-entropy, the same log-probs for less
+    work. Both the reference cache and training call this, so their numerics are the same.
+    """
+    completion_mask = inputs["completion_mask"]
+    mask = completion_mask[:, 1:].bool()
+    model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+    model_kwargs["use_cache"] = False
+    lengths = mask.sum(dim=1)
+    if inputs["input_ids"].device.type != "cpu" or not _plain_lm_head(model):
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        per_token = model(**model_kwargs, labels=labels, fused_lm_head=True).log_probs
+        return per_token[:, -mask.size(1) :].sum(dim=1), lengths
+    hidden = model.base_model(**model_kwargs).last_hidden_state[:, :-1]
+    logits = model.get_output_embeddings()(hidden[mask])
+    targets = inputs["input_ids"][:, 1:][mask]
+    token_logps = -torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    per_token = token_logps.new_zeros(mask.shape).masked_scatter(mask, token_logps)
+    return per_token.sum(dim=1), lengths
+
+
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+
+
+def _plain_lm_head(model: Any) -> bool:
+    """True when the logits are the LM head's output as is (no softcapping, scaling or bias)."""
+    cfg = model.config.get_text_config()
+    scaled = any(
+        getattr(cfg, k, None) is not None
+        for k in ("final_logit_softcapping", "logit_scale", "output_multiplier")
+    )
+    scaled = scaled or any(
+        getattr(cfg, k, None) is not None for k in ("lm_head_multiplier", "logits_scaling")
+    )
+    head = model.get_output_embeddings()
+    return not scaled and head is not None and getattr(head, "bias", None) is None
+
+
 class PrefOptDPOTrainer(DPOTrainer):
     """DPOTrainer whose loss is `prefopt.losses.pairwise_loss(loss_name, ...)`.
 
@@ -122,20 +168,23 @@ class PrefOptDPOTrainer(DPOTrainer):
             )
         return dataset
 
+    def compute_ref_log_probs(self, model, inputs):  # noqa: ANN001
+        """Reference log-probs with exactly the forward that training uses for the policy."""
+        with (
+            torch.no_grad(),
+            disable_gradient_checkpointing(model, self.args.gradient_checkpointing_kwargs),
+            self.accelerator.autocast(),
+        ):
+            logps, _ = sequence_logps(model, inputs)
+        return logps.chunk(2, dim=0)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-        completion_mask = inputs["completion_mask"]
-        shift_mask = completion_mask[..., 1:]
-        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        model_kwargs = {
-            k: v
-            for k, v in inputs.items()
-            if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
-        }
-        model_kwargs["use_cache"] = False
-        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-        per_token_logps = outputs.log_probs[:, -shift_mask.size(1) :]
-        chosen_logps, rejected_logps = per_token_logps.sum(dim=1).chunk(2, dim=0)
-        chosen_len, rejected_len = shift_mask.sum(dim=1).chunk(2, dim=0)
+        # accelerate puts autocast around model.forward only; the CPU path calls the backbone
+        # and the head directly, so it enters the same autocast here (as the reference pass does)
+        with self.accelerator.autocast():
+            logps, lengths = sequence_logps(model, inputs)
+        chosen_logps, rejected_logps = logps.chunk(2, dim=0)
+        chosen_len, rejected_len = lengths.chunk(2, dim=0)
         ref_chosen = inputs["ref_chosen_logps"].to(chosen_logps.device, chosen_logps.dtype)
         ref_rejected = inputs["ref_rejected_logps"].to(chosen_logps.device, chosen_logps.dtype)
         losses = pairwise_loss(
@@ -163,7 +212,7 @@ class PrefOptDPOTrainer(DPOTrainer):
         metrics["rewards/rejected"].append(rewards_r.mean().item())
         metrics["rewards/margins"].append((rewards_c - rewards_r).mean().item())
         metrics["rewards/accuracies"].append((rewards_c > rewards_r).float().mean().item())
-        return (loss, outputs) if return_outputs else loss
+        return (loss, None) if return_outputs else loss
 
 
 def compute_reference_logps(
@@ -182,10 +231,8 @@ def compute_reference_logps(
 
     on_gpu = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=dtype[training["precision"]] if on_gpu else torch.float32
-    )
+    # fp32 weights under the precision's autocast, as the policy is trained (load_for_training)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
     # The reference pass takes no optimiser step: its rule passes only the settings that shape
     # the cache (prefopt.config.CACHE_TRAINING_KEYS); these complete the DPOConfig it needs.
@@ -273,19 +320,22 @@ def train_and_save(
     return summary
 
 
-def train_policy(
+def build_policy_trainer(
     model_dir: str | Path,
     pairs_path: str | Path,
     reference_path: str | Path,
-    out_dir: str | Path,
-    diagnostics_path: str | Path,
+    work_dir: str | Path,
     training: dict[str, Any],
     loss_name: str,
     loss_params: dict[str, Any],
     seed: int,
     learning_rate: float | None = None,
-) -> dict[str, Any]:
-    """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics."""
+    diagnostics_path: str | Path | None = None,
+) -> tuple[PrefOptDPOTrainer, Any]:
+    """The trainer of one variant and seed, reading the cached reference log-probs.
+
+    Shared by `train_policy` and the training benchmark, so the benchmark times this code path.
+    """
     model, tokenizer, on_gpu = load_for_training(model_dir, training, seed)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
     reference = {r["pair_id"]: r for r in read_jsonl(reference_path)}
@@ -300,7 +350,6 @@ def train_policy(
     ).add_column(
         "ref_rejected_logps", [reference[p]["ref_rejected_logps"] for p in dataset["pair_id"]]
     )
-    work_dir = Path(out_dir).parent / "trainer_work"
     trainer = PrefOptDPOTrainer(
         model=model,
         args=_dpo_config(work_dir, training, seed, learning_rate, on_gpu),
@@ -309,6 +358,34 @@ def train_policy(
         loss_name=loss_name,
         loss_params=loss_params,
         diagnostics_path=diagnostics_path,
+    )
+    return trainer, tokenizer
+
+
+def train_policy(
+    model_dir: str | Path,
+    pairs_path: str | Path,
+    reference_path: str | Path,
+    out_dir: str | Path,
+    diagnostics_path: str | Path,
+    training: dict[str, Any],
+    loss_name: str,
+    loss_params: dict[str, Any],
+    seed: int,
+    learning_rate: float | None = None,
+) -> dict[str, Any]:
+    """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics."""
+    trainer, tokenizer = build_policy_trainer(
+        model_dir,
+        pairs_path,
+        reference_path,
+        Path(out_dir).parent / "trainer_work",
+        training,
+        loss_name,
+        loss_params,
+        seed,
+        learning_rate,
+        diagnostics_path,
     )
     return train_and_save(
         trainer, tokenizer, out_dir, training, loss=loss_name, params=loss_params, seed=seed

@@ -1,0 +1,139 @@
+"""The reference cache and training see the same numbers, and the CPU log-prob path is TRL's.
+
+Training reads the reference log-probs from a cache written once per run, so the cache must be
+computed with exactly the policy's forward (weights dtype, autocast, LM-head path): at step 0
+the policy *is* the reference, so every log-ratio, reward and margin must be 0 and the DPO loss
+ln 2. A cache made with other numerics (fp16 weights, no autocast) gives every pair a spurious
+offset; these tests catch that, in fp32 and in the bf16 autocast that CPUs train with.
+
+In fp32 the step-0 rewards are exactly 0. Under bf16 autocast they are 0 up to bf16 rounding:
+the kernels block their sums by batch shape and thread count, so the same sequence scored in
+another padded batch moves by a few tenths of a nat (measured up to 0.6 on these pairs; the
+cache pass and training batch differently), as it does for TRL's own `precompute_ref_log_probs`.
+On the *same* batch the two forwards are bit for bit equal, which is what is tested exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from prefopt.data import check_pairs, read_jsonl, write_jsonl
+from prefopt.training import sequence_logps
+
+#: bound on a sequence's log-prob change between bf16 batches of other shapes (measured: up to
+#: 0.6 nats on these pairs, about 0.4 on a batch mean)
+BF16_BATCH_SHAPE_NOISE_NATS = 1.0
+
+TRAINING = {
+    "max_length": 128,
+    "max_prompt_length": 48,
+    "reference_batch_size": 3,  # other batches than training's: the cache must not depend on it
+    "epochs": 1,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 1e-6,
+    "lr_scheduler_type": "linear",
+    "warmup_ratio": 0.0,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "threads": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory, embedded_data):
+    rows, _ = check_pairs(
+        read_jsonl(embedded_data / "ultrafeedback_binarized/train.jsonl"), max_pairs=4
+    )
+    path = tmp_path_factory.mktemp("numerics") / "pairs.jsonl"
+    write_jsonl(rows, path)
+    return path
+
+
+def _trainer_and_batch(smollm2_dir, pairs, tmp_path, precision):
+    """A trainer at `precision` and one collated batch of every pair (tensors only)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prefopt.training import PrefOptDPOTrainer, _dpo_config, build_pair_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
+    dataset = build_pair_dataset(pairs, tokenizer, TRAINING["max_prompt_length"])
+    trainer = PrefOptDPOTrainer(
+        model=model,
+        args=_dpo_config(tmp_path, {**TRAINING, "precision": precision}, seed=0),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        loss_name="dpo",
+        loss_params={"beta": 0.1},
+        require_cached_reference=False,
+    )
+    features = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    batch = trainer.data_collator(features)
+    return trainer, {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cpu_log_prob_path_equals_trl_fused_lm_head(smollm2_dir, pairs, tmp_path, precision):
+    trainer, batch = _trainer_and_batch(smollm2_dir, pairs, tmp_path, precision)
+    model = trainer.model
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    kwargs = {k: v for k, v in batch.items() if k != "completion_mask"}
+    with torch.no_grad(), trainer.accelerator.autocast():
+        fused = model(**kwargs, use_cache=False, labels=labels, fused_lm_head=True).log_probs
+        ours, lengths = sequence_logps(model, batch)
+    fused = fused[:, -(batch["input_ids"].size(1) - 1) :].sum(dim=1)
+    assert torch.equal(lengths, batch["completion_mask"][:, 1:].sum(dim=1))
+    # same log-probs, summed in another order: ~1e-3 nats on sums of -100 to -300 nats
+    torch.testing.assert_close(ours, fused, atol=5e-3, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_forward_is_the_cache_forward_on_the_same_batch(
+    smollm2_dir, pairs, tmp_path, precision
+):
+    """Same batch, same shapes: the loss's log-probs equal the cache pass's bit for bit (the
+    weights dtype, autocast and LM-head path are the same), so every step-0 reward is 0."""
+    trainer, batch = _trainer_and_batch(smollm2_dir, pairs, tmp_path, precision)
+    ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+    batch = {**batch, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    metrics = trainer._metrics["train"]
+    assert metrics["rewards/chosen"][-1] == 0.0
+    assert metrics["rewards/rejected"][-1] == 0.0
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_a_cache_with_other_numerics_is_off_at_step_zero(smollm2_dir, pairs, tmp_path):
+    """The check above can fail: a cache without the training autocast is off."""
+    trainer, batch = _trainer_and_batch(smollm2_dir, pairs, tmp_path, "bf16")
+    with torch.no_grad():
+        logps, _ = sequence_logps(trainer.model, batch)  # fp32: no autocast
+    ref_chosen, ref_rejected = logps.chunk(2)
+    batch = {**batch, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, batch)
+    assert abs(trainer._metrics["train"]["rewards/chosen"][-1]) > 1e-3
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_reference_cache_is_the_policy_at_step_zero(smollm2_dir, pairs, tmp_path, precision):
+    """Through the rules' functions: exact in fp32; within bf16's batch-shape noise in bf16."""
+    from prefopt.training import build_policy_trainer, compute_reference_logps
+
+    training = {**TRAINING, "precision": precision}
+    reference = tmp_path / "reference.jsonl"
+    compute_reference_logps(smollm2_dir, pairs, reference, training)
+    trainer, _ = build_policy_trainer(
+        smollm2_dir, pairs, reference, tmp_path / "work", training, "dpo", {"beta": 0.1}, seed=0
+    )
+    trainer.train()
+    first = next(e for e in trainer.state.log_history if "loss" in e)
+    # step 0: reward = beta * mean log-ratio over the batch
+    noise = 0.0 if precision == "fp32" else BF16_BATCH_SHAPE_NOISE_NATS
+    assert abs(first["rewards/chosen"]) <= 0.1 * noise
+    assert abs(first["rewards/rejected"]) <= 0.1 * noise
