@@ -152,12 +152,16 @@ def sequence_logps(logits: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor
     return (per_token * mask).sum(-1), mask.sum(-1)
 
 
-def _load(model_dir: str | Path, dtype: torch.dtype | None = None):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load(model_dir: str | Path):
+    """A model for the caches, loaded as training loads the policy (fp32, the device's
+    attention kernel), and the tokenizer: the listwise cache is then the policy at step 0."""
+    from transformers import AutoTokenizer
+
+    from prefopt.training import load_policy_model
 
     on_gpu = torch.cuda.is_available()
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32)
+    model = load_policy_model(model_dir, on_gpu)
     if on_gpu:
         model = model.to("cuda")
     model.eval()

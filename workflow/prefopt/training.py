@@ -227,12 +227,11 @@ def compute_reference_logps(
     exactly those TRL would compute inside training.
     """
     from torch.utils.data import DataLoader
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     on_gpu = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    # fp32 weights under the precision's autocast, as the policy is trained (load_for_training)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = load_policy_model(model_dir, on_gpu)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
     # The reference pass takes no optimiser step: its rule passes only the settings that shape
     # the cache (prefopt.config.CACHE_TRAINING_KEYS); these complete the DPOConfig it needs.
@@ -285,13 +284,29 @@ def load_for_training(model_dir: str | Path, training: dict[str, Any], seed: int
 
     Returns (model, tokenizer, on_gpu); shared by the pairwise and seed-method trainers.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     seed_everything(seed)
     torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return model, tokenizer, torch.cuda.is_available()
+    on_gpu = torch.cuda.is_available()
+    return load_policy_model(model_dir, on_gpu), tokenizer, on_gpu
+
+
+#: Attention kernel on the CPU: eager (bf16 matmuls) trains 10-16 % faster per step than SDPA's
+#: CPU flash kernel, whose backward dominates at these lengths (measured at max length 128 and
+#: 256, SmolLM2-135M, 1 thread). GPUs keep the transformers default (SDPA).
+CPU_ATTENTION = "eager"
+
+
+def load_policy_model(model_dir: str | Path, on_gpu: bool) -> Any:
+    """The model as training runs it: fp32 weights (the precision's autocast does the mixed
+    precision) and the device's attention kernel. The reference cache loads it the same way,
+    so the cached log-probs are the policy's own at step 0."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {} if on_gpu else {"attn_implementation": CPU_ATTENTION}
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kwargs)
 
 
 def train_and_save(
