@@ -52,8 +52,10 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
         "alpaca_eval": "alpaca_eval_gpt4_turbo_fn",
         "mt_bench": "gpt-4",
         "local_max_length": 1024,
+        "local_cpu_dtype": "bfloat16",
         "threads": 2,
     }
+    assert (cfg["generation"]["dtype"], cfg["generation"]["cpu_dtype"]) == ("float16", "bfloat16")
 
 
 @pytest.mark.parametrize(

@@ -250,6 +250,7 @@ def generation_params(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
     return {
         "system_prompt": gen["system_prompt"],
         "dtype": gen["dtype"],
+        "cpu_dtype": gen["cpu_dtype"],
         "batch_size": gen["batch_size"],
         benchmark: gen[benchmark],
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -71,23 +72,44 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, A
     return info
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); else it emulates."""
+    try:
+        caps = torch._C._cpu._get_cpu_capability()
+    except AttributeError:  # private API: if it moves, assume the hardware is there
+        return True
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
 def load_model(
-    path: str | Path, dtype: str = "float32", device: str | None = None
+    path: str | Path,
+    dtype: str = "float32",
+    device: str | None = None,
+    cpu_dtype: str = "float32",
 ) -> tuple[Any, Any]:
     """Load a prepared or trained HF folder and its tokenizer on `device` (default: cuda if any).
 
-    `dtype` applies on a GPU; on the CPU the model is float32 (half precision there is slow).
+    `dtype` applies on a GPU, `cpu_dtype` on the CPU: float16 is slow there, but bfloat16 runs
+    on AVX512-BF16/AMX units and halves the weights' memory traffic (`workflow/bin/
+    benchmark-generation` measures both).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
-        dtype = "float32"
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        dtype
-    ]
+        if cpu_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"cpu_dtype must be float32 or bfloat16, not {cpu_dtype!r}")
+        dtype = cpu_dtype
+        if dtype == "bfloat16" and not cpu_has_native_bf16():
+            logging.getLogger("prefopt").warning(
+                "bfloat16 on a CPU without AVX512-BF16/AMX is emulated and may be slower than "
+                "float32: set generation.cpu_dtype / judges.local_cpu_dtype to float32"
+            )
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device)
     model.eval()
     return model, tokenizer
 

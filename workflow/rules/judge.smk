@@ -21,6 +21,7 @@ rule judge_alpaca_eval_local:
         gpu=1,
     params:
         max_length=config["judges"]["local_max_length"],
+        cpu_dtype=config["judges"]["local_cpu_dtype"],
     script:
         "../scripts/judge_alpaca_eval_local.py"
 
@@ -47,6 +48,7 @@ rule judge_mt_bench_local:
         gpu=1,
     params:
         max_length=config["judges"]["local_max_length"],
+        cpu_dtype=config["judges"]["local_cpu_dtype"],
     script:
         "../scripts/judge_mt_bench_local.py"
 

@@ -9,7 +9,7 @@ from prefopt.runtime import read_json, setup_logging, write_json
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 gen = snakemake.params.generation
-model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"])
+model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"], cpu_dtype=gen["cpu_dtype"])
 outputs = generate_alpaca_eval(
     model,
     tokenizer,

@@ -10,7 +10,7 @@ from prefopt.runtime import setup_logging
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 gen = snakemake.params.generation
-model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"])
+model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"], cpu_dtype=gen["cpu_dtype"])
 answers = generate_mt_bench(
     model,
     tokenizer,
@@ -22,4 +22,9 @@ answers = generate_mt_bench(
     seed=int(snakemake.wildcards.seed),
 )
 write_jsonl(answers, snakemake.output[0])
-log.info("generated MT-Bench answers for %d questions on %s", len(answers), model.device)
+log.info(
+    "generated MT-Bench answers for %d questions on %s (%s)",
+    len(answers),
+    model.device,
+    model.dtype,
+)

@@ -23,8 +23,8 @@ pairs = [
     }
     for r, o in zip(reference, outputs, strict=True)
 ]
-model, tokenizer = load_model(snakemake.input.judge_model)
+model, tokenizer = load_model(snakemake.input.judge_model, cpu_dtype=snakemake.params.cpu_dtype)
 judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)
 annotations = judge.judge_alpaca_eval_pairs(pairs)
 write_json(annotations, snakemake.output[0])
-log.info("judged %d pairs with the local judge", len(annotations))
+log.info("judged %d pairs with the local judge (%s)", len(annotations), model.dtype)

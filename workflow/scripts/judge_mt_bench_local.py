@@ -16,9 +16,9 @@ references = {
     r["question_id"]: r["choices"][0]["turns"]
     for r in read_jsonl(snakemake.input.reference_answers)
 }
-model, tokenizer = load_model(snakemake.input.judge_model)
+model, tokenizer = load_model(snakemake.input.judge_model, cpu_dtype=snakemake.params.cpu_dtype)
 judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)
 name = f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}"
 records = judge.judge_mt_bench(questions, answers, judge_prompts, references, model_name=name)
 write_jsonl(records, snakemake.output[0])
-log.info("judged %d MT-Bench turns with the local judge", len(records))
+log.info("judged %d MT-Bench turns with the local judge (%s)", len(records), model.dtype)
