@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="layered on config.yaml like snakemake --configfile (default: the embedded one)",
     )
-    p.add_argument("--prompts", type=int, help="AlpacaEval prompts (default: the config's)")
+    p.add_argument("--prompts", type=int, default=32, help="first AlpacaEval prompts (~5 min)")
     p.add_argument("--judge-pairs", type=int, default=12, help="judged pairs (x2 orders; 0: none)")
     p.add_argument("--batch-size", type=int, help="default: generation.batch_size")
     p.add_argument("--max-new-tokens", type=int, help="default: the config's AlpacaEval setting")
@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", type=Path, default=REPO / "results" / "benchmark_generation")
     p.add_argument("--model-dir", type=Path, help="a prepared HF model folder (default: prepared)")
+    p.add_argument("--json", type=Path, help="also write every case's runs and results here")
     p.add_argument("--_child", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._child:
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.max_new_tokens:
         settings["max_new_tokens"] = a.max_new_tokens
     items = read_json(SHIPPED_ALPACA_EVAL)
-    items = items[: a.prompts or cfg["data"]["alpaca_eval"]["max_prompts"] or 32]
+    items = items[: a.prompts]
     work = a.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     model_dir = (a.model_dir or work / "model").resolve()
@@ -269,16 +270,17 @@ def main(argv: list[str] | None = None) -> None:
     for dtype in dict.fromkeys(["float32", cpu_dtype]):
         tag = " (config)" if dtype == cpu_dtype else ""
         cases.append(("engine", dtype, f"prefopt engine, {dtype}{tag}"))
-    generated = {}
+    report: dict[str, Any] = {"generation": {}, "judge": {}}
     for impl, dtype, label in cases:
         case = _in_subprocess(spec_path, "generate", impl, dtype)
-        generated[impl, dtype] = case["result"]
+        report["generation"][f"{impl} {dtype}"] = case
         n = sum(map(len, case["result"]))
         rows.append((label, n, case, f"{n / len(items):.1f} tokens/answer"))
-    print("\nGeneration (AlpacaEval prompts, sampled), new tokens:\n" + _table("tokens", rows))
+    how = "sampled" if settings["temperature"] > 0 else "greedy"
+    print(f"\nGeneration (AlpacaEval prompts, {how}), new tokens:\n" + _table("tokens", rows))
 
     _, tokenizer = load_model(model_dir, device="cpu")
-    baseline_answers = generated["baseline", "float32"]
+    baseline_answers = report["generation"]["baseline float32"]["result"]
     if cpu_dtype != "float32":
         torch.set_num_threads(spec["threads"])
         fp32 = load_model(model_dir, device="cpu")[0]
@@ -295,22 +297,29 @@ def main(argv: list[str] | None = None) -> None:
             f"\n{cpu_dtype} vs float32 next-token distributions along the baseline's first {n} "
             f"answers: mean KL {kl:.4f} nats/token, top-1 agreement {agree:.3f}"
         )
+        report["distribution"] = {"kl": kl, "top1_agreement": agree, "answers": n}
         del fp32, other
 
     # -- local judge --------------------------------------------------------------------------
-    if a.judge_pairs <= 0:
-        return
-    answers = tokenizer.batch_decode(baseline_answers, skip_special_tokens=True)
-    spec["pairs"] = [
-        {
-            "instruction": it["instruction"],
-            "output_1": it["output"],
-            "generator_1": it["generator"],
-            "output_2": text.strip(),
-            "generator_2": "baseline",
-        }
-        for it, text in list(zip(items, answers, strict=True))[: a.judge_pairs]
-    ]
+    if a.judge_pairs > 0:
+        answers = tokenizer.batch_decode(baseline_answers, skip_special_tokens=True)
+        spec["pairs"] = [
+            {
+                "instruction": it["instruction"],
+                "output_1": it["output"],
+                "generator_1": it["generator"],
+                "output_2": text.strip(),
+                "generator_2": "baseline",
+            }
+            for it, text in list(zip(items, answers, strict=True))[: a.judge_pairs]
+        ]
+        report["judge"] = _judge(spec, spec_path, judge_dtype)
+    if a.json:
+        a.json.write_text(json.dumps(report))
+
+
+def _judge(spec: dict[str, Any], spec_path: Path, judge_dtype: str) -> dict[str, Any]:
+    """The local judge's cases on `spec["pairs"]`: printed as a table, returned by case."""
     spec_path.write_text(json.dumps(spec))
     n_pairs = len(spec["pairs"])
     print(f"\nlocal judge, {n_pairs} pairs x 2 orders, max length {spec['judge_max_length']}:")
@@ -318,9 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     for dtype in dict.fromkeys(["float32", judge_dtype]):
         tag = " (config)" if dtype == judge_dtype else ""
         cases.append(("engine", dtype, f"last position only, {dtype}{tag}"))
-    rows, before = [], None
+    rows, before, report = [], None, {}
     for impl, dtype, label in cases:
         case = _in_subprocess(spec_path, "judge", impl, dtype)
+        report[f"{impl} {dtype}"] = case
         probs = torch.tensor(case["result"])
         before = probs if before is None else before
         note = (
@@ -331,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "\nLocal judge (AlpacaEval reference vs the baseline's answers):\n" + _table("pairs", rows)
     )
+    return report
 
 
 if __name__ == "__main__":

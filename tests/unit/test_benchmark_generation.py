@@ -1,0 +1,44 @@
+"""workflow/bin/benchmark-generation's engine on a tiny greedy setting: the former `generate`
+path and our engine in float32 give the same answers, the judge's cases the same probabilities
+(within the stated tolerances), and the tables compare them. Times are printed, never asserted."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from helpers import REPO
+
+from prefopt.benchmark_generation import main
+
+
+def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_path, capsys):
+    greedy = tmp_path / "greedy.yaml"
+    greedy.write_text("generation:\n  alpaca_eval: {temperature: 0}\n")
+    out = tmp_path / "report.json"
+    main(
+        [
+            *("--configfile", str(REPO / "workflow/configs/embedded.yaml")),
+            *("--configfile", str(greedy), "--prompts", "3", "--max-new-tokens", "6"),
+            *("--judge-pairs", "2", "--repeats", "1", "--threads", "1"),
+            *("--work-dir", str(tmp_path / "work"), "--model-dir", str(smollm2_dir)),
+            *("--json", str(out)),
+        ]
+    )
+    report = json.loads(out.read_text())
+    gen = report["generation"]
+    assert list(gen) == ["baseline float32", "engine float32", "engine bfloat16"]
+    # greedy: our engine answers exactly what `generate` answered, in the same order
+    assert gen["engine float32"]["result"] == gen["baseline float32"]["result"]
+    assert [len(a) for a in gen["engine bfloat16"]["result"]] == [6, 6, 6]
+    assert report["distribution"]["kl"] < 0.01
+    judge = {k: torch.tensor(v["result"]) for k, v in report["judge"].items()}
+    assert list(judge) == ["baseline float32", "engine float32", "engine bfloat16"]
+    before = judge["baseline float32"]
+    assert before.shape == (2, 2)
+    assert (judge["engine float32"] - before).abs().max() < 1e-4
+    assert (judge["engine bfloat16"] - before).abs().max() < 0.075
+    printed = capsys.readouterr().out
+    assert "| HF generate, float32, benchmark order (before) | 18 |" in printed
+    assert "| prefopt engine, bfloat16 (config) | 18 |" in printed
+    assert "| last position only, bfloat16 (config) | 2 |" in printed
