@@ -1,7 +1,8 @@
 """TRL training with our loss functions, reading reference log-probs from a shared cache.
 
 `PrefOptDPOTrainer` keeps TRL's data pipeline, collator, optimiser and checkpointing and only
-replaces the loss: policy log-probs are computed exactly as TRL does, reference log-probs come
+replaces the loss: policy log-probs come from `sequence_logps` (TRL's fused LM head on a GPU, a
+completion-tokens-only head on a CPU), reference log-probs come
 from the batch (precomputed once per model/dataset/max length by `cache_reference_logps`), and
 the per-pair loss is `prefopt.losses.pairwise_loss`. No training job runs the reference model.
 """
@@ -89,6 +90,17 @@ def _dpo_config(
     )
 
 
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+#: config keys with which a model transforms the LM head's output (TRL's fused head applies them)
+_LOGIT_TRANSFORM_KEYS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "output_multiplier",
+    "lm_head_multiplier",
+    "logits_scaling",
+)
+
+
 def sequence_logps(
     model: Any, inputs: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,19 +129,10 @@ def sequence_logps(
     return per_token.sum(dim=1), lengths
 
 
-_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
-
-
 def _plain_lm_head(model: Any) -> bool:
     """True when the logits are the LM head's output as is (no softcapping, scaling or bias)."""
     cfg = model.config.get_text_config()
-    scaled = any(
-        getattr(cfg, k, None) is not None
-        for k in ("final_logit_softcapping", "logit_scale", "output_multiplier")
-    )
-    scaled = scaled or any(
-        getattr(cfg, k, None) is not None for k in ("lm_head_multiplier", "logits_scaling")
-    )
+    scaled = any(getattr(cfg, k, None) is not None for k in _LOGIT_TRANSFORM_KEYS)
     head = model.get_output_embeddings()
     return not scaled and head is not None and getattr(head, "bias", None) is None
 
@@ -223,8 +226,9 @@ def compute_reference_logps(
 ) -> dict[str, Any]:
     """Run the frozen reference model once over every pair and write its sequence log-probs.
 
-    Uses TRL's own tokenisation, collator and `compute_ref_log_probs`, so the cached values are
-    exactly those TRL would compute inside training.
+    Uses TRL's own tokenisation and collator, and the trainer's `compute_ref_log_probs`, which
+    is the policy's forward (`sequence_logps` under the training autocast), so the cached values
+    are the policy's own at step 0.
     """
     from torch.utils.data import DataLoader
     from transformers import AutoTokenizer
