@@ -33,9 +33,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
+from helpers import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prefopt.diagnostics import pair_gradients
 from prefopt.losses import (
     LOSSES,
     OPTIONAL_PARAMS,
@@ -43,6 +46,8 @@ from prefopt.losses import (
     TRL_LOSS_TYPE,
     LossConfigError,
     amapo_margin,
+    margin_sigmoid_max_label_smoothing,
+    margin_sigmoid_truncation_point,
     needs_lengths,
     pairwise_loss,
     validate_params,
@@ -460,6 +465,62 @@ def test_margin_sigmoid_truncated_branches_give_zero_gradient(batch, beta, delta
     )
     torch.testing.assert_close(g_c, expected, rtol=1e-9, atol=1e-15)
     torch.testing.assert_close(g_r, -expected, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("delta", [0.01, 0.1, 0.5, 1.0])
+def test_margin_sigmoid_truncation_point_is_where_the_preference_branch_reaches_delta(delta):
+    z = margin_sigmoid_truncation_point(delta)
+    assert -F.logsigmoid(torch.tensor(z, dtype=torch.float64)).item() == pytest.approx(delta)
+    # cDPO's optimum log((1-eps)/eps) sits exactly on the cut-off at the largest epsilon
+    eps = margin_sigmoid_max_label_smoothing(delta)
+    assert math.log((1 - eps) / eps) == pytest.approx(z)
+    assert margin_sigmoid_truncation_point(0.0) == math.inf
+    assert margin_sigmoid_truncation_point(0.1) == pytest.approx(2.2521684, abs=1e-6)
+    assert margin_sigmoid_max_label_smoothing(0.1) == pytest.approx(0.0951626, abs=1e-6)
+
+
+@HSETTINGS
+@given(
+    z=st.floats(-30.0, 30.0),
+    delta=st.floats(0.0, math.log(2) - 1e-3),
+    eps=st.floats(1e-3, 0.499),
+)
+def test_margin_sigmoid_with_smoothing_never_gives_zero_gradient(z, delta, eps):
+    """workflow/docs/losses.md: with eps > 0 and delta < ln 2 every pair stays active."""
+    zero = torch.zeros(1, dtype=torch.float64)
+    chosen = torch.tensor([z / 0.1], dtype=torch.float64)
+    _, (g_c, g_r, _, _) = _grads(
+        "margin_sigmoid", chosen, zero, zero, zero, beta=0.1, delta=delta, label_smoothing=eps
+    )
+    assert g_c.item() != 0 and g_r.item() != 0
+
+
+def _shipped_margin_sigmoid_params() -> dict:
+    variant = yaml.safe_load((REPO / "config.yaml").read_text())["variants"]["margin_sigmoid"]
+    return {k: variant[k] for k in REQUIRED_PARAMS["margin_sigmoid"]}
+
+
+def test_shipped_margin_sigmoid_truncates_on_a_trained_like_margin_distribution():
+    """With config.yaml's delta and epsilon some pairs get exactly zero gradient; with the earlier
+    epsilon = 0.1 none did (cDPO in disguise). Margins: beta*D ~ N(2, 1.5^2), a policy that has
+    separated most pairs, as after some DPO-style training (an assumed spread, not a measurement).
+    """
+    params = _shipped_margin_sigmoid_params()
+    assert params["label_smoothing"] < margin_sigmoid_max_label_smoothing(params["delta"])
+    gen = torch.Generator().manual_seed(0)
+    n = 4096
+    delta_score = (2.0 + 1.5 * torch.randn(n, generator=gen, dtype=torch.float64)) / params["beta"]
+    zero = torch.zeros(n, dtype=torch.float64)
+
+    def active_fraction(p: dict) -> float:
+        g_c, g_r = pair_gradients("margin_sigmoid", delta_score, zero, zero, zero, **p)
+        return ((g_c != 0) | (g_r != 0)).double().mean().item()
+
+    shipped = active_fraction(params)
+    expected = params["beta"] * delta_score < margin_sigmoid_truncation_point(params["delta"])
+    assert shipped == pytest.approx(expected.double().mean().item())
+    assert 0.5 < shipped < 0.9
+    assert active_fraction({**params, "label_smoothing": 0.1}) == 1.0
 
 
 @HSETTINGS

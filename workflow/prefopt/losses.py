@@ -49,6 +49,8 @@ __all__ = [
     "TRL_LOSS_TYPE",
     "LossConfigError",
     "amapo_margin",
+    "margin_sigmoid_max_label_smoothing",
+    "margin_sigmoid_truncation_point",
     "needs_lengths",
     "pairwise_loss",
     "validate_params",
@@ -320,6 +322,31 @@ def margin_sigmoid_loss(
     return (1 - label_smoothing) * torch.relu(loss_pos - delta) + label_smoothing * torch.relu(
         loss_neg - delta
     )
+
+
+def margin_sigmoid_truncation_point(delta: float) -> float:
+    """The ``beta * D`` at and beyond which margin-sigmoid's preference branch is cut off.
+
+    ``-log sigma(z) <= delta``  <=>  ``z >= z_delta = -log(exp(delta) - 1)`` (2.252 at
+    delta = 0.1); ``+inf`` at delta = 0, where nothing is truncated. Derivation:
+    ``workflow/docs/losses.md`` ("margin_sigmoid: when does it truncate?").
+    """
+    if delta < 0:
+        raise LossConfigError(f"margin-sigmoid: delta must be >= 0, got {delta}")
+    return math.inf if delta == 0 else -math.log(math.expm1(delta))
+
+
+def margin_sigmoid_max_label_smoothing(delta: float) -> float:
+    """Largest epsilon (exclusive) for which pairs can reach the truncation point.
+
+    The untruncated loss is cDPO, whose per-pair optimum is ``z* = log((1 - eps) / eps)``;
+    gradient descent stops there. Pairs get to ``z_delta`` only if ``z* > z_delta``, i.e.
+    ``eps < 1 / (1 + exp(z_delta)) = 1 - exp(-delta)`` (0.0952 at delta = 0.1). Above it the
+    variant behaves as cDPO (shifted by a constant) on every pair that matters.
+    """
+    if delta < 0:
+        raise LossConfigError(f"margin-sigmoid: delta must be >= 0, got {delta}")
+    return -math.expm1(-delta)
 
 
 def apo_hinge_zero_loss(
