@@ -190,6 +190,197 @@ def test_bootstrap_ci_skips_failed_judgments_and_degenerate_inputs():
     assert np.isnan(art.bootstrap_ci(np.ones((2, 3)), 0, art.rng_for(2), 0.9)).all()
 
 
+# --------------------------------------------------------------------------- hierarchical bootstrap
+
+
+def _permuted_seeds(n_seeds: int, n_prompts: int, seed: int = 0) -> np.ndarray:
+    """Seeds x prompts scores whose seeds have exactly the same mean (zero between-seed variance):
+    each seed is its own shuffle of one set of win/tie/loss scores."""
+    rng = np.random.default_rng(seed)
+    base = rng.choice([0.0, 50.0, 100.0], size=n_prompts, p=[0.45, 0.1, 0.45])
+    return np.vstack([rng.permutation(base) for _ in range(n_seeds)])
+
+
+def _width(lo_hi: tuple[float, float]) -> float:
+    return lo_hi[1] - lo_hi[0]
+
+
+def test_hierarchical_bootstrap_with_one_seed_is_the_prompt_bootstrap():
+    mat = _permuted_seeds(1, 120)
+    mat[0, [3, 50]] = np.nan  # failed judgments are skipped by both
+    reps = art.hierarchical_bootstrap(mat, 700, art.rng_for(11, "dpo"))
+    assert reps.shape == (700,)
+    assert art.percentile_interval(reps, 0.95) == art.bootstrap_ci(
+        mat, 700, art.rng_for(11, "dpo"), 0.95
+    )
+    shared = art.hierarchical_bootstrap(mat, 700, art.rng_for(11, "dpo"), shared_prompts=True)
+    np.testing.assert_array_equal(shared, reps)
+
+
+def test_hierarchical_bootstrap_is_deterministic_for_a_fixed_generator_seed():
+    mat = _permuted_seeds(3, 80) + np.array([[0.0], [10.0], [-5.0]])
+    first = art.hierarchical_bootstrap(mat, 400, art.rng_for(5, "apo_zero"))
+    np.testing.assert_array_equal(
+        first, art.hierarchical_bootstrap(mat, 400, art.rng_for(5, "apo_zero"))
+    )
+    other = art.hierarchical_bootstrap(mat, 400, art.rng_for(6, "apo_zero"))
+    assert not np.array_equal(first, other)
+
+
+def test_hierarchical_bootstrap_without_between_seed_variance_matches_the_prompt_bootstrap():
+    mat = _permuted_seeds(4, 400)
+    hier = art.percentile_interval(art.hierarchical_bootstrap(mat, 4000, art.rng_for(1)), 0.95)
+    prompts = art.bootstrap_ci(mat, 4000, art.rng_for(2), 0.95)
+    assert hier[0] < mat.mean() < hier[1]
+    assert _width(hier) == pytest.approx(_width(prompts), rel=0.12)
+
+
+def test_hierarchical_bootstrap_widens_with_between_seed_variance():
+    flat = _permuted_seeds(4, 400)
+    spread = flat + np.array([[-15.0], [-5.0], [5.0], [15.0]])  # seeds disagree by 30 points
+    n = 3000
+    flat_ci = art.percentile_interval(art.hierarchical_bootstrap(flat, n, art.rng_for(3)), 0.95)
+    spread_ci = art.percentile_interval(art.hierarchical_bootstrap(spread, n, art.rng_for(3)), 0.95)
+    prompts_ci = art.bootstrap_ci(spread, n, art.rng_for(3), 0.95)
+    assert _width(prompts_ci) == pytest.approx(_width(flat_ci), rel=0.15)  # blind to the seeds
+    assert _width(spread_ci) > 2.5 * _width(flat_ci)
+    assert _width(spread_ci) > 2.5 * _width(prompts_ci)
+    # the SE adds both parts: sd of the seed means / sqrt(S) and the prompts' sd / sqrt(S * P)
+    se = art.bootstrap_se(art.hierarchical_bootstrap(spread, n, art.rng_for(4)))
+    seed_part = np.std(spread.mean(axis=1)) / math.sqrt(4)
+    prompt_part = np.std(flat[0]) / math.sqrt(4 * 400)
+    assert se == pytest.approx(math.hypot(seed_part, prompt_part), rel=0.08)
+
+
+def test_hierarchical_bootstrap_shared_prompts_keep_a_common_prompt_effect():
+    row = np.linspace(0.0, 100.0, 200)
+    same = np.vstack([row, row, row])  # seeds agree prompt by prompt
+    n = 3000
+    prompts = _width(art.bootstrap_ci(same, n, art.rng_for(7), 0.95))
+    shared = art.hierarchical_bootstrap(same, n, art.rng_for(7), shared_prompts=True)
+    assert _width(art.percentile_interval(shared, 0.95)) == pytest.approx(prompts, rel=1e-12)
+    nested = art.hierarchical_bootstrap(same, n, art.rng_for(7))
+    assert _width(art.percentile_interval(nested, 0.95)) < 0.7 * prompts  # ~ 1/sqrt(3) of it
+
+
+def test_hierarchical_bootstrap_degenerate_inputs():
+    assert art.hierarchical_bootstrap(np.empty((0, 5)), 10, art.rng_for(1)).size == 0
+    assert art.hierarchical_bootstrap(np.empty((2, 0)), 10, art.rng_for(1)).size == 0
+    assert art.hierarchical_bootstrap(np.ones((2, 3)), 0, art.rng_for(1)).size == 0
+    assert art.hierarchical_bootstrap(np.full((2, 3), np.nan), 10, art.rng_for(1)).size == 0
+    np.testing.assert_array_equal(
+        art.hierarchical_bootstrap(np.full((3, 4), 40.0), 50, art.rng_for(1)), np.full(50, 40.0)
+    )
+    assert np.isnan(art.percentile_interval(np.empty(0), 0.95)).all()
+    assert math.isnan(art.bootstrap_se(np.array([1.0]))) and art.bootstrap_se([1.0, 3.0]) > 0
+
+
+def test_win_rate_uncertainty_per_variant_and_independent_of_the_others():
+    pp = pd.DataFrame(
+        [
+            {"variant": v, "seed": s, "index": i, "score": float((i * (s + 2) + len(v)) % 3) * 50}
+            for v in ("dpo", "base")
+            for s in (0, 1, 2)
+            for i in range(30)
+        ]
+    )
+    pp.loc[(pp["variant"] == "dpo") & (pp["seed"] == 2), "score"] += 20.0
+    got = art.win_rate_uncertainty(pp, 300, 9, 0.9)
+    assert list(got.index) == ["dpo", "base"]
+    mat = art.seed_prompt_matrix(pp, "dpo")
+    assert list(mat.index) == [0, 1, 2] and mat.shape == (3, 30)
+    reps = art.hierarchical_bootstrap(mat.to_numpy(float), 300, art.rng_for(9, "dpo"))
+    lo, hi = art.percentile_interval(reps, 0.9)
+    row = got.loc["dpo"]
+    assert (row["ci_low"], row["ci_high"], row["se"]) == (lo, hi, art.bootstrap_se(reps))
+    assert row["win_rate"] == pytest.approx(pp[pp["variant"] == "dpo"]["score"].mean())
+    assert (row["n_seeds"], row["n_prompts"]) == (3, 30)
+    alone = art.win_rate_uncertainty(pp[pp["variant"] == "dpo"], 300, 9, 0.9)
+    pd.testing.assert_series_equal(alone.loc["dpo"], row)
+
+
+def test_bootstrap_note_says_what_the_interval_is_and_the_single_seed_case():
+    text = art.bootstrap_note(2000, 7, [3, 3], 0.95)
+    assert text.startswith(
+        "95 % hierarchical bootstrap CI: seeds, then prompts within seed; B=2000"
+    )
+    assert "with one seed it reduces to the bootstrap over prompts" in text
+    assert "one seed per method here, so it is the bootstrap over prompts" in art.bootstrap_note(
+        50, 7, [1, 1], 0.9
+    )
+    assert "for a method with one seed" in art.bootstrap_note(50, 7, [1, 3], 0.9)
+    assert art.bootstrap_note(50, 7).startswith("Hierarchical bootstrap: seeds, then prompts")
+
+
+# --------------------------------------------------------------------------- judge labels
+
+
+def test_judge_label_of_the_local_judge_names_its_model_and_the_caveat():
+    lab = art.judge_label(LOCAL_JUDGE, "smollm2-135m-instruct")
+    assert lab.local and lab.judge == LOCAL_JUDGE
+    assert lab.note == (
+        "local judge smollm2-135m-instruct: pipeline check, not comparable with GPT-4 numbers"
+    )
+    assert lab.title.startswith("local judge smollm2-135m-instruct")
+    for unknown in (None, "", "  "):
+        assert art.judge_label(LOCAL_JUDGE, unknown).note.startswith(
+            "local judge (policy base model): pipeline check, not comparable with GPT-4 numbers"
+        )
+
+
+@pytest.mark.parametrize("api", ["alpaca_eval_gpt4_turbo_fn", "gpt-4", "gpt-4-0613"])
+def test_judge_label_of_an_api_judge_is_its_own_name(api):
+    lab = art.judge_label(api, "smollm2-135m-instruct")
+    assert not lab.local and api in lab.title and api in lab.note
+    assert "local" not in lab.title + lab.note and "pipeline check" not in lab.note
+
+
+# --------------------------------------------------------------------------- LC cells and paths
+
+
+def test_repo_relative_text_removes_absolute_paths(tmp_path):
+    root = tmp_path / "repo"
+    inside = root / "workflow" / "resources" / "data" / "alpaca_eval_lc"
+    text = f"assets are not in {inside}; see {tmp_path / 'elsewhere' / 'mirror'}. n/a, tatsu-lab/x"
+    shown = art.repo_relative_text(text, root)
+    assert shown == (
+        "assets are not in workflow/resources/data/alpaca_eval_lc; see …/mirror. n/a, tatsu-lab/x"
+    )
+    assert str(tmp_path) not in shown
+    assert art.repo_relative_text(math.nan) == art.repo_relative_text(None) == ""
+
+
+def _lc_table(reasons, n_lc, means=None):
+    n = len(reasons)
+    return pd.DataFrame(
+        {
+            "n_seeds": [2] * n,
+            "n_seeds_lc": n_lc,
+            "lc_win_rate_mean": means if means is not None else [math.nan] * n,
+            "lc_win_rate_sd": [1.0] * n,
+            "lc_missing_reason": reasons,
+        }
+    )
+
+
+def test_lc_cells_one_reason_is_stated_once_without_paths(tmp_path):
+    why = f"alpaca_eval's LC assets are not in {tmp_path}/mirror/alpaca_eval_lc"
+    cells, notes = art.lc_win_rate_cells(_lc_table([why] * 3, [0, 0, 0]), root=tmp_path)
+    assert cells == ["n/a", "n/a", "n/a"]
+    assert notes == ["LC win rate n/a: alpaca_eval's LC assets are not in mirror/alpaca_eval_lc"]
+    old_style = "LC win rate not computed: " + why  # score files written before the prefix went
+    assert art.lc_win_rate_cells(_lc_table([old_style], [0]), root=tmp_path)[1] == notes
+
+
+def test_lc_cells_with_several_reasons_and_partial_seeds():
+    table = _lc_table(["", "GLM did not converge", "no assets", "no assets"], [2, 1, 0, 0])
+    table.loc[:1, "lc_win_rate_mean"] = [40.0, 30.0]
+    cells, notes = art.lc_win_rate_cells(table)
+    assert cells == ["40.0 ± 1.0", "30.0 ± 1.0 (1/2 seeds) [1]", "n/a [2]", "n/a [2]"]
+    assert notes == ["[1] LC win rate n/a: GLM did not converge", "[2] LC win rate n/a: no assets"]
+    assert art.lc_win_rate_cells(table.iloc[:1]) == (["40.0 ± 1.0"], [])
+
+
 @pytest.mark.parametrize(
     ("p", "df", "expected"),
     [
@@ -353,3 +544,23 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
     plt.close(fig)
     assert (tmp_path / "f" / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "f" / "x.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_add_figure_notes_go_below_the_tick_labels(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.bar(range(3), [1, 2, 3])
+    ax.set_xticks(range(3), ["a long tick label"] * 3, rotation=60)
+    below = fig.get_tightbbox().y0 / fig.get_figheight()
+    art.add_figure_notes(fig, ["local judge m: pipeline check, not comparable with GPT-4 numbers"])
+    (note,) = fig.texts
+    assert note.get_position()[1] < min(below, 0.0)
+    assert "pipeline check" in note.get_text()
+    art.add_figure_notes(fig, [])
+    assert len(fig.texts) == 1
+    art.save_figure(fig, tmp_path / "f.png", tmp_path / "f.pdf")
+    plt.close(fig)

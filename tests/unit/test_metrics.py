@@ -108,13 +108,28 @@ def test_leaderboard_keys_and_plain_types() -> None:
 
 
 def test_lc_missing_is_reported_not_approximated(
-    caplog: pytest.LogCaptureFixture, tmp_path
+    caplog: pytest.LogCaptureFixture, tmp_path, monkeypatch
 ) -> None:
     caplog.set_level(logging.WARNING)
-    board = metrics.alpaca_eval_leaderboard(_toy([2, 1], [3, 4]), lc_assets_dir=tmp_path)
+    monkeypatch.chdir(tmp_path)  # the repository root under Snakemake
+    mirror = tmp_path / "workflow" / "resources" / "data"
+    board = metrics.alpaca_eval_leaderboard(_toy([2, 1], [3, 4]), lc_assets_dir=mirror)
     assert board["length_controlled_winrate"] is None and board["lc_standard_error"] is None
-    assert str(tmp_path) in board["lc_missing_reason"]
-    assert board["lc_missing_reason"] in caplog.text
+    reason = board["lc_missing_reason"]
+    assert "are not in workflow/resources/data;" in reason  # relative to the repository
+    assert str(tmp_path) not in reason and "df_gamed.csv" in reason
+    assert reason in caplog.text and "LC win rate not computed" in caplog.text
+    assert "df_gamed.csv" in metrics.alpaca_eval_leaderboard(_toy([2], [3]))["lc_missing_reason"]
+
+
+def test_shown_path_never_shows_an_absolute_path(tmp_path) -> None:
+    repo = tmp_path / "repo"
+    assert metrics.shown_path(repo / "a" / "b", root=repo) == "a/b"
+    assert metrics.shown_path(repo, root=repo) == "."
+    assert metrics.shown_path(tmp_path / "mirror" / "alpaca_eval_lc", root=repo) == (
+        "…/alpaca_eval_lc"
+    )
+    assert metrics.shown_path("/", root=repo) == "…"
 
 
 def _synthetic_df_gamed(path: Path, n: int) -> None:

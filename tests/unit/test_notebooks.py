@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import pandas as pd
 import pytest
 
 from prefopt import artifacts, mt_bench
+from prefopt.judging import LOCAL_JUDGE
 
 papermill = pytest.importorskip("papermill")
 
@@ -104,6 +106,17 @@ def fixture_methods(csv: str = "alpaca_eval.csv") -> list[str]:
     variants = pd.read_csv(FIXTURES / "variants.csv").sort_values("order")
     present = set(pd.read_csv(FIXTURES / csv)["variant"])
     return [v for v in variants["variant"] if v in present]
+
+
+def _hierarchical_intervals(nb_id: str) -> pd.DataFrame:
+    """The win-rate intervals a notebook should show: `win_rate_uncertainty` on the fixtures,
+    with the notebook's own bootstrap parameters."""
+    params = {k: literal(v) for k, v in defaults(nb_id).items()}
+    pp = pd.read_csv(FIXTURES / "alpaca_eval_per_prompt.csv")
+    pp["score"] = artifacts.preference_score(pp["preference"])
+    return artifacts.win_rate_uncertainty(
+        pp, params["n_bootstrap"], params["bootstrap_seed"], params.get("ci_level", 0.95)
+    )
 
 
 # --------------------------------------------------------------------------- notebook files
@@ -255,10 +268,20 @@ def test_table1_one_row_per_method_with_values_from_inputs(rendered):
     assert (t["win_rate_ci_low"] <= t["win_rate_mean"]).all()
     assert (t["win_rate_ci_high"] >= t["win_rate_mean"]).all()
     np.testing.assert_allclose(t["win_rate_from_per_prompt"], t["win_rate_mean"], atol=1e-3)
-    missing = t.set_index("variant").loc["margin_sigmoid"]
+    # the CI is the hierarchical bootstrap (seeds, then prompts within seed), not the prompt one
+    expected_ci = _hierarchical_intervals("table1_alpaca_eval")
+    got = t.set_index("variant")
+    for col in ("ci_low", "ci_high"):
+        np.testing.assert_allclose(
+            got[f"win_rate_{col}"], expected_ci.loc[got.index, col], rtol=1e-12
+        )
+    missing = got.loc["margin_sigmoid"]
     assert np.isnan(missing["lc_win_rate_mean"]) and missing["lc_missing_reason"]
     md = rendered["table1_alpaca_eval"]["out_md"].read_text()
-    assert missing["lc_missing_reason"] in md
+    assert md.count(missing["lc_missing_reason"]) == 1  # once, as a footnote
+    assert "| n/a " in md
+    assert "95 % hierarchical bootstrap CI: seeds, then prompts within seed; B=2000" in md
+    assert "with one seed it reduces to the bootstrap over prompts" in md
     labels = pd.read_csv(FIXTURES / "variants.csv").set_index("variant")["label"]
     for v in fixture_methods():
         assert labels[v] in md
@@ -306,15 +329,25 @@ def test_paper_vs_reproduction(rendered):
     assert (not_run["ours_status"] == "not run in this config").all()
     row = cmp.set_index("variant").loc["apo_hinge_zero"]
     assert row["paper_win_rate"] == paper.loc["apo_hinge_zero", "win_rate"]
-    z = (row["ours_win_rate"] - row["paper_win_rate"]) / np.hypot(
-        row["paper_standard_error"], row["ours_standard_error"]
-    )
+    # SE_ours: the hierarchical bootstrap SE of the seed mean (seed variance included)
+    se = _hierarchical_intervals("paper_vs_reproduction").loc["apo_hinge_zero", "se"]
+    assert row["ours_win_rate_se"] == pytest.approx(se, rel=1e-12)
+    assert se != pytest.approx(row["ours_standard_error"])
+    z = (row["ours_win_rate"] - row["paper_win_rate"]) / np.hypot(row["paper_standard_error"], se)
     assert row["diff_win_rate_in_se"] == pytest.approx(z)
+    assert "SE_ours: Hierarchical bootstrap: seeds, then prompts within seed" in (
+        outs["alpaca_md"].read_text()
+    )
     mt = pd.read_csv(outs["mt_bench_out_csv"])
     with_estimate = mt[mt["paper_estimate"].notna() & (mt["category"] != "mean")]
     assert with_estimate["paper_value_kind"].str.contains("ESTIMATE").all()
     assert "ESTIMATE" in outs["mt_bench_out_md"].read_text()
     deltas = pd.read_csv(outs["deltas_csv"])
+    wr = deltas[(deltas["variant_a"] == "apo_hinge_zero") & (deltas["metric"] == "win rate")]
+    both = _hierarchical_intervals("paper_vs_reproduction").loc[
+        ["apo_hinge_zero", "apo_zero"], "se"
+    ]
+    assert wr["ours_delta_se"].iloc[0] == pytest.approx(math.hypot(*both))
     assert (
         (deltas.loc[deltas["variant_a"] == "dpo_hinge", "ours_status"])
         .str.startswith("not run in this config")
@@ -335,9 +368,103 @@ def test_paired_comparisons(rendered):
     w = pp.pivot_table(index=["seed", "index"], columns="variant", values="s")
     per_seed = (w["apo_hinge_zero"] - w["apo_zero"]).groupby(level="seed").mean()
     assert ok["mean_diff"] == pytest.approx(per_seed.mean())
+    d = (w["apo_hinge_zero"] - w["apo_zero"]).unstack("index").to_numpy(float)
+    reps = artifacts.hierarchical_bootstrap(
+        d, 2000, artifacts.rng_for(20250811, "apo_hinge_zero", "apo_zero")
+    )
+    assert (ok["bootstrap_ci_low"], ok["bootstrap_ci_high"]) == pytest.approx(
+        artifacts.percentile_interval(reps, 0.95)
+    )
     skipped = t.set_index("variant_a").loc["dpo_hinge"]
     assert skipped["status"].startswith("not run in this config")
     assert "not run in this config" in rendered["paired_comparisons"]["out_md"].read_text()
+
+
+#: Notebook -> its judged Markdown tables (training_dynamics uses no judge).
+JUDGED_TABLES = {
+    "table1_alpaca_eval": ["out_md"],
+    "fig2_3_mt_bench_radar": ["table_md"],
+    "paper_vs_reproduction": ["alpaca_md", "deltas_md", "mt_bench_out_md"],
+    "length_analysis": ["table_md"],
+    "paired_comparisons": ["out_md"],
+}
+#: Notebooks whose figures come from a judge: they print their figure footnotes.
+JUDGED_FIGURES = ["fig1_alpaca_eval_bars", "fig2_3_mt_bench_radar", "length_analysis"]
+
+
+def test_every_judged_artifact_names_the_local_judge_as_a_pipeline_check(rendered):
+    """The fixtures are judged by the local judge: caption and footnote say so in each table."""
+    label = artifacts.judge_label(LOCAL_JUDGE, "")
+    for nb_id, keys in JUDGED_TABLES.items():
+        for key in keys:
+            md = rendered[nb_id][key].read_text()
+            caption = md.splitlines()[0]
+            assert "local judge" in caption and "pipeline check" in caption, (nb_id, key)
+            assert f"- {label.note}" in md, (nb_id, key)
+            assert (
+                "not comparable with GPT-4 numbers"
+                in rendered[nb_id][key].with_suffix(".tex").read_text()
+            )
+
+
+def test_figures_carry_the_judge_and_error_bar_footnotes(tmp_path):
+    """With a named local judge model, every judged figure's footnote names it (the notebooks
+    print their figure notes, so the executed notebook holds them as text)."""
+    out = tmp_path / "out"
+    for nb_id in JUDGED_FIGURES:
+        run_notebook(nb_id, out, local_judge_model="smollm2-135m-instruct")
+        executed = (out / f"{nb_id}.executed.ipynb").read_text()
+        assert (
+            "figure note: local judge smollm2-135m-instruct: pipeline check, "
+            "not comparable with GPT-4 numbers"
+        ) in executed, nb_id
+    fig1 = (out / "fig1_alpaca_eval_bars.executed.ipynb").read_text()
+    assert (
+        "figure note: Error bars: 95 % hierarchical bootstrap CI: seeds, then prompts within seed"
+        in fig1
+    )
+    assert "alpaca_eval's standard error" not in fig1
+
+
+def test_api_judge_gets_its_own_name_and_no_local_caveat(tmp_path):
+    scores = tmp_path / "scores"
+    shutil.copytree(FIXTURES, scores)
+    for name in ["alpaca_eval.csv", "alpaca_eval_per_prompt.csv"]:
+        df = pd.read_csv(scores / name)
+        df["judge"] = "alpaca_eval_gpt4_turbo_fn"
+        df.to_csv(scores / name, index=False)
+    out = run_notebook("table1_alpaca_eval", tmp_path / "out", scores)
+    md = out["out_md"].read_text()
+    assert "judge alpaca_eval_gpt4_turbo_fn" in md.splitlines()[0]
+    assert "- Judge: alpaca_eval_gpt4_turbo_fn." in md
+    assert "local judge" not in md and "pipeline check" not in md
+
+
+def test_table1_lc_reason_once_without_absolute_paths(tmp_path):
+    """LC unavailable everywhere (no assets): every cell is "n/a" and one footnote gives the
+    reason once, with the mirror shown relative to the repository, never by absolute path."""
+    scores = tmp_path / "scores"
+    shutil.copytree(FIXTURES, scores)
+    ae = pd.read_csv(scores / "alpaca_eval.csv")
+    ae["length_controlled_winrate"] = np.nan
+    out_dir = tmp_path / "out"  # the notebook's working directory: the repository root
+    ae["lc_missing_reason"] = (
+        f"LC win rate not computed: alpaca_eval's LC assets (df_gamed.csv) are not in "
+        f"{out_dir}/workflow/resources/data/alpaca_eval_lc; with mirror_dir: null the rule "
+        "download_alpaca_eval_lc_assets fetches them"
+    )
+    ae.to_csv(scores / "alpaca_eval.csv", index=False)
+    out = run_notebook("table1_alpaca_eval", out_dir, scores)
+    md, tex = out["out_md"].read_text(), out["out_tex"].read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "Method" not in line]
+    lc_col = [c.strip() for c in md.splitlines()[2].split("|")].index("LC win rate (%)")
+    assert [r.split("|")[lc_col].strip() for r in rows] == ["n/a"] * len(fixture_methods())
+    note = (
+        "LC win rate n/a: alpaca_eval's LC assets (df_gamed.csv) are not in "
+        "workflow/resources/data/alpaca_eval_lc; with mirror_dir: null"
+    )
+    assert md.count(note) == 1 and md.count("df_gamed.csv") == 1
+    assert str(tmp_path) not in md and str(tmp_path) not in tex
 
 
 # --------------------------------------------------------------------------- data-driven, robust
@@ -410,10 +537,22 @@ def test_absent_variants_and_single_seed_do_not_break(tmp_path):
         "training_dynamics",
         "fig1_alpaca_eval_bars",
         "fig2_3_mt_bench_radar",
+        "table1_alpaca_eval",
     ]:
         outputs = run_notebook(nb_id, out, scores)
         for p in outputs.values():
             assert p.is_file() and p.stat().st_size > 0, p
+    # one seed: the hierarchical bootstrap is the prompt bootstrap, and the caption says so
+    t1 = pd.read_csv(out / "tables" / "table1_alpaca_eval.csv").set_index("variant")
+    pp = pd.read_csv(scores / "alpaca_eval_per_prompt.csv")
+    pp["score"] = artifacts.preference_score(pp["preference"])
+    mat = artifacts.seed_prompt_matrix(pp, "dpo").to_numpy(float)
+    assert mat.shape[0] == 1
+    prompt_ci = artifacts.bootstrap_ci(mat, 2000, artifacts.rng_for(20250811, "dpo"), 0.95)
+    got = (t1.loc["dpo", "win_rate_ci_low"], t1.loc["dpo", "win_rate_ci_high"])
+    assert got == pytest.approx(prompt_ci, rel=1e-12)
+    md = (out / "tables" / "table1_alpaca_eval.md").read_text()
+    assert "one seed per method here, so it is the bootstrap over prompts" in md
     paired = pd.read_csv(out / "tables" / "paired_comparisons.csv")
     assert paired["status"].str.startswith("not run in this config").all()
     radar = pd.read_csv(out / "tables" / "mt_bench_per_category.csv")
@@ -498,4 +637,40 @@ def test_rules_pass_exactly_the_notebook_parameters(tmp_path):
             f"{nb_id}: not passed {(outputs | inputs) - set(passed)}"
         )
         assert f"results/notebooks/{nb_id}.ipynb" in cmd and "nbconvert --to html" in cmd
+        if "local_judge_model" in params:
+            assert "local_judge_model" in passed, f"{nb_id}: the judge label needs the model"
     assert seen == set(NOTEBOOK_IDS)
+
+
+@pytest.mark.parametrize(
+    ("judges", "expected"),
+    [
+        ({"local_model": "judge-x"}, "judge-x"),
+        ({"local_model": None}, "base-slug"),
+        ({}, "base-slug"),
+    ],
+)
+def test_rules_pass_the_local_judge_model(tmp_path, judges, expected):
+    """judges.local_model, or model.slug when it is null or absent, is the local judge's name."""
+    pytest.importorskip("snakemake")
+    work = tmp_path / "wd"
+    (work / "results" / "scores").mkdir(parents=True)
+    for f in FIXTURES.glob("*.csv"):
+        shutil.copy(f, work / "results" / "scores" / f.name)
+    (work / "notebooks").symlink_to(NOTEBOOKS)
+    snakefile = tmp_path / "Snakefile"
+    config = {"containers": {"notebooks": "docker://x"}, "model": {"slug": "base-slug"}}
+    config["judges"] = judges
+    snakefile.write_text(
+        f"config = {config!r}\n"
+        f'include: "{SMK}"\n\n'
+        'rule all:\n    input: "results/tables/table1_alpaca_eval.md"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(work), "-n", "-p"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert f"-p local_judge_model {expected} " in proc.stdout + proc.stderr

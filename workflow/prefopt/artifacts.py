@@ -10,12 +10,13 @@ tabulate), so it imports only those and light modules of this package.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 import zlib
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,37 @@ def select_judge(df: pd.DataFrame, judge: str | None, what: str) -> tuple[str, p
     return chosen, judge_rows(df, chosen)
 
 
+#: What every artifact made with the local judge says in its footnote (after "local judge <model>").
+LOCAL_JUDGE_CAVEAT = "pipeline check, not comparable with GPT-4 numbers"
+
+
+class JudgeLabel(NamedTuple):
+    """How an artifact names its judge: `title` for titles and captions, `note` for a footnote."""
+
+    judge: str  #: the judge id of the score files ("local", "alpaca_eval_gpt4_turbo_fn", ...)
+    local: bool  #: True for the local judge (its numbers are a pipeline check only)
+    title: str  #: "local judge <model>, pipeline check" or "judge <API judge>"
+    note: str  #: "local judge <model>: pipeline check, not comparable ..." or "Judge: <API judge>."
+
+
+def judge_label(judge_id: Any, local_model: str | None) -> JudgeLabel:
+    """The label of a judge in every table and figure, from its id and the local judge's model.
+
+    The local judge is a small model reading its own preference probabilities: its win rates and
+    grades check that the pipeline runs end to end and must not be read next to the paper's GPT-4
+    numbers, so its label names the model and says so. `local_model` is the config's
+    `judges.local_model`, or `model.slug` when that is null (the policy's base model judges);
+    empty/None when neither is known. API judges keep their own id (alpaca_eval's annotator
+    config, or FastChat's judge model), which is what their numbers are comparable with.
+    """
+    judge = str(judge_id)
+    if judge != LOCAL_JUDGE:
+        return JudgeLabel(judge, False, f"judge {judge}", f"Judge: {judge}.")
+    model = "" if local_model is None else str(local_model).strip()
+    name = f"local judge {model}" if model else "local judge (policy base model)"
+    return JudgeLabel(judge, True, f"{name}, pipeline check", f"{name}: {LOCAL_JUDGE_CAVEAT}")
+
+
 def variant_table(variants: pd.DataFrame, present: Iterable[str]) -> pd.DataFrame:
     """Label, group and order of each variant in `present`, sorted in the paper's order.
 
@@ -190,13 +222,32 @@ def rng_for(seed: int, *keys: Hashable) -> np.random.Generator:
     return np.random.default_rng([int(seed)] + [zlib.crc32(str(k).encode()) for k in keys])
 
 
+def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates; (nan, nan) when there are none."""
+    reps = np.asarray(replicates, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return math.nan, math.nan
+    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_se(replicates: np.ndarray) -> float:
+    """Bootstrap standard error: the sd of the finite replicates (nan with fewer than two)."""
+    reps = np.asarray(replicates, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    return float(np.std(reps, ddof=1)) if reps.size > 1 else math.nan
+
+
 def bootstrap_ci(
     mat: np.ndarray, n_boot: int, rng: np.random.Generator, level: float
 ) -> tuple[float, float]:
-    """Percentile CI of the mean over seeds of the nanmean over prompts; `mat` is seeds x prompts.
+    """The prompt bootstrap: percentile CI of the seed mean of the nanmean over prompts.
 
-    Prompts are resampled with the same indices for every seed (the seeds answered the same
-    prompts); NaN cells (failed judgments) are skipped. (nan, nan) without prompts or resamples.
+    `mat` is seeds x prompts. Prompts are resampled with the same indices for every seed (the
+    seeds answered the same prompts); seeds are not resampled, so between-seed variance is
+    ignored (`hierarchical_bootstrap` includes it). NaN cells (failed judgments) are skipped.
+    (nan, nan) without prompts or resamples.
     """
     mat = np.asarray(mat, dtype=float)
     n_prompts = mat.shape[1] if mat.ndim == 2 else 0
@@ -206,11 +257,107 @@ def bootstrap_ci(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (every judgment failed)
         stat = np.nanmean(np.nanmean(mat[:, idx], axis=2), axis=0)
-    stat = stat[np.isfinite(stat)]
-    if stat.size == 0:
-        return math.nan, math.nan
-    lo, hi = np.quantile(stat, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    return percentile_interval(stat, level)
+
+
+def hierarchical_bootstrap(
+    mat: np.ndarray, n_boot: int, rng: np.random.Generator, *, shared_prompts: bool = False
+) -> np.ndarray:
+    """Bootstrap replicates of a seed-mean score: seeds resampled, then prompts within each seed.
+
+    Why: a method's seed-mean win rate varies with the training seed as well as with the prompts
+    judged. A bootstrap over prompts alone (`bootstrap_ci`), alpaca_eval's standard error or the
+    mean of per-seed standard errors see only the prompts, so they understate the uncertainty of
+    a method whose seeds disagree. Each replicate draws S of the S seeds (rows of `mat`, seeds x
+    prompts) with replacement, then, independently for each drawn seed, P of its P prompts with
+    replacement; it is the mean over the drawn seeds of the nanmean over their drawn prompts
+    (NaN = failed judgment). The prompt indices are drawn first, so with one seed the replicates
+    are exactly those of `bootstrap_ci` with the same generator: the prompt bootstrap.
+
+    `shared_prompts=True` draws one prompt resample per replicate for all drawn seeds instead
+    (every seed answered the same prompts). Independent draws treat each seed's prompts as a
+    sample of their own, which shrinks the prompt part of the variance by up to 1/S when the
+    seeds agree prompt by prompt; the shared draw keeps it whole.
+
+    Returns the finite replicates (empty without seeds, prompts, resamples or valid cells).
+    """
+    mat = np.asarray(mat, dtype=float)
+    if mat.ndim != 2 or mat.size == 0 or n_boot < 1:
+        return np.empty(0)
+    n_seeds, n_prompts = mat.shape
+    per_replicate = 1 if shared_prompts else n_seeds
+    prompts = rng.integers(0, n_prompts, size=(int(n_boot), per_replicate, n_prompts))
+    seeds = rng.integers(0, n_seeds, size=(int(n_boot), n_seeds, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (every judgment failed)
+        stat = np.nanmean(np.nanmean(mat[seeds, prompts], axis=2), axis=1)
+    return stat[np.isfinite(stat)]
+
+
+def seed_prompt_matrix(
+    per_prompt: pd.DataFrame, variant: str, value: str = "score"
+) -> pd.DataFrame:
+    """One variant's per-prompt `value` as a seeds x prompts table (rows: seeds in order).
+
+    Columns are the prompt indices any seed has; a prompt missing for a seed is NaN, as is a
+    failed judgment. Duplicate (seed, prompt) rows are averaged.
+    """
+    rows = per_prompt[per_prompt["variant"] == variant]
+    mat = rows.pivot_table(
+        index="seed", columns="index", values=value, aggfunc="mean", dropna=False
+    )
+    return mat.reindex(index=sorted(rows["seed"].unique()))
+
+
+def win_rate_uncertainty(
+    per_prompt: pd.DataFrame, n_boot: int, bootstrap_seed: int, level: float = 0.95
+) -> pd.DataFrame:
+    """Per variant: the seed-mean win rate from per-prompt scores, with its hierarchical
+    bootstrap CI (`ci_low`, `ci_high`) and standard error (`se`).
+
+    `per_prompt` has the columns variant, seed, index and score (`preference_score`, win-rate
+    points). Each variant's generator is `rng_for(bootstrap_seed, variant)`, so Table 1, Figure 1
+    and the paper comparison show the same interval for a method whatever else is in the run.
+    Index: variant, in order of appearance.
+    """
+    cols = ["n_seeds", "n_prompts", "win_rate", "ci_low", "ci_high", "se"]
+    rows = []
+    for v in dict.fromkeys(per_prompt["variant"]):
+        mat = seed_prompt_matrix(per_prompt, v).to_numpy(dtype=float)
+        reps = hierarchical_bootstrap(mat, n_boot, rng_for(bootstrap_seed, v))
+        lo, hi = percentile_interval(reps, level)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            point = float(np.nanmean(np.nanmean(mat, axis=1))) if mat.size else math.nan
+        rows.append([v, mat.shape[0], mat.shape[1], point, lo, hi, bootstrap_se(reps)])
+    return pd.DataFrame(rows, columns=["variant", *cols]).set_index("variant")
+
+
+def bootstrap_note(
+    n_boot: int, bootstrap_seed: int, n_seeds: Iterable[int] = (), level: float | None = None
+) -> str:
+    """What a hierarchical bootstrap number is, for a caption or footnote (one sentence).
+
+    With `level`: "95 % hierarchical bootstrap CI: seeds, then prompts within seed; B=…"; without:
+    "Hierarchical bootstrap: …" (for a standard error). `n_seeds`, the number of seeds of each
+    method shown, says whether the single-seed case applies, where the hierarchical bootstrap is
+    the bootstrap over prompts.
+    """
+    counts = {int(n) for n in n_seeds}
+    what = (
+        "hierarchical bootstrap"
+        if level is None
+        else f"{level * 100:g} % hierarchical bootstrap CI"
+    )
+    text = (
+        f"{what[0].upper()}{what[1:]}: seeds, then prompts within seed; "
+        f"B={int(n_boot)} resamples (rng seed {bootstrap_seed})"
+    )
+    if counts == {1}:
+        return text + "; one seed per method here, so it is the bootstrap over prompts."
+    if 1 in counts:
+        return text + "; for a method with one seed it is the bootstrap over prompts."
+    return text + "; with one seed it reduces to the bootstrap over prompts."
 
 
 def t_quantile_numeric(p: float, df: float) -> float:
@@ -328,6 +475,65 @@ def fmt_ci(lo: float, hi: float, digits: int = 1) -> str:
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+#: An absolute POSIX path in free text (not "n/a" or "org/repo"): "/" at the start of a word.
+_ABS_PATH = re.compile(r"(?<![\w.~/-])/[^\s,;:'\"()\[\]]*[^\s,;:'\"()\[\].]")
+#: The prefix metrics.py used to give its LC reasons (older score files still carry it).
+_LC_PREFIX = re.compile(r"^\s*LC win rate not computed:\s*", re.IGNORECASE)
+
+
+def repo_relative_text(text: Any, root: str | Path | None = None) -> str:
+    """Free text with every absolute path shown relative to the repository `root`.
+
+    Paths outside the repository keep only their last part ("…/alpaca_eval_lc"): an artifact
+    must not show the layout of the machine that made it. `root` defaults to `repo_root()`.
+    """
+    base = (repo_root() if root is None else Path(root)).resolve()
+
+    def shown(match: re.Match[str]) -> str:
+        path = Path(match.group(0))
+        try:
+            return path.resolve().relative_to(base).as_posix() or "."
+        except ValueError:
+            return f"…/{path.name}" if path.name else "…"
+
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
+        return ""
+    return _ABS_PATH.sub(shown, str(text))
+
+
+def lc_win_rate_cells(
+    table: pd.DataFrame, root: str | Path | None = None
+) -> tuple[list[str], list[str]]:
+    """Table 1's LC win-rate cells and the footnotes that explain the missing ones.
+
+    `table` has one row per method with `n_seeds`, `n_seeds_lc`, `lc_win_rate_mean`,
+    `lc_win_rate_sd` and `lc_missing_reason`. A method without any LC value gets "n/a"; one with
+    some seeds missing gets "mean ± sd (k/n seeds)". Each distinct reason is stated once, in a
+    footnote, with absolute paths made relative to the repository (`repo_relative_text`); with
+    one reason the cells carry no marker, with several they point to "[k]".
+    """
+    reasons: list[str] = []
+    cells: list[tuple[str, int | None]] = []
+    for _, r in table.iterrows():
+        n, n_lc = int(r["n_seeds"]), int(r["n_seeds_lc"])
+        cell = fmt_pm(r["lc_win_rate_mean"], r["lc_win_rate_sd"]) if n_lc else "n/a"
+        if n_lc >= n:
+            cells.append((cell, None))
+            continue
+        if n_lc:
+            cell += f" ({n_lc}/{n} seeds)"
+        reason = _LC_PREFIX.sub("", repo_relative_text(r["lc_missing_reason"], root)).strip()
+        reason = reason or "not computed (no reason recorded)"
+        if reason not in reasons:
+            reasons.append(reason)
+        cells.append((cell, reasons.index(reason) + 1))
+    if len(reasons) <= 1:
+        notes = [f"LC win rate n/a: {reasons[0]}"] if reasons else []
+        return [c for c, _ in cells], notes
+    shown = [c if k is None else f"{c} [{k}]" for c, k in cells]
+    return shown, [f"[{k}] LC win rate n/a: {why}" for k, why in enumerate(reasons, 1)]
+
+
 def tex_escape(s: Any) -> str:
     """Text for LaTeX: special characters escaped, the Unicode symbols the tables use in math."""
     s = "".join(_TEX.get(ch, ch) for ch in str(s))
@@ -393,6 +599,24 @@ def write_table(
     out_path(md).write_text(markdown_document(pretty, caption, notes), encoding="utf-8")
     out_path(tex).write_text(latex_table(pretty, caption, label, notes), encoding="utf-8")
     return pretty
+
+
+def add_figure_notes(fig: Any, notes: Sequence[str], fontsize: float = 7.5) -> None:
+    """Footnotes under everything already drawn in `fig` (tick labels included), one per line.
+
+    Placed below the figure's tight bounding box, so `save_figure` (bbox_inches="tight") keeps
+    them without overlapping rotated tick labels; long lines wrap at the figure's width. Also
+    printed, so the executed notebook and its HTML export carry them as text.
+    """
+    if not notes:
+        return
+    print("\n".join(f"figure note: {n}" for n in notes))
+    box = fig.get_tightbbox()  # inches
+    bottom = min(0.0, box.y0 / fig.get_figheight())
+    left = min(0.01, max(box.x0 / fig.get_figwidth(), -0.2))
+    fig.text(
+        left, bottom - 0.02, "\n".join(notes), ha="left", va="top", fontsize=fontsize, wrap=True
+    )
 
 
 def save_figure(fig: Any, png: str | Path, pdf: str | Path) -> None:

@@ -71,15 +71,30 @@ def _import_alpaca_eval_metrics() -> Any:
     return metrics
 
 
+def shown_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """A path as a message may show it: relative to `root` (default: the working directory, the
+    repository root under Snakemake) when inside it, else only its last part ("…/name").
+
+    Messages end up in score files and tables; they must not carry the layout of one machine.
+    """
+    p = Path(path)
+    base = Path(root if root is not None else Path.cwd()).resolve()
+    try:
+        return p.resolve().relative_to(base).as_posix() or "."
+    except ValueError:
+        return f"…/{p.name}" if p.name else "…"
+
+
 def find_lc_assets(lc_assets_dir: str | os.PathLike | None) -> tuple[Path | None, str | None]:
     """Locate ``df_gamed.csv`` under a mirror; return (directory, None) or (None, reason).
 
     Accepts either the mirror root (``<mirror>/alpaca_eval_lc/df_gamed.csv``) or the
-    ``alpaca_eval_lc`` directory itself.
+    ``alpaca_eval_lc`` directory itself. The reason names the folder relative to the working
+    directory (``shown_path``), never by its absolute path.
     """
     if lc_assets_dir is None:
         return None, (
-            "LC win rate not computed: alpaca_eval's GLM needs df_gamed.csv from the HF Hub "
+            "alpaca_eval's length-control GLM needs df_gamed.csv from the HF Hub "
             "(tatsu-lab/alpaca_eval) and no local mirror (lc_assets_dir) was given"
         )
     root = Path(lc_assets_dir)
@@ -87,8 +102,8 @@ def find_lc_assets(lc_assets_dir: str | os.PathLike | None) -> tuple[Path | None
         if (cand / "df_gamed.csv").is_file():
             return cand, None
     return None, (
-        f"LC win rate not computed: alpaca_eval's LC assets ({', '.join(LC_ASSET_FILES)}) are not "
-        f"in {root}; with mirror_dir: null the rule download_alpaca_eval_lc_assets fetches them"
+        f"alpaca_eval's LC assets ({', '.join(LC_ASSET_FILES)}) are not in {shown_path(root)}; "
+        "with mirror_dir: null the rule download_alpaca_eval_lc_assets fetches them"
     )
 
 
@@ -151,7 +166,7 @@ def alpaca_eval_leaderboard(
 
     assets, reason = find_lc_assets(lc_assets_dir)
     if assets is None:
-        log.warning("%s", reason)
+        log.warning("LC win rate not computed: %s", reason)
         out["lc_missing_reason"] = reason
         return {k: out[k] for k in LEADERBOARD_KEYS}
 

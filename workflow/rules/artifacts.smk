@@ -3,7 +3,8 @@
 # parameters cell: https://papermill.readthedocs.io/en/latest/usage-parameterize.html).
 # Each notebook has one `parameters` cell whose keys are the input/output/params names below;
 # the executed notebook and its HTML export are outputs, so they are tracked and kept.
-# Self-contained: needs only `config["containers"]["notebooks"]` and (optionally) `config["judges"]`.
+# Self-contained: needs only `config["containers"]["notebooks"]` and (optionally) `config["judges"]`
+# and `config["model"]`.
 
 ART_SCORES = "results/scores"
 ART_TABLES = "results/tables"
@@ -14,6 +15,11 @@ ART_PAPER = "workflow/resources/paper"
 ART_ALPACA_JUDGE = config.get("judges", {}).get("alpaca_eval", "auto")
 ART_MT_BENCH_JUDGE = config.get("judges", {}).get("mt_bench", "auto")
 ART_BOOTSTRAP = {"n_bootstrap": 2000, "bootstrap_seed": 20250811}
+# the local judge's model, named in every artifact it judged: judges.local_model, else (null or
+# absent) the policy's base model, model.slug
+ART_LOCAL_JUDGE_MODEL = (config.get("judges") or {}).get("local_model") or (
+    config.get("model") or {}
+).get("slug", "")
 
 
 # (helpers are lambdas: `snakemake --lint` objects to functions next to rules)
@@ -113,11 +119,12 @@ rule render_table1_alpaca_eval:
     params:
         **ART_BOOTSTRAP,
         judge=ART_ALPACA_JUDGE,
+        local_judge_model=ART_LOCAL_JUDGE_MODEL,
     shell:
         _render_cmd(
             "table1_alpaca_eval",
             ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
-            ["judge", "n_bootstrap", "bootstrap_seed"],
+            ["judge", "local_judge_model", "n_bootstrap", "bootstrap_seed"],
         )
 
 
@@ -125,6 +132,7 @@ rule render_fig1_alpaca_eval_bars:
     input:
         notebook="notebooks/fig1_alpaca_eval_bars.ipynb",
         alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
     output:
         **_reported("fig1_alpaca_eval_bars"),
@@ -139,9 +147,15 @@ rule render_fig1_alpaca_eval_bars:
     container:
         config["containers"]["notebooks"]
     params:
+        **ART_BOOTSTRAP,
         judge=ART_ALPACA_JUDGE,
+        local_judge_model=ART_LOCAL_JUDGE_MODEL,
     shell:
-        _render_cmd("fig1_alpaca_eval_bars", ["alpaca_eval_csv", "variants_csv"], ["judge"])
+        _render_cmd(
+            "fig1_alpaca_eval_bars",
+            ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
+            ["judge", "local_judge_model", "n_bootstrap", "bootstrap_seed"],
+        )
 
 
 rule render_fig2_3_mt_bench_radar:
@@ -163,14 +177,20 @@ rule render_fig2_3_mt_bench_radar:
         config["containers"]["notebooks"]
     params:
         judge=ART_MT_BENCH_JUDGE,
+        local_judge_model=ART_LOCAL_JUDGE_MODEL,
     shell:
-        _render_cmd("fig2_3_mt_bench_radar", ["mt_bench_csv", "variants_csv"], ["judge"])
+        _render_cmd(
+            "fig2_3_mt_bench_radar",
+            ["mt_bench_csv", "variants_csv"],
+            ["judge", "local_judge_model"],
+        )
 
 
 rule render_paper_vs_reproduction:
     input:
         notebook="notebooks/paper_vs_reproduction.ipynb",
         alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
         paper_table1_csv=f"{ART_PAPER}/table1.csv",
@@ -189,20 +209,29 @@ rule render_paper_vs_reproduction:
     container:
         config["containers"]["notebooks"]
     params:
+        **ART_BOOTSTRAP,
         alpaca_eval_judge=ART_ALPACA_JUDGE,
         mt_bench_judge=ART_MT_BENCH_JUDGE,
+        local_judge_model=ART_LOCAL_JUDGE_MODEL,
     shell:
         _render_cmd(
             "paper_vs_reproduction",
             [
                 "alpaca_eval_csv",
+                "per_prompt_csv",
                 "mt_bench_csv",
                 "variants_csv",
                 "paper_table1_csv",
                 "paper_leaderboards_csv",
                 "paper_mt_bench_csv",
             ],
-            ["alpaca_eval_judge", "mt_bench_judge"],
+            [
+                "alpaca_eval_judge",
+                "mt_bench_judge",
+                "local_judge_model",
+                "n_bootstrap",
+                "bootstrap_seed",
+            ],
         )
 
 
@@ -247,11 +276,12 @@ rule render_length_analysis:
         config["containers"]["notebooks"]
     params:
         judge=ART_ALPACA_JUDGE,
+        local_judge_model=ART_LOCAL_JUDGE_MODEL,
     shell:
         _render_cmd(
             "length_analysis",
             ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
-            ["judge"],
+            ["judge", "local_judge_model"],
         )
 
 
@@ -275,9 +305,10 @@ rule render_paired_comparisons:
     params:
         **ART_BOOTSTRAP,
         judge=ART_ALPACA_JUDGE,
+        local_judge_model=ART_LOCAL_JUDGE_MODEL,
     shell:
         _render_cmd(
             "paired_comparisons",
             ["per_prompt_csv", "variants_csv"],
-            ["judge", "n_bootstrap", "bootstrap_seed"],
+            ["judge", "local_judge_model", "n_bootstrap", "bootstrap_seed"],
         )
