@@ -12,13 +12,21 @@ files), so `prefopt.download` runs unchanged against them:
 
 Faults per file path: ``"truncate"`` (announce the full length, send half, drop the
 connection), ``"corrupt"`` (flip one byte, same length) and ``"missing"`` (404).
+
+- ``FakeOpenAI``: an OpenAI-compatible ``/v1/chat/completions`` endpoint for the API judge, with
+  failures scripted per item (429, 5xx, timeouts, 400 content filter, 401, 404, hangs) and the
+  ``model`` field of its answers (the served model) settable. Point ``base_url`` at
+  ``.base_url``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
+import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -252,3 +260,179 @@ class StandInHub(_Server):
                         return 200, {"ETag": f'"{sha256}"'}, data, self.faults.get(rel)
             return _not_found()
         return _not_found()
+
+
+# ------------------------------------------------------------------------------------------------
+# OpenAI-compatible chat completions (the API judge)
+# ------------------------------------------------------------------------------------------------
+
+#: How a test marks the item a request is about: ``ITEM-<name>`` in the last message that has one.
+ITEM_RE = re.compile(r"ITEM-([A-Za-z0-9_]+)")
+
+
+class FakeOpenAI:
+    """Fake ``/v1/chat/completions`` endpoint with per-item failure scripts.
+
+    ``script`` maps an item marker (``ITEM-<name>`` in the last message that has one) to the
+    list of modes its successive requests get; ``always`` maps an item to one mode for every
+    request. Modes: ``429`` (with Retry-After), ``500``, ``503``, ``timeout`` (answer nothing for
+    longer than the client waits), ``400`` (Azure-style content filter: code
+    ``content_filter``), ``401`` (invalid key), ``404`` (code ``model_not_found``), ``hang``
+    (block until released, then drop the connection), ``empty`` (200 without choices). The
+    400 and 401 messages echo the Authorization header back, like a careless server. Requests
+    past the script are answered normally; the answer's ``model`` is ``served_model`` (default:
+    the requested model with a date suffix, as an alias resolves to a snapshot).
+    """
+
+    def __init__(
+        self,
+        script: dict[str, list[str]] | None = None,
+        *,
+        always: dict[str, str] | None = None,
+        served_model: str | None = None,
+        max_requests: int = 300,
+        lifetime_s: float = 90.0,
+        timeout_sleep: float = 1.5,
+    ) -> None:
+        self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.always = dict(always or {})
+        self.served_model = served_model
+        self.max_requests = max_requests
+        self.lifetime_s = lifetime_s
+        self.timeout_sleep = timeout_sleep
+        self.requests: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.total = 0
+        self.exhausted = False
+        self.hung = threading.Event()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                fake.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.deadline = threading.Timer(self.lifetime_s, self.httpd.shutdown)
+        self.deadline.daemon = True
+        self.deadline.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release.set()
+        self.deadline.cancel()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    # -- request handling -----------------------------------------------------------------
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = json.loads(h.rfile.read(int(h.headers.get("Content-Length", 0))))
+        item = self.item_of(body)
+        with self.lock:
+            self.total += 1
+            if self.total > self.max_requests:
+                self.exhausted = True
+                mode = "exhausted"
+            else:
+                self.requests[item] += 1
+                self.bodies.append(body)
+                pending = self.script.get(item)
+                mode = pending.pop(0) if pending else self.always.get(item, "ok")
+                if mode == "ok":
+                    self.served[item] += 1
+        auth = h.headers.get("Authorization", "")
+        if mode == "exhausted":
+            self._send(h, 503, {"error": {"message": "request budget exhausted"}})
+            threading.Thread(target=self.httpd.shutdown, daemon=True).start()
+        elif mode == "429":
+            self._send(h, 429, {"error": {"message": "rate limited"}}, {"Retry-After": "0.05"})
+        elif mode in ("500", "503"):
+            self._send(h, int(mode), {"error": {"message": "server error"}})
+        elif mode == "400":
+            message = f"The response was filtered by the content management policy; you sent {auth}"
+            error = {"message": message, "type": "invalid_request_error", "code": "content_filter"}
+            self._send(h, 400, {"error": error})
+        elif mode == "401":
+            error = {"message": f"Incorrect API key provided: {auth}", "code": "invalid_api_key"}
+            self._send(h, 401, {"error": error})
+        elif mode == "404":
+            message = f"The model `{body['model']}` does not exist or you do not have access to it."
+            self._send(h, 404, {"error": {"message": message, "code": "model_not_found"}})
+        elif mode == "timeout":
+            time.sleep(self.timeout_sleep)  # then drop the connection without an answer
+        elif mode == "empty":
+            self._send(h, 200, {**self.completion(body, item), "choices": []})
+        elif mode == "hang":
+            self.hung.set()
+            self.release.wait(20)
+        else:
+            self._send(h, 200, self.completion(body, item))
+
+    @staticmethod
+    def item_of(body: dict[str, Any]) -> str:
+        for msg in reversed(body["messages"]):
+            found = ITEM_RE.findall(msg.get("content") or "")
+            if found:
+                return found[-1]
+        return "?"
+
+    def completion(self, body: dict[str, Any], item: str) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant"}
+        if body.get("tools"):
+            text = body["messages"][-1]["content"]
+            # whichever output contains GOOD ranks first
+            m_wins = text.find("GOOD") < text.find('"model": "M"')
+            ranking = [{"model": "m", "rank": 1}, {"model": "M", "rank": 2}]
+            if not m_wins:
+                ranking = [{"model": "M", "rank": 1}, {"model": "m", "rank": 2}]
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{item}",
+                    "type": "function",
+                    "function": {
+                        "name": "make_partial_leaderboard",
+                        "arguments": json.dumps({"ordered_models": ranking}),
+                    },
+                }
+            ]
+        elif "NORATING" in json.dumps(body["messages"]):
+            message["content"] = "I cannot rate this."
+        else:
+            message["content"] = f"Judged {item}. Rating: [[{len(item) % 10 + 1}]]"
+        return {
+            "id": f"chatcmpl-{item}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": self.served_model or body["model"] + "-2024-01-01",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+
+    @staticmethod
+    def _send(
+        h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)

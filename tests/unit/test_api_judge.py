@@ -1,8 +1,9 @@
 """prefopt.judging.api against a real local fake OpenAI-compatible HTTP server.
 
-The server (stdlib ``http.server`` on 127.0.0.1, random port) injects 429/5xx/timeouts/hard
-errors per item, counts requests and successful answers per item, refuses to serve more than a
-fixed number of requests and shuts itself down after a deadline. Nothing reaches the internet.
+The server (``standins.FakeOpenAI``: stdlib ``http.server`` on 127.0.0.1, random port) injects
+429/5xx/timeouts and 400/401/404 errors per item, counts requests and successful answers per
+item, reports the model it "served", refuses to serve more than a fixed number of requests and
+shuts itself down after a deadline. Nothing reaches the internet.
 """
 
 from __future__ import annotations
@@ -18,176 +19,20 @@ import secrets
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from helpers import EMBEDDED_DATA
+from standins import FakeOpenAI
 
 from prefopt import mt_bench
-from prefopt.judging import api
+from prefopt.judging import MT_BENCH_API_JUDGE, api
 
-ITEM_RE = re.compile(r"ITEM-([A-Za-z0-9_]+)")
 MT = EMBEDDED_DATA / "mt_bench"
-
-
-class FakeOpenAI:
-    """Fake ``/v1/chat/completions`` endpoint with per-item failure scripts.
-
-    ``script`` maps an item marker (``ITEM-<name>`` in the last message that has one) to the
-    list of modes its successive requests get: ``429`` (with Retry-After), ``500``, ``503``,
-    ``timeout`` (answer nothing for longer than the client waits), ``400`` (hard error that
-    echoes the Authorization header back, like a careless server), ``hang`` (block until
-    released, then drop the connection), ``empty`` (200 without choices). Requests past the
-    script are answered normally.
-    """
-
-    def __init__(
-        self,
-        script: dict[str, list[str]] | None = None,
-        *,
-        max_requests: int = 300,
-        lifetime_s: float = 90.0,
-        timeout_sleep: float = 1.5,
-    ) -> None:
-        self.script = {k: list(v) for k, v in (script or {}).items()}
-        self.max_requests = max_requests
-        self.lifetime_s = lifetime_s
-        self.timeout_sleep = timeout_sleep
-        self.requests: Counter[str] = Counter()
-        self.served: Counter[str] = Counter()
-        self.bodies: list[dict[str, Any]] = []
-        self.total = 0
-        self.exhausted = False
-        self.hung = threading.Event()
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-
-    # -- lifecycle ------------------------------------------------------------------------
-    def __enter__(self) -> FakeOpenAI:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                fake.handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        self.deadline = threading.Timer(self.lifetime_s, self.httpd.shutdown)
-        self.deadline.daemon = True
-        self.deadline.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release.set()
-        self.deadline.cancel()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    # -- request handling -----------------------------------------------------------------
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        body = json.loads(h.rfile.read(int(h.headers.get("Content-Length", 0))))
-        item = self.item_of(body)
-        with self.lock:
-            self.total += 1
-            if self.total > self.max_requests:
-                self.exhausted = True
-                mode = "exhausted"
-            else:
-                self.requests[item] += 1
-                self.bodies.append(body)
-                pending = self.script.get(item)
-                mode = pending.pop(0) if pending else "ok"
-                if mode == "ok":
-                    self.served[item] += 1
-        if mode == "exhausted":
-            self._send(h, 503, {"error": {"message": "request budget exhausted"}})
-            threading.Thread(target=self.httpd.shutdown, daemon=True).start()
-        elif mode == "429":
-            self._send(h, 429, {"error": {"message": "rate limited"}}, {"Retry-After": "0.05"})
-        elif mode in ("500", "503"):
-            self._send(h, int(mode), {"error": {"message": "server error"}})
-        elif mode == "400":
-            auth = h.headers.get("Authorization", "")
-            self._send(h, 400, {"error": {"message": f"bad request; you sent {auth}"}})
-        elif mode == "timeout":
-            time.sleep(self.timeout_sleep)  # then drop the connection without an answer
-        elif mode == "empty":
-            self._send(h, 200, {**self.completion(body, item), "choices": []})
-        elif mode == "hang":
-            self.hung.set()
-            self.release.wait(20)
-        else:
-            self._send(h, 200, self.completion(body, item))
-
-    @staticmethod
-    def item_of(body: dict[str, Any]) -> str:
-        for msg in reversed(body["messages"]):
-            found = ITEM_RE.findall(msg.get("content") or "")
-            if found:
-                return found[-1]
-        return "?"
-
-    @staticmethod
-    def completion(body: dict[str, Any], item: str) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant"}
-        if body.get("tools"):
-            text = body["messages"][-1]["content"]
-            # whichever output contains GOOD ranks first
-            m_wins = text.find("GOOD") < text.find('"model": "M"')
-            ranking = [{"model": "m", "rank": 1}, {"model": "M", "rank": 2}]
-            if not m_wins:
-                ranking = [{"model": "M", "rank": 1}, {"model": "m", "rank": 2}]
-            message["content"] = None
-            message["tool_calls"] = [
-                {
-                    "id": f"call_{item}",
-                    "type": "function",
-                    "function": {
-                        "name": "make_partial_leaderboard",
-                        "arguments": json.dumps({"ordered_models": ranking}),
-                    },
-                }
-            ]
-        elif "NORATING" in json.dumps(body["messages"]):
-            message["content"] = "I cannot rate this."
-        else:
-            message["content"] = f"Judged {item}. Rating: [[{len(item) % 10 + 1}]]"
-        return {
-            "id": f"chatcmpl-{item}",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"] + "-2024-01-01",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-        }
-
-    @staticmethod
-    def _send(
-        h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None
-    ) -> None:
-        data = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
 
 
 # ------------------------------------------------------------------------------------------
@@ -288,13 +133,14 @@ def test_gives_up_after_max_retries(api_key, results) -> None:
 
 
 def test_hard_failure_then_resume_judges_each_item_once(api_key, results, caplog, capfd) -> None:
+    """401 (the key) is never about one item: the run stops, and a rerun resumes."""
     caplog.set_level(logging.DEBUG)
     names = [str(i) for i in range(6)]
     cache = results / "cache.jsonl"
-    with FakeOpenAI({"3": ["400"]}) as server:
+    with FakeOpenAI({"3": ["401"]}) as server:
         with pytest.raises(api.ApiJudgeError) as err:
             make_client(server, cache).judge(items(names))
-        assert err.value.item_id == "raw:3" and "HTTP 400" in str(err.value)
+        assert err.value.item_id == "raw:3" and "HTTP 401" in str(err.value)
         assert api.REDACTED in str(err.value)  # the server echoed the key back
         assert err.value.__context__ is None and err.value.__cause__ is None
         assert [r["item_id"] for r in cache_lines(cache)] == ["raw:0", "raw:1", "raw:2"]
@@ -365,7 +211,7 @@ def test_killed_process_resumes_without_loss_or_duplicates(api_key, results, cap
 def test_concurrent_workers_stop_on_hard_failure_and_resume(api_key, results) -> None:
     names = [str(i) for i in range(9)]
     cache = results / "cache.jsonl"
-    with FakeOpenAI({"5": ["400"], "2": ["429"]}) as server:
+    with FakeOpenAI({"5": ["401"], "2": ["429"]}) as server:
         with pytest.raises(api.ApiJudgeError, match="raw:5"):
             make_client(server, cache, max_workers=3).judge(items(names))
         first = {r["item_id"] for r in cache_lines(cache)}
@@ -373,6 +219,66 @@ def test_concurrent_workers_stop_on_hard_failure_and_resume(api_key, results) ->
         out = make_client(server, cache, max_workers=3).judge(items(names))
     assert len(out) == 9 and server.served == Counter({n: 1 for n in names})
     assert all(server.requests[n] == 1 for n in names if f"raw:{n}" in first and n != "2")
+
+
+def test_item_level_error_is_a_missing_annotation_asked_at_most_twice(
+    api_key, results, caplog, capfd
+) -> None:
+    """A 400 (content filter) for one item: recorded as missing with its kind, never blocking
+    the others; the key the server echoed is redacted from the record; the next run asks once
+    more, every later run keeps it missing without a request."""
+    caplog.set_level(logging.DEBUG)
+    names = [str(i) for i in range(5)]
+    cache = results / "cache.jsonl"
+    with FakeOpenAI(always={"3": "400"}, script={"1": ["503"]}) as server:
+        first = make_client(server, cache).judge(items(names))
+        rec = first["raw:3"]
+        assert api.is_missing(rec) and rec["error"] == "HTTP 400 content_filter"
+        assert rec["attempts"] == 1 and rec["content"] is None and rec["response_model"] is None
+        assert api.REDACTED in rec["error_message"]
+        assert all(not api.is_missing(first[f"raw:{n}"]) for n in "0124")
+        assert server.requests["3"] == 1 and server.requests["1"] == 2  # 503 still retried
+        second = make_client(server, cache).judge(items(names))
+        assert second["raw:3"]["attempts"] == 2 and server.requests["3"] == 2
+        client = make_client(server, cache)
+        assert client.estimate(items(names), quiet=True)["n_to_request"] == 0
+        third = client.judge(items(names))
+    assert third["raw:3"]["attempts"] == 2 and server.requests["3"] == 2
+    assert server.served == Counter({n: 1 for n in "0124"})
+    assert [r["item_id"] for r in cache_lines(cache)].count("raw:3") == 2
+    captured = capfd.readouterr()
+    assert "(missing 1)" in captured.err
+    assert "HTTP 400 content_filter" in caplog.text and "recorded as missing" in caplog.text
+    assert_key_absent(api_key, results, caplog.text, captured.out, captured.err)
+
+
+def test_missing_annotation_answered_on_the_next_run(api_key, results) -> None:
+    cache = results / "cache.jsonl"
+    with FakeOpenAI({"b": ["404"]}) as server:
+        first = make_client(server, cache).judge(items(["a", "b"]))
+        assert first["raw:b"]["error"] == "HTTP 404 model_not_found"
+        second = make_client(server, cache).judge(items(["a", "b"]))
+    assert not api.is_missing(second["raw:b"])
+    assert second["raw:b"]["content"] == "Judged b. Rating: [[2]]"
+    assert server.requests == Counter({"a": 1, "b": 2})
+    back = make_client(server, cache).cached(items(["b"])[0])  # the last line of a key wins
+    assert back is not None and not api.is_missing(back)
+
+
+def test_a_streak_of_refusals_stops_the_run_and_caches_none_of_them(api_key, results) -> None:
+    """Every request refused (a wrong model name, a deleted deployment): after
+    max_consecutive_missing in a row the run stops, and nothing is cached as missing; an answer
+    between refusals resets the streak."""
+    cache = results / "cache.jsonl"
+    names = ["a", "b", "c", "d", "e"]
+    with FakeOpenAI(always={n: "404" for n in names}) as server:
+        with pytest.raises(api.ApiJudgeError, match=r"3 requests in a row got no answer.*404"):
+            make_client(server, cache, max_consecutive_missing=3).judge(items(names))
+        assert server.total == 3 and not cache.exists()
+    with FakeOpenAI(always={"a": "400", "b": "400", "d": "400", "e": "400"}) as server:
+        out = make_client(server, cache, max_consecutive_missing=3).judge(items(names))
+    assert [api.is_missing(out[f"raw:{n}"]) for n in names] == [True, True, False, True, True]
+    assert len(cache_lines(cache)) == 5
 
 
 def test_unusable_answer_is_a_hard_failure(api_key, results) -> None:
@@ -475,20 +381,26 @@ def test_alpaca_eval_pairs(api_key, results, caplog) -> None:
     model, ref = _pairs(7)
     switched = [api.is_switched_outputs(m["instruction"]) for m in model]
     assert any(switched[:6]) and not all(switched[:6])  # both orders exercised
-    with FakeOpenAI({"q1": ["500"]}) as server:
+    with FakeOpenAI({"q1": ["500"]}, always={"q4": "400"}) as server:
         client = make_client(server, results / "ae_cache.jsonl", model="gpt-4-1106-preview")
         ann = api.judge_alpaca_eval_pairs(client, model, ref)
         rerun = make_client(server, results / "ae_cache.jsonl", model="gpt-4-1106-preview")
         again = api.judge_alpaca_eval_pairs(rerun, model, ref)
     prefs = [a["preference"] for a in ann]
-    assert prefs == [2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 1.5]
+    assert prefs == [2.0, 1.0, 2.0, 1.0, None, 1.0, 1.5]  # q4: content filter, a null
     assert [a["is_switched_outputs"] for a in ann] == switched
     assert ann[-1]["preference_raw_completion"] is None
     assert {a["annotator"] for a in ann} == {"alpaca_eval_gpt4_turbo_fn"}
     assert ann[0]["output_1"] == ref[0]["output"] and ann[0]["output_2"] == model[0]["output"]
     assert ann[0]["generator_2"] == "toy-seed0" and ann[0]["dataset"] == "toy"
+    assert [a["judge_error"] for a in ann] == [None] * 4 + ["HTTP 400 content_filter", None, None]
+    assert ann[4]["preference_raw_completion"] is None and ann[4]["served_model"] is None
+    assert {a["judge_model"] for a in ann} == {"gpt-4-1106-preview"}
+    served = [a["served_model"] for i, a in enumerate(ann) if i not in (4, 6)]
+    assert set(served) == {"gpt-4-1106-preview-2024-01-01"}
     assert [a["preference"] for a in again] == prefs
-    assert server.served == Counter({f"q{i}": 1 for i in range(6)})
+    assert server.served == Counter({f"q{i}": 1 for i in range(6) if i != 4})
+    assert server.requests["q4"] == 2  # asked again by the rerun, then kept missing
     (results / "annotations.json").write_text(json.dumps(ann))
     assert_key_absent(api_key, results, caplog.text)
 
@@ -591,35 +503,50 @@ def test_mt_bench_front_end(api_key, results, caplog) -> None:
         for q in questions
     }
     answers[82]["choices"][0]["turns"][1] += " NORATING"
-    with FakeOpenAI({"a81t2": ["timeout"]}) as server:
-        client = make_client(server, results / "mt_cache.jsonl", model="gpt-4")
+    judge = MT_BENCH_API_JUDGE
+    assert judge == "gpt-4-0613"  # pinned: the snapshot, not the alias gpt-4
+    # the content filter refuses question 111's second turn, every time it is asked
+    fake = FakeOpenAI({"a81t2": ["timeout"]}, always={"a111t2": "400"}, served_model=judge)
+    with fake as server:
+        client = make_client(server, results / "mt_cache.jsonl", model=judge)
         judged = api.judge_mt_bench(client, questions, answers, prompts, refs, model_id="toy-seed0")
         rerun = api.judge_mt_bench(
-            make_client(server, results / "mt_cache.jsonl", model="gpt-4"),
+            make_client(server, results / "mt_cache.jsonl", model=judge),
             questions,
             answers,
             prompts,
             refs,
             model_id="toy-seed0",
         )
-    assert judged == rerun  # byte-identical rerun from the cache (same tstamps)
-    assert len(judged) == 6 and server.served == Counter(
-        {"a81t1": 1, "a81t2": 1, "a82t1": 1, "a82t2": 1, "a111t1": 1, "a111t2": 1}
-    )
     by = {(r["question_id"], r["turn"]): r for r in judged}
-    assert by[(81, 1)]["judge"] == ["gpt-4", "single-v1"]
-    assert by[(81, 2)]["judge"] == ["gpt-4", "single-v1-multi-turn"]
-    assert by[(111, 1)]["judge"] == ["gpt-4", "single-math-v1"]
-    assert by[(111, 2)]["judge"] == ["gpt-4", "single-math-v1-multi-turn"]
-    assert refs[111]["choices"][0]["turns"][1] in by[(111, 2)]["user_prompt"]
-    assert by[(82, 2)]["score"] == -1.0
+    again = {(r["question_id"], r["turn"]): r for r in rerun}
+    assert {k: r for k, r in by.items() if k != (111, 2)} == {
+        k: r for k, r in again.items() if k != (111, 2)
+    }  # byte-identical rerun from the cache (same tstamps), except the one asked again
+    assert len(judged) == 6 and server.served == Counter(
+        {"a81t1": 1, "a81t2": 1, "a82t1": 1, "a82t2": 1, "a111t1": 1}
+    )
+    assert server.requests["a111t2"] == 2
+    assert by[(81, 1)]["judge"] == [judge, "single-v1"]
+    assert by[(81, 2)]["judge"] == [judge, "single-v1-multi-turn"]
+    assert by[(111, 1)]["judge"] == [judge, "single-math-v1"]
+    assert by[(111, 2)]["judge"] == [judge, "single-math-v1-multi-turn"]
+    assert refs[111]["choices"][0]["turns"][0] in by[(111, 1)]["user_prompt"]
+    assert by[(82, 2)]["score"] == -1.0 and by[(82, 2)]["judge_error"] is None
     assert by[(81, 1)]["score"] == float(len("a81t1") % 10 + 1)
-    assert all(tuple(r) == mt_bench.JUDGMENT_KEYS for r in judged)
+    missing = by[(111, 2)]
+    assert (missing["judgment"], missing["score"]) == (mt_bench.API_ERROR_OUTPUT, -1.0)
+    assert missing["judge_error"] == "HTTP 400 content_filter" and missing["served_model"] is None
+    assert all(tuple(r) == mt_bench.JUDGMENT_KEYS + mt_bench.PROVENANCE_KEYS for r in judged)
+    assert {r["judge_model"] for r in judged} == {judge}
+    assert {r["served_model"] for r in judged if r is not missing} == {judge}
     body = server.bodies[0]
+    assert body["model"] == judge
     assert (body["temperature"], body["max_tokens"]) == (0.0, 2048)
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
     table = mt_bench.category_scores(judged, questions).set_index("category")
-    assert table.loc["overall", "n_failed"] == 1 and table.loc["overall", "n_valid"] == 5
+    assert table.loc["overall", "n_failed"] == 2 and table.loc["overall", "n_valid"] == 4
+    assert table.loc["overall", "n_missing"] == 1 and table.loc["math", "n_missing"] == 1
     out = results / "judgments.jsonl"
     out.write_text("".join(json.dumps(r) + "\n" for r in judged))
     assert_key_absent(api_key, results, caplog.text)

@@ -97,6 +97,30 @@ def test_null_preferences_and_dpo_name_noted(table: pd.DataFrame) -> None:
     assert "'Qwen2.5-0.5B'" in _row(table, "dpo")["note"]
 
 
+@pytest.mark.mirror
+def test_null_judgments_fall_on_long_outputs_and_inflate_the_win_rate(table: pd.DataFrame) -> None:
+    """The authors' dropped judgments are on outputs 2-3x longer than the judged ones; counted
+    as losses they lower APO's win rate from 34.02 to 32.80 (EXO and softplus lose ~0.7-0.9)."""
+    apo = _row(table, "apo_zero")
+    assert round(apo["null_output_length_mean"]) == 3247
+    assert round(apo["judged_output_length_mean"]) == 1391
+    assert round(apo["re_win_rate"], 2) == 34.02
+    assert round(apo["re_win_rate_nulls_as_losses"], 2) == 32.80
+    assert "3,247 characters against 1,391" in apo["note"]
+    assert "32.80 instead of 34.02" in apo["note"]
+    nulls = {"apo_zero": 29, "exo": 17, "apo_hinge_softplus": 22}
+    for variant, n in nulls.items():
+        rec = _row(table, variant)
+        assert rec["n_null_preference"] == n
+        assert rec["null_output_length_mean"] > 2 * rec["judged_output_length_mean"]
+        assert rec["re_win_rate"] - rec["re_win_rate_nulls_as_losses"] > 0.5
+    with_ann = table[table["has_annotations"]].set_index("variant")
+    clean = with_ann.drop(index=list(nulls))
+    assert (clean["n_null_preference"] == 0).all()
+    assert clean["null_output_length_mean"].isna().all()
+    assert (clean["re_win_rate_nulls_as_losses"] - clean["re_win_rate"]).abs().max() < 1e-9
+
+
 def _mini_authors(tmp_path: Path, leaderboard_win_rate: float | None = None) -> tuple[Path, Path]:
     """An authors-style folder built from a published tatsu-lab model (phi-2-sft, AlpacaEval
     1.0): its annotations, its leaderboard row (win rate overridable), and a one-row Table 1
@@ -135,6 +159,45 @@ def test_recomputed_leaderboard_matches(tmp_path: Path) -> None:
     assert rec["recomputed_matches_leaderboard"] and rec["leaderboard_matches_paper_win_rate"]
     assert rec["re_n_total"] == 804 and rec["n_null_preference"] == 1
     assert "1 judge failures" in rec["note"]
+
+
+def test_null_judgments_lengths_and_win_rate_as_losses(tmp_path: Path) -> None:
+    """On a published tatsu-lab model with one null judgment (phi-2-sft, 805 prompts), computed
+    from the fixture by hand: the null's output length, the judged outputs' mean, and the win
+    rate with the null counted as a loss (551 wins of 805 instead of 551 of 804)."""
+    fixture = pd.read_csv(FIXTURES / "alpaca_eval_annotations" / "phi-2-sft__alpaca_eval_gpt4.csv")
+    null = fixture["preference"].isna()
+    assert null.sum() == 1 and (fixture["preference"] == 2.0).sum() == 551
+    authors, t1 = _mini_authors(tmp_path)
+    rec = audit.audit_table(authors, t1).iloc[0]
+    assert rec["null_output_length_mean"] == pytest.approx(fixture["output_2_chars"][null].mean())
+    assert rec["judged_output_length_mean"] == pytest.approx(
+        fixture["output_2_chars"][~null].mean()
+    )
+    assert rec["re_win_rate"] == pytest.approx(100 * 551 / 804)
+    assert rec["re_win_rate_nulls_as_losses"] == pytest.approx(100 * 551 / 805)
+    assert f"{100 * 551 / 805:.2f} instead of {100 * 551 / 804:.2f}" in rec["note"]
+    md = audit.audit_markdown(audit.audit_table(authors, t1))
+    assert "recomputed WR, nulls as losses" in md and "mean length, null-judged" in md
+    assert f"| {100 * 551 / 805:.2f} |" in md
+
+
+def test_null_judgments_with_draws_and_no_nulls() -> None:
+    """Draws stay half wins; without nulls the win rate is unchanged and no null length."""
+    ann = pd.DataFrame(
+        {
+            "instruction": list("abcde"),
+            "output_1": ["r"] * 5,
+            "output_2": ["x" * 10, "x" * 20, "x" * 30, "x" * 100, "x" * 300],
+            "preference": [2.0, 1.0, 1.5, None, None],
+        }
+    )
+    got = audit.null_judgments(ann)
+    assert got["null_output_length_mean"] == 200 and got["judged_output_length_mean"] == 20
+    assert got["re_win_rate_nulls_as_losses"] == pytest.approx(100 * 1.5 / 5)
+    clean = audit.null_judgments(ann.dropna())
+    assert clean["null_output_length_mean"] is None
+    assert clean["re_win_rate_nulls_as_losses"] == pytest.approx(100 * 1.5 / 3)
 
 
 def test_mismatch_is_detected(tmp_path: Path) -> None:

@@ -46,6 +46,39 @@ def test_both_orders_cancel_position_bias(judge):
         assert a["annotator"] == "local"
 
 
+def test_records_name_the_model_that_judged(judge, smollm2_dir, embedded_data):
+    """Every record says which local model judged: the slug given (judges.local_model or the
+    base model's slug), else the prepared folder's name, never a machine's path."""
+    from prefopt import mt_bench
+
+    assert judge.model_name == smollm2_dir.name
+    named = LocalJudge(judge.model, judge.tokenizer, max_length=256, model_name="judge-x")
+    ann = named.judge_alpaca_eval_pairs(PAIRS[:1])[0]
+    assert (ann["judge_model"], ann["served_model"], ann["annotator"]) == (
+        "judge-x",
+        "judge-x",
+        "local",
+    )
+    mt = embedded_data / "mt_bench"
+    question = mt_bench.load_questions(mt / "question.jsonl")[0]
+    records = named.judge_mt_bench(
+        [question],
+        {question["question_id"]: ["Roses.", "Tulips."]},
+        mt_bench.load_judge_prompts(mt / "judge_prompts.jsonl"),
+        {},
+        model_name="toy-seed0",
+    )
+    assert [r["turn"] for r in records] == [1, 2]
+    for rec in records:
+        assert tuple(rec) == mt_bench.JUDGMENT_KEYS + mt_bench.PROVENANCE_KEYS
+        assert rec["judge"][0] == "local" and rec["model"] == "toy-seed0"
+        assert (rec["judge_model"], rec["served_model"], rec["judge_error"]) == (
+            "judge-x",
+            "judge-x",
+            None,
+        )
+
+
 def test_rating_distribution_is_a_distribution_and_uses_the_cache_correctly(judge):
     prompt = judge._prompt("You are a judge.", "Rate this answer: 'Paris'.", "Rating: [[")
     dist = judge.rating_distribution([prompt, prompt + " "])

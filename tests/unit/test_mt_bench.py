@@ -156,23 +156,44 @@ def test_matches_follow_fastchat_order(questions) -> None:
 
 
 def test_judgment_record_keys() -> None:
+    """FastChat's keys in FastChat's order, then which model judged, which answered, and why
+    none did."""
     rec = mt_bench.judgment_record(
         question_id=81,
         model="m",
-        judge_model="gpt-4",
+        judge_model="gpt-4-0613",
         prompt_name="single-v1",
         user_prompt="u",
         judgment="Rating: [[5]]",
         score=5.0,
         turn=1,
         tstamp=1.5,
+        served_model="gpt-4-0613",
     )
-    assert tuple(rec) == mt_bench.JUDGMENT_KEYS
-    assert rec["judge"] == ["gpt-4", "single-v1"] and rec["tstamp"] == 1.5
+    assert tuple(rec) == mt_bench.JUDGMENT_KEYS + mt_bench.PROVENANCE_KEYS
+    assert rec["judge"] == ["gpt-4-0613", "single-v1"] and rec["tstamp"] == 1.5
+    assert (rec["judge_model"], rec["served_model"], rec["judge_error"]) == (
+        "gpt-4-0613",
+        "gpt-4-0613",
+        None,
+    )
+    local = mt_bench.judgment_record(
+        question_id=81,
+        model="m",
+        judge_model="smollm2-135m-instruct",
+        prompt_name="single-v1",
+        user_prompt="u",
+        judgment="Rating: [[5]]",
+        score=5.0,
+        turn=1,
+        judge_id="local",
+    )
+    assert local["judge"] == ["local", "single-v1"]
+    assert local["judge_model"] == "smollm2-135m-instruct"
 
 
-def _j(model: str, qid: int, turn: int, score: float) -> dict:
-    return {"model": model, "question_id": qid, "turn": turn, "score": score}
+def _j(model: str, qid: int, turn: int, score: float, error: str | None = None) -> dict:
+    return {"model": model, "question_id": qid, "turn": turn, "score": score, "judge_error": error}
 
 
 def test_category_scores(questions) -> None:
@@ -183,6 +204,7 @@ def test_category_scores(questions) -> None:
         _j("a", 82, 2, 10),
         _j("a", 111, 1, 2),  # math
         _j("a", 111, 2, 3),
+        _j("a", 112, 1, -1, "HTTP 400 content_filter"),  # refused by the API: missing
         _j("b", 81, 1, 1),
     ]
     table = mt_bench.category_scores(judgments, questions)
@@ -192,7 +214,10 @@ def test_category_scores(questions) -> None:
     assert a.loc["writing", "score_turn1"] == pytest.approx(8.0)
     assert a.loc["writing", "score_turn2"] == pytest.approx(8.0)
     assert (a.loc["writing", "n_valid"], a.loc["writing", "n_failed"]) == (3, 1)
+    assert a.loc["writing", "n_missing"] == 0
     assert a.loc["math", "score"] == pytest.approx(2.5)
+    assert (a.loc["math", "n_failed"], a.loc["math", "n_missing"]) == (1, 1)
+    assert (a.loc["overall", "n_failed"], a.loc["overall", "n_missing"]) == (2, 1)
     # FastChat show_result "Average": mean over all rows with score != -1
     df = pd.DataFrame(judgments)
     fastchat = df[df["score"] != -1].groupby("model")["score"].mean()

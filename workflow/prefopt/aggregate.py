@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,29 @@ def variant_seed(path: str | Path) -> tuple[str, int]:
     return match["variant"], int(match["seed"])
 
 
+def _models(values: Any) -> str | None:
+    """The distinct model names of a run's judgments, sorted, ';'-joined (None when none)."""
+    names = sorted({str(v) for v in values if v is not None and not pd.isna(v)})
+    return ";".join(names) or None
+
+
+def judge_provenance(annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which model judged one run and how many annotations are missing, and why.
+
+    ``n_missing`` counts null preferences (dropped from the win rate and ``n_total`` by
+    alpaca_eval): requests the API refused (``judge_error``) and answers without a readable
+    ranking. ``missing_reasons`` counts them by kind, e.g. ``HTTP 400 content_filter: 1``.
+    """
+    missing = [a for a in annotations if a.get("preference") is None or pd.isna(a["preference"])]
+    reasons = Counter(a.get("judge_error") or "no readable ranking" for a in missing)
+    return {
+        "judge_model": _models(a.get("judge_model") for a in annotations),
+        "served_model": _models(a.get("served_model") for a in annotations),
+        "n_missing": len(missing),
+        "missing_reasons": "; ".join(f"{k}: {n}" for k, n in sorted(reasons.items())) or None,
+    }
+
+
 def alpaca_eval_tables(
     paths: list[str], judge: str, lc_assets_dir: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -33,17 +57,30 @@ def alpaca_eval_tables(
         variant, seed = variant_seed(path)
         annotations = json.loads(Path(path).read_text())
         board = alpaca_eval_leaderboard(annotations, lc_assets_dir=lc_assets_dir)
-        rows.append({"variant": variant, "seed": seed, "judge": judge, **board})
+        rows.append(
+            {
+                "variant": variant,
+                "seed": seed,
+                "judge": judge,
+                **board,
+                **judge_provenance(annotations),
+            }
+        )
         table = per_prompt_table(annotations)
         table.insert(0, "judge", judge)
         table.insert(0, "seed", seed)
         table.insert(0, "variant", variant)
+        table["judge_error"] = [a.get("judge_error") for a in annotations]
         per_prompt.append(table)
     return pd.DataFrame(rows), pd.concat(per_prompt, ignore_index=True)
 
 
 def mt_bench_table(paths: list[str], judge: str, questions_path: str) -> pd.DataFrame:
-    """One row per (variant, seed, question, turn); invalid scores (< 0) are kept as NaN."""
+    """One row per (variant, seed, question, turn); invalid scores (< 0) are kept as NaN.
+
+    ``judge_model`` is the model asked to judge (FastChat's ``judge[0]`` in older files),
+    ``served_model`` the model the API says answered, ``judge_error`` why a judgment is missing
+    (the API refused the request; None otherwise)."""
     category = {q["question_id"]: q["category"] for q in read_jsonl(questions_path)}
     rows = []
     for path in paths:
@@ -58,7 +95,10 @@ def mt_bench_table(paths: list[str], judge: str, questions_path: str) -> pd.Data
                     "question_id": j["question_id"],
                     "category": category[j["question_id"]],
                     "turn": j["turn"],
-                    "score": score if score >= 0 else float("nan"),
+                    "judge_model": j.get("judge_model") or j["judge"][0],
+                    "served_model": j.get("served_model"),
+                    "judge_error": j.get("judge_error"),
+                    "score": score if score >= 0 else float("nan"),  # last, as before
                 }
             )
     return pd.DataFrame(rows)

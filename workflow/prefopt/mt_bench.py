@@ -64,6 +64,11 @@ JUDGMENT_KEYS = (
     "turn",
     "tstamp",
 )
+#: What we add after FastChat's keys (its readers ignore them): the model that was asked to
+#: judge (the API model name, or the local judge's model slug), the model name the API says
+#: answered (the local model's slug for the local judge), and why a judgment is missing (an
+#: API error such as ``HTTP 400 content_filter``; None when the judge answered).
+PROVENANCE_KEYS = ("judge_model", "served_model", "judge_error")
 
 
 def _read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -179,17 +184,26 @@ def judgment_record(
     score: float,
     turn: int,
     tstamp: float | None = None,
+    judge_id: str | None = None,
+    served_model: str | None = None,
+    judge_error: str | None = None,
 ) -> dict[str, Any]:
-    """One FastChat ``model_judgment/<judge>_single.jsonl`` row (``play_a_match_single``)."""
+    """One FastChat ``model_judgment/<judge>_single.jsonl`` row (``play_a_match_single``), then
+    :data:`PROVENANCE_KEYS`. ``judge`` is ``[judge_id or judge_model, prompt_name]`` as in
+    FastChat; the local judge passes ``judge_id="local"`` and its model's slug as
+    ``judge_model``."""
     return {
         "question_id": question_id,
         "model": model,
-        "judge": [judge_model, prompt_name],
+        "judge": [judge_id or judge_model, prompt_name],
         "user_prompt": user_prompt,
         "judgment": judgment,
         "score": score,
         "turn": turn,
         "tstamp": time.time() if tstamp is None else tstamp,
+        "judge_model": judge_model,
+        "served_model": served_model,
+        "judge_error": judge_error,
     }
 
 
@@ -219,8 +233,10 @@ def category_scores(
     As FastChat's ``show_result`` (and the authors' radar notebook), failed ratings (-1) are
     dropped and the remaining scores averaged over both turns; ``overall`` is the mean of all
     valid scores of a model. Columns: ``model, category, score, score_turn1, score_turn2,
-    n_valid, n_failed``. A judgment repeated for the same (model, question, turn) keeps the last
-    one, so an appended-to file cannot double-count.
+    n_valid, n_failed, n_missing``: ``n_failed`` counts every dropped judgment, ``n_missing``
+    those of them the API refused to answer (``judge_error`` set; the others had no readable
+    rating). A judgment repeated for the same (model, question, turn) keeps the last one, so an
+    appended-to file cannot double-count.
     """
     df = judgments.copy() if isinstance(judgments, pd.DataFrame) else pd.DataFrame(list(judgments))
     cats = {q["question_id"]: q["category"] for q in questions}
@@ -234,6 +250,7 @@ def category_scores(
                 "score_turn2",
                 "n_valid",
                 "n_failed",
+                "n_missing",
             ]
         )
     before = len(df)
@@ -246,6 +263,8 @@ def category_scores(
         raise ValueError(f"judgments for unknown question ids: {missing}")
     df["score"] = pd.to_numeric(df["score"], errors="coerce")
     df["valid"] = df["score"] >= 0
+    errors = df["judge_error"] if "judge_error" in df.columns else pd.Series(None, index=df.index)
+    df["missing"] = errors.notna() & ~df["valid"]
 
     def summarise(part: pd.DataFrame) -> dict[str, Any]:
         ok = part[part["valid"]]
@@ -255,6 +274,7 @@ def category_scores(
             "score_turn2": ok.loc[ok["turn"] == 2, "score"].mean(),
             "n_valid": int(len(ok)),
             "n_failed": int((~part["valid"]).sum()),
+            "n_missing": int(part["missing"].sum()),
         }
 
     present = set(df["category"])

@@ -1,9 +1,16 @@
-"""Judging. `{judge}` is `local` (probability-reading judge on the base model) or an API judge id."""
+"""Judging. `{judge}` is `local` (probability-reading judge on a local model) or an API judge id."""
+
+#: The local judge's model: the policy's base model, or the teacher_models entry that
+#: judges.local_model names (prepared by prepare_teacher_model).
+LOCAL_JUDGE_MODEL = local_judge_model(config)
+LOCAL_JUDGE_MODEL_DIR = (
+    f"{TEACHER_MODELS_DIR}/{LOCAL_JUDGE_MODEL}" if external_local_judge_model(config) else MODEL_DIR
+)
 
 
 rule judge_alpaca_eval_local:
     input:
-        judge_model=MODEL_DIR,
+        judge_model=LOCAL_JUDGE_MODEL_DIR,
         outputs="results/generations/alpaca_eval/{variant}/seed{seed}.json",
         reference=ALPACA_EVAL_ITEMS,
     output:
@@ -22,13 +29,14 @@ rule judge_alpaca_eval_local:
     params:
         max_length=config["judges"]["local_max_length"],
         cpu_dtype=config["judges"]["local_cpu_dtype"],
+        judge_model_name=LOCAL_JUDGE_MODEL,
     script:
         "../scripts/judge_alpaca_eval_local.py"
 
 
 rule judge_mt_bench_local:
     input:
-        judge_model=MODEL_DIR,
+        judge_model=LOCAL_JUDGE_MODEL_DIR,
         answers="results/generations/mt_bench/{variant}/seed{seed}.jsonl",
         questions=MT_BENCH_QUESTIONS,
         judge_prompts="results/data/mt_bench_judge_prompts.jsonl",
@@ -49,6 +57,7 @@ rule judge_mt_bench_local:
     params:
         max_length=config["judges"]["local_max_length"],
         cpu_dtype=config["judges"]["local_cpu_dtype"],
+        judge_model_name=LOCAL_JUDGE_MODEL,
     script:
         "../scripts/judge_mt_bench_local.py"
 

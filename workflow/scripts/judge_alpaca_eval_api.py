@@ -19,4 +19,11 @@ annotations = judge_alpaca_eval_pairs(
     config_path=config_path,
 )
 write_json(annotations, snakemake.output[0])
-log.info("judged %d AlpacaEval pairs with %s", len(annotations), snakemake.wildcards.judge)
+log.info(
+    "judged %d AlpacaEval pairs with %s (%s, served by %s); %d missing (API refused)",
+    len(annotations),
+    snakemake.wildcards.judge,
+    client.model,
+    ", ".join(sorted({str(a["served_model"]) for a in annotations if a["served_model"]})) or "-",
+    sum(a["judge_error"] is not None for a in annotations),
+)

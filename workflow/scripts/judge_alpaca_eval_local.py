@@ -24,7 +24,17 @@ pairs = [
     for r, o in zip(reference, outputs, strict=True)
 ]
 model, tokenizer = load_model(snakemake.input.judge_model, cpu_dtype=snakemake.params.cpu_dtype)
-judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)
+judge = LocalJudge(
+    model,
+    tokenizer,
+    max_length=snakemake.params.max_length,
+    model_name=snakemake.params.judge_model_name,
+)
 annotations = judge.judge_alpaca_eval_pairs(pairs)
 write_json(annotations, snakemake.output[0])
-log.info("judged %d pairs with the local judge (%s)", len(annotations), model.dtype)
+log.info(
+    "judged %d pairs with the local judge (%s, %s)",
+    len(annotations),
+    judge.model_name,
+    model.dtype,
+)

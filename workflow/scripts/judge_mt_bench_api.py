@@ -5,6 +5,7 @@ from prefopt.judging.api import ApiJudgeClient, judge_mt_bench
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
+# the {judge} wildcard is the pinned model name (judges.mt_bench: gpt-4-0613)
 client = ApiJudgeClient(model=snakemake.wildcards.judge, cache_path=snakemake.params.cache)
 records = judge_mt_bench(
     client,
@@ -15,4 +16,10 @@ records = judge_mt_bench(
     model_id=f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}",
 )
 write_jsonl(records, snakemake.output[0])
-log.info("judged %d MT-Bench turns with %s", len(records), snakemake.wildcards.judge)
+log.info(
+    "judged %d MT-Bench turns with %s (served by %s); %d missing (API refused)",
+    len(records),
+    snakemake.wildcards.judge,
+    ", ".join(sorted({str(r["served_model"]) for r in records if r["served_model"]})) or "-",
+    sum(r["judge_error"] is not None for r in records),
+)

@@ -17,8 +17,18 @@ references = {
     for r in read_jsonl(snakemake.input.reference_answers)
 }
 model, tokenizer = load_model(snakemake.input.judge_model, cpu_dtype=snakemake.params.cpu_dtype)
-judge = LocalJudge(model, tokenizer, max_length=snakemake.params.max_length)
+judge = LocalJudge(
+    model,
+    tokenizer,
+    max_length=snakemake.params.max_length,
+    model_name=snakemake.params.judge_model_name,
+)
 name = f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}"
 records = judge.judge_mt_bench(questions, answers, judge_prompts, references, model_name=name)
 write_jsonl(records, snakemake.output[0])
-log.info("judged %d MT-Bench turns with the local judge (%s)", len(records), model.dtype)
+log.info(
+    "judged %d MT-Bench turns with the local judge (%s, %s)",
+    len(records),
+    judge.model_name,
+    model.dtype,
+)

@@ -4,13 +4,23 @@ Why this exists instead of alpaca_eval's / FastChat's own API callers:
 
 * alpaca_eval returns an empty completion after its retries are exhausted and caches only at the
   end of a batch; FastChat writes ``$ERROR$`` and moves on. A long paid judging run must instead
-  keep every answer the moment it arrives and stop loudly on a real error.
+  keep every answer the moment it arrives and stop loudly when the judge cannot be reached.
 * Every request is keyed by a stable hash of (model, messages, params) in a per-item JSONL cache
   that is appended and fsynced after each answer, so a rerun after a crash, an interruption or a
   hard failure requests only what is missing.
-* 429, 5xx, timeouts and connection errors are retried with exponential backoff; other HTTP errors
-  are hard failures that raise :class:`ApiJudgeError` naming the item.
-* The key is read from the environment only and is redacted from every message we log or raise.
+* 429, 5xx, timeouts and connection errors are retried with exponential backoff; running out of
+  retries, 401/403 (key, account) and malformed answers are hard failures that raise
+  :class:`ApiJudgeError` naming the item.
+* Any other HTTP error (400 content filter, 404, 422...) concerns one item: as alpaca_eval does, it
+  becomes a *missing* annotation (preference null, MT-Bench score -1) with the error kind in the
+  record (``"error": "HTTP 400 content_filter"``), never a blocked rule. It is cached as missing
+  with its attempt count; a later run asks it once more (``max_missing_attempts`` = 2 asks in all),
+  then it stays missing. ``max_consecutive_missing`` failures in a row with no answer between them
+  look like a broken setup (wrong model name, endpoint): the run stops and caches none of them.
+* Every record keeps the model name the server says it served (``response_model``); the
+  front-ends carry it into the judgments as ``served_model``.
+* The key is read from the environment only and is redacted from every message we log, raise or
+  cache.
 * ``base_url`` lets the same code talk to a local OpenAI-compatible server (vLLM, tests).
 
 Two task front-ends sit on top: :func:`judge_alpaca_eval_pairs` (the ``alpaca_eval_gpt4_turbo_fn``
@@ -49,6 +59,14 @@ ALPACA_EVAL_ANNOTATOR = ALPACA_EVAL_API_JUDGE
 DEFAULT_ALPACA_EVAL_CONFIG = RESOURCES_DIR / ALPACA_EVAL_ANNOTATOR / "configs.yaml"
 #: HTTP statuses worth retrying (rate limit, server-side trouble).
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+#: HTTP statuses about the key or the account, never one item: they stop the run.
+FATAL_STATUS = frozenset({401, 403})
+#: How many runs ask an item whose request failed with a non-retryable error.
+MAX_MISSING_ATTEMPTS = 2
+#: Items in a row without an answer after which the run stops as misconfigured.
+MAX_CONSECUTIVE_MISSING = 10
+#: Longest (redacted) server error message kept in a missing record.
+ERROR_MESSAGE_CHARS = 300
 REDACTED = "[REDACTED]"
 
 
@@ -83,8 +101,10 @@ def request_key(model: str, messages: Sequence[dict[str, Any]], params: dict[str
 class ApiJudgeClient:
     """Cached, retrying, key-safe chat-completions client for LLM judging.
 
-    ``cache_path`` is a JSONL file, one line per answered request. Prices are USD per 1k tokens
-    and are used only for the estimate printed before a run (and the optional ``budget_usd``).
+    ``cache_path`` is a JSONL file, one line per answered request (or per request recorded as
+    missing: ``error`` set, ``attempts`` counted; the last line of a key wins). Prices are USD per
+    1k tokens and are used only for the estimate printed before a run (and the optional
+    ``budget_usd``).
     """
 
     def __init__(
@@ -103,6 +123,8 @@ class ApiJudgeClient:
         default_completion_tokens: int = 512,
         max_workers: int = 1,
         budget_usd: float | None = None,
+        max_missing_attempts: int = MAX_MISSING_ATTEMPTS,
+        max_consecutive_missing: int = MAX_CONSECUTIVE_MISSING,
         allow_missing_key: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -125,8 +147,13 @@ class ApiJudgeClient:
         self.default_completion_tokens = default_completion_tokens
         self.max_workers = max(1, int(max_workers))
         self.budget_usd = budget_usd
+        self.max_missing_attempts = max(1, int(max_missing_attempts))
+        self.max_consecutive_missing = max(1, int(max_consecutive_missing))
         self._sleep = sleep
         self._lock = threading.Lock()
+        # missing records of the current streak (no answer since): cached only once an answer
+        # or the end of the run shows that the judge itself works
+        self._pending_missing: list[dict[str, Any]] = []
         self._client: openai.OpenAI | None = None
         self._cache: dict[str, dict[str, Any]] = self._load_cache()
 
@@ -189,8 +216,15 @@ class ApiJudgeClient:
         return request_key(self.model, item.messages, item.params)
 
     def cached(self, item: JudgeItem) -> dict[str, Any] | None:
-        """The cached answer for ``item`` or None."""
+        """The cached answer (or missing record) for ``item``, or None."""
         return self._cache.get(self.key_for(item))
+
+    def _to_request(self, key: str) -> bool:
+        """Not cached, or cached as missing with asks left (a later run retries it once)."""
+        rec = self._cache.get(key)
+        if rec is None:
+            return True
+        return is_missing(rec) and int(rec.get("attempts", 1)) < self.max_missing_attempts
 
     # -- estimate ---------------------------------------------------------------------------
     def estimate(self, items: Sequence[JudgeItem], *, quiet: bool = False) -> dict[str, Any]:
@@ -209,10 +243,12 @@ class ApiJudgeClient:
             prompt_tokens / 1000 * self.price_per_1k_prompt_tokens
             + completion_tokens / 1000 * self.price_per_1k_completion_tokens
         )
+        cached = [self._cache.get(self.key_for(it)) for it in items]
         est = {
             "model": self.model,
             "n_items": len({it.item_id for it in items}),
-            "n_cached": sum(self.key_for(it) in self._cache for it in items),
+            "n_cached": sum(rec is not None for rec in cached),
+            "n_cached_missing": sum(rec is not None and is_missing(rec) for rec in cached),
             "n_to_request": len(todo),
             "prompt_chars": prompt_chars,
             "est_prompt_tokens": prompt_tokens,
@@ -222,7 +258,8 @@ class ApiJudgeClient:
         if not quiet:
             msg = (
                 f"[judge estimate] model={self.model} items={est['n_items']} "
-                f"cached={est['n_cached']} to_request={est['n_to_request']} "
+                f"cached={est['n_cached']} (missing {est['n_cached_missing']}) "
+                f"to_request={est['n_to_request']} "
                 f"~prompt_tokens={prompt_tokens} max_completion_tokens={completion_tokens} "
                 f"~cost<=${cost:.2f} (at ${self.price_per_1k_prompt_tokens}/1k in, "
                 f"${self.price_per_1k_completion_tokens}/1k out)"
@@ -236,7 +273,7 @@ class ApiJudgeClient:
         todo = []
         for it in items:
             key = self.key_for(it)
-            if key in self._cache or key in seen:
+            if not self._to_request(key) or key in seen:
                 continue
             seen.add(key)
             todo.append(it)
@@ -265,9 +302,11 @@ class ApiJudgeClient:
         return delay * (1.0 + 0.1 * random.random())
 
     def _request(self, item: JudgeItem) -> dict[str, Any]:
-        """Send one request with retries; return the record to cache, or raise ApiJudgeError."""
+        """Send one request with retries; return the record to cache (an answer, or a missing
+        record for an item-level HTTP error), or raise ApiJudgeError."""
         client = self._get_client()
         failure: str | None = None
+        kind = message = ""
         for attempt in range(self.max_retries + 1):
             last: Exception
             try:
@@ -279,8 +318,13 @@ class ApiJudgeClient:
                 last, retryable = err, True
                 reason = f"{type(err).__name__}: {self.redact(err)}"
             except openai.APIStatusError as err:
-                last, retryable = err, err.status_code in RETRYABLE_STATUS
-                reason = f"HTTP {err.status_code}: {self.redact(err)}"
+                status = err.status_code
+                if status not in RETRYABLE_STATUS and status not in FATAL_STATUS:
+                    kind, message = error_kind(err), self.redact(err)[:ERROR_MESSAGE_CHARS]
+                    # built outside the except block: no exception context is kept anywhere
+                    break
+                last, retryable = err, status in RETRYABLE_STATUS
+                reason = f"HTTP {status}: {self.redact(err)}"
             except Exception as err:  # other client errors, or an answer without choices
                 last, retryable = err, False
                 reason = f"{type(err).__name__}: {self.redact(err)}"
@@ -300,9 +344,40 @@ class ApiJudgeClient:
                 delay,
             )
             self._sleep(delay)
+        if failure is None:  # an item-level HTTP error: no retry, no hard failure
+            return self._missing_record(item, kind, message)
         # raised outside the except blocks so no exception context (which may hold the key) leaks
         log.error("item %s: hard failure: %s", item.item_id, failure)
         raise ApiJudgeError(item.item_id, str(failure))
+
+    def _missing_record(self, item: JudgeItem, kind: str, message: str) -> dict[str, Any]:
+        """The record of an item the judge refused for good (an item-level HTTP error)."""
+        prev = self._cache.get(self.key_for(item))
+        attempts = int(prev.get("attempts", 1)) + 1 if prev is not None and is_missing(prev) else 1
+        log.warning(
+            "item %s: %s (ask %d of at most %d); recorded as a missing annotation: %s",
+            item.item_id,
+            kind,
+            attempts,
+            self.max_missing_attempts,
+            message,
+        )
+        return {
+            "key": self.key_for(item),
+            "item_id": item.item_id,
+            "model": self.model,
+            "response_model": None,
+            "response_id": None,
+            "params": item.params,
+            "content": None,
+            "tool_calls": [],
+            "finish_reason": None,
+            "usage": None,
+            "error": kind,
+            "error_message": message,
+            "attempts": attempts,
+            "tstamp": time.time(),
+        }
 
     def _record(self, item: JudgeItem, resp: Any) -> dict[str, Any]:
         choice = resp.choices[0]
@@ -327,11 +402,30 @@ class ApiJudgeClient:
         }
 
     def _judge_one(self, item: JudgeItem, stop: threading.Event) -> None:
-        if stop.is_set() or self.key_for(item) in self._cache:
+        if stop.is_set() or not self._to_request(self.key_for(item)):
             return
         record = self._request(item)
-        self._append_cache(record)
-        log.debug("item %s judged", item.item_id)
+        if not is_missing(record):
+            self._flush_missing()  # the judge answers: the streak's failures are the items'
+            self._append_cache(record)
+            log.debug("item %s judged", item.item_id)
+            return
+        with self._lock:
+            self._pending_missing.append(record)
+            streak = len(self._pending_missing)
+        if streak >= self.max_consecutive_missing:
+            raise ApiJudgeError(
+                item.item_id,
+                f"{streak} requests in a row got no answer (last: {record['error']}), which "
+                "points to the setup (model name, endpoint, account) rather than the items; none "
+                "of them was cached as missing",
+            )
+
+    def _flush_missing(self) -> None:
+        with self._lock:
+            pending, self._pending_missing = self._pending_missing, []
+        for record in pending:
+            self._append_cache(record)
 
     def judge(self, items: Sequence[JudgeItem]) -> dict[str, dict[str, Any]]:
         """Judge every item not in the cache; return ``{item_id: cached record}`` for all items.
@@ -354,20 +448,53 @@ class ApiJudgeClient:
         if todo:
             self._get_client()  # once, before any worker thread starts
         stop = threading.Event()
-        if self.max_workers == 1:
-            for it in todo:
-                self._judge_one(it, stop)
-        else:
-            with ThreadPoolExecutor(self.max_workers) as pool:
-                futures = [pool.submit(self._judge_one, it, stop) for it in todo]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                if any(f.exception() for f in done):
-                    stop.set()
-                wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            if errors:
-                raise errors[0]
-        return {it.item_id: self._cache[self.key_for(it)] for it in items}
+        self._pending_missing = []
+        try:
+            if self.max_workers == 1:
+                for it in todo:
+                    self._judge_one(it, stop)
+            else:
+                with ThreadPoolExecutor(self.max_workers) as pool:
+                    futures = [pool.submit(self._judge_one, it, stop) for it in todo]
+                    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                    if any(f.exception() for f in done):
+                        stop.set()
+                    wait(futures)
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                if errors:
+                    raise errors[0]
+        except BaseException:
+            # a run that fails leaves its unconfirmed missing records uncached: the next run
+            # asks them afresh (a refused request is typically not billed)
+            self._pending_missing = []
+            raise
+        self._flush_missing()
+        out = {it.item_id: self._cache[self.key_for(it)] for it in items}
+        missing = [item_id for item_id, rec in out.items() if is_missing(rec)]
+        if missing:
+            log.warning(
+                "%d of %d requests have no answer (recorded as missing): %s",
+                len(missing),
+                len(out),
+                ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""),
+            )
+        served = sorted({str(r.get("response_model")) for r in out.values() if not is_missing(r)})
+        if served:
+            log.info("requested model %s; served by %s", self.model, ", ".join(served))
+        return out
+
+
+def is_missing(record: dict[str, Any]) -> bool:
+    """True for a cached record of a request the judge refused (no answer to read)."""
+    return record.get("error") is not None
+
+
+def error_kind(err: openai.APIStatusError) -> str:
+    """``HTTP <status>`` and the API's error code when it gives one (``content_filter``...): the
+    kind a missing annotation records (the server's message is kept apart, redacted)."""
+    code = getattr(err, "code", None)
+    kind = f"HTTP {err.status_code}"
+    return f"{kind} {code}" if isinstance(code, str) and code else kind
 
 
 def response_text(record: dict[str, Any]) -> str:
@@ -520,7 +647,9 @@ def judge_alpaca_eval_pairs(
 
     Returns alpaca_eval ``annotations.json`` records: ``output_1`` is the reference, ``output_2``
     the model, ``preference`` 1 (reference wins), 2 (model wins), 1.5 (identical outputs, not
-    sent to the judge) or None (unparseable judge answer; the raw answer is kept).
+    sent to the judge) or None: an unparseable judge answer (the raw answer is kept) or a
+    request the API refused (``judge_error`` says how, e.g. ``HTTP 400 content_filter``).
+    ``judge_model`` is the model requested, ``served_model`` the one the API says answered.
     """
     annotator = load_alpaca_eval_annotator(config_path)
     if client.model != annotator.config_model:
@@ -548,10 +677,16 @@ def judge_alpaca_eval_pairs(
             "preference_raw_completion": None,
             "is_switched_outputs": switched,
             "judge_model": client.model,
-            "judge_response_model": None,
+            "served_model": None,
+            "judge_error": None,
         }
         if item is not None:
             ans = answers[item.item_id]
+            if is_missing(ans):
+                rec["preference"] = None
+                rec["judge_error"] = ans["error"]
+                records.append(rec)
+                continue
             text = response_text(ans)
             pref = parse_ranking(text, annotator.annotation_key, annotator.model_1_name)
             if pref is None:
@@ -560,7 +695,7 @@ def judge_alpaca_eval_pairs(
                 pref = 3 - pref
             rec["preference"] = None if pref is None else float(pref)
             rec["preference_raw_completion"] = text
-            rec["judge_response_model"] = ans.get("response_model")
+            rec["served_model"] = ans.get("response_model")
         records.append(rec)
     return records
 
@@ -614,8 +749,9 @@ def judge_mt_bench(
     """FastChat ``model_judgment`` single rows for one model's answers (both turns).
 
     ``reference_answers`` are the judge's reference answers by question id (FastChat uses the
-    file named after the judge model). The timestamp is that of the cached answer, so a rerun
-    reproduces the file byte for byte.
+    file named after the judge model, ``gpt-4.jsonl``). The timestamp is that of the cached
+    answer, so a rerun reproduces the file byte for byte. A request the API refused is written
+    as FastChat writes a failed judgment (``$ERROR$``, score -1) with ``judge_error`` set.
     """
     from prefopt import mt_bench
 
@@ -624,7 +760,8 @@ def judge_mt_bench(
     rows = []
     for q, turn, name, user, item in plan:
         ans = got[item.item_id]
-        text = ans.get("content") or ""
+        missing = is_missing(ans)
+        text = mt_bench.API_ERROR_OUTPUT if missing else ans.get("content") or ""
         rows.append(
             mt_bench.judgment_record(
                 question_id=q["question_id"],
@@ -633,9 +770,11 @@ def judge_mt_bench(
                 prompt_name=name,
                 user_prompt=user,
                 judgment=text,
-                score=mt_bench.extract_rating(text),
+                score=-1.0 if missing else mt_bench.extract_rating(text),
                 turn=turn,
                 tstamp=ans["tstamp"],
+                served_model=ans.get("response_model"),
+                judge_error=ans.get("error"),
             )
         )
     return rows

@@ -8,12 +8,17 @@ an alpaca_eval preference in [1, 2] (1 = reference wins, 2 = model wins).
 MT-Bench: FastChat's single-answer judge prompt, then the expected 1-10 score from the judge's
 probabilities of the rating tokens after "Rating: [[" ("10" is split as "1" then "0").
 
+The judge's model is the policy's base model unless ``judges.local_model`` names another one;
+its slug is written into every record (``judge_model``, and ``served_model``: the model that
+produced the judgment), so tables can say which model judged.
+
 A 135M-parameter judge is weak; it exercises the pipeline, it does not replace GPT-4.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,13 +36,27 @@ RATING_PREFILL = "Rating: [["
 
 
 class LocalJudge:
-    """Probability-reading judge on a local HF causal LM (same interface as the API judges)."""
+    """Probability-reading judge on a local HF causal LM (same interface as the API judges).
+
+    ``model_name`` identifies the judging model in the records: the slug of its prepared folder
+    (default: the last part of the model's ``name_or_path``, which is that slug for a folder
+    under ``results/models/``; never a whole path, which would tie results to one machine).
+    """
 
     name = LOCAL_JUDGE
 
-    def __init__(self, model: Any, tokenizer: Any, max_length: int = 1024, batch_size: int = 8):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_length: int = 1024,
+        batch_size: int = 8,
+        model_name: str | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
+        loaded_from = str(getattr(model, "name_or_path", "") or "").rstrip("/\\")
+        self.model_name = model_name or Path(loaded_from).name or LOCAL_JUDGE
         self.max_length = max_length
         self.batch_size = batch_size
         tokenizer.padding_side = "left"
@@ -115,6 +134,8 @@ class LocalJudge:
                 {
                     **p,
                     "annotator": LOCAL_JUDGE,
+                    "judge_model": self.model_name,
+                    "served_model": self.model_name,
                     "preference": 1.0 + p_model,
                     "p_model_better_order1": model_is_b,
                     "p_model_better_order2": model_is_a,
@@ -171,13 +192,15 @@ class LocalJudge:
                 judgment_record(
                     question_id=q["question_id"],
                     model=model_name,
-                    judge_model=LOCAL_JUDGE,
+                    judge_model=self.model_name,
                     prompt_name=prompt_name,
                     user_prompt=user,
                     judgment=text,
                     score=round(score.item(), 4),
                     turn=turn,
                     tstamp=time.time(),
+                    judge_id=LOCAL_JUDGE,
+                    served_model=self.model_name,
                 )
             )
         return records

