@@ -82,7 +82,10 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(work):
     assert jobs["prepare_model"] == 1
     assert jobs["generate_alpaca_eval"] == jobs["generate_mt_bench"] == 9 * 3
     assert jobs["judge_alpaca_eval_api"] == jobs["judge_mt_bench_api"] == 27
-    assert jobs["download_preference_data"] == 1  # no mirror: pinned downloads
+    assert jobs["download_preference_data"] == 2  # no mirror: pinned downloads (train, test)
+    # the generation-free held-out signal: every Table 1 row x seed, one reference pass
+    assert jobs["prepare_heldout_pairs"] == jobs["cache_heldout_reference_logps"] == 1
+    assert jobs["heldout_preference"] == 9 * 3 and jobs["aggregate_heldout"] == 1
 
 
 def test_embedded_config_reads_the_shipped_data(work):
@@ -94,6 +97,7 @@ def test_embedded_config_reads_the_shipped_data(work):
     assert jobs["train_policy"] == 4 * 2
     assert jobs["judge_alpaca_eval_local"] == 5 * 2
     assert jobs["cache_reference_logps"] == 1
+    assert jobs["heldout_preference"] == 5 * 2 and jobs["cache_heldout_reference_logps"] == 1
 
 
 @pytest.mark.parametrize("judge_rule", ["judge_alpaca_eval_local", "judge_mt_bench_local"])

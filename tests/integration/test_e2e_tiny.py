@@ -56,6 +56,12 @@ def test_tiny_dag_end_to_end(workdir):
     diag = pd.read_csv(res / "train" / "apo_hinge_zero" / "seed0" / "diagnostics.csv")
     assert {"active_fraction_chosen", "active_fraction_rejected"} <= set(diag.columns)
     assert len(diag) >= 1
+    # The generation-free signal on the 8 held-out shipped rows (not the dataset's test split).
+    heldout = pd.read_csv(res / "scores" / "heldout_preference.csv").set_index("variant")
+    assert (heldout["n_pairs"] == 8).all() and (heldout["heldout"] == "train_rows_8_15").all()
+    assert heldout.loc["base", "accuracy"] == 0.5 and heldout.loc["base", "mean_margin"] == 0
+    assert heldout.loc["apo_hinge_zero", "mean_margin"] != 0
+    assert heldout["accuracy"].between(0, 1).all() and heldout["note"].notna().sum() == 1
 
     # The run's cost: the runtime table has one row per rule with the jobs that ran, and a total.
     ran = Counter(re.findall(r"^(?:local)?rule (\w+):$", run.stdout + run.stderr, flags=re.M))

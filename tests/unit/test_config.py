@@ -50,7 +50,8 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
     )
     assert cfg["judges"] == {
         "alpaca_eval": "alpaca_eval_gpt4_turbo_fn",
-        "mt_bench": "gpt-4",
+        "mt_bench": "gpt-4-0613",  # the snapshot, not the moving alias gpt-4
+        "local_model": None,  # the local judge (unused here) would run on the base model
         "local_max_length": 1024,
         "local_cpu_dtype": "bfloat16",
         "threads": 2,
@@ -145,8 +146,38 @@ def test_unknown_judge_is_named(paper):
     cfg = copy.deepcopy(paper)
     cfg["judges"]["mt_bench"] = "gpt-5"
     with pytest.raises(
-        ConfigError, match=r"judges\.mt_bench: 'gpt-5' is not one of \['local', 'gpt-4'\]"
+        ConfigError, match=r"judges\.mt_bench: 'gpt-5' is not one of \['local', 'gpt-4-0613'\]"
     ):
+        validate_config(cfg)
+
+
+def test_the_floating_gpt4_alias_is_refused_with_the_pinned_name(paper):
+    cfg = copy.deepcopy(paper)
+    cfg["judges"]["mt_bench"] = "gpt-4"
+    with pytest.raises(ConfigError, match=r"judges\.mt_bench: 'gpt-4' .*floating alias") as err:
+        validate_config(cfg)
+    assert "pinned to the snapshot 'gpt-4-0613'" in str(err.value)
+
+
+def test_local_judge_model(paper):
+    """judges.local_model: null or model.slug = the base model; a teacher_models slug = that
+    model; anything else is refused naming the key and what it may be."""
+    from prefopt.config import external_local_judge_model, local_judge_model
+
+    cfg = validate_config(copy.deepcopy(paper))
+    assert local_judge_model(cfg) == "qwen2.5-0.5b-instruct"
+    assert external_local_judge_model(cfg) is None
+    cfg["judges"]["local_model"] = "qwen2.5-0.5b-instruct"
+    assert external_local_judge_model(validate_config(cfg)) is None
+    cfg["judges"]["local_model"] = "qwen2.5-1.5b-instruct"
+    assert local_judge_model(validate_config(cfg)) == "qwen2.5-1.5b-instruct"
+    assert external_local_judge_model(cfg) == "qwen2.5-1.5b-instruct"
+    cfg["judges"]["local_model"] = "llama-70b"
+    with pytest.raises(ConfigError, match=r"judges\.local_model: 'llama-70b' is neither") as err:
+        validate_config(cfg)
+    assert "qwen2.5-1.5b-instruct" in str(err.value) and "teacher_models" in str(err.value)
+    cfg["judges"]["local_model"] = "Bad Slug"
+    with pytest.raises(ConfigError, match=r"judges\.local_model"):
         validate_config(cfg)
 
 

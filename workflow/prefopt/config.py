@@ -63,13 +63,30 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
 
 
 def _check_cross_keys(config: dict[str, Any]) -> None:
-    from prefopt.judging import JUDGES
+    from prefopt.judging import FLOATING_ALIASES, JUDGES
 
     for benchmark, known in JUDGES.items():
-        if config["judges"][benchmark] not in known:
+        name = config["judges"][benchmark]
+        if name not in known:
+            hint = ""
+            if FLOATING_ALIASES.get(name) in known:
+                hint = (
+                    f" ({name!r} is a floating alias whose model may change; the judge is pinned "
+                    f"to the snapshot {FLOATING_ALIASES[name]!r})"
+                )
             raise ConfigError(
-                f"config error at judges.{benchmark}: {config['judges'][benchmark]!r} is not one "
-                f"of {list(known)}"
+                f"config error at judges.{benchmark}: {name!r} is not one of {list(known)}{hint}"
+            )
+    judge_model = config["judges"].get("local_model")
+    teachers = config.get("teacher_models") or {}
+    if judge_model is not None and judge_model != config["model"]["slug"]:
+        if judge_model not in teachers:
+            raise ConfigError(
+                f"config error at judges.local_model: {judge_model!r} is neither the policy's "
+                f"base model (model.slug {config['model']['slug']!r}) nor an entry of "
+                f"teacher_models (defined: {sorted(teachers)}); add it to teacher_models "
+                "(source, id, revision) so that prepare_teacher_model fetches it, or use null "
+                "for the base model"
             )
     variants = config["variants"]
     for i, name in enumerate(config["run"]["variants"]):
@@ -183,6 +200,17 @@ def _check_seed_method(config: dict[str, Any], name: str, spec: dict[str, Any]) 
     clip = spec.get("advantage_clip")
     if clip is not None and not clip[0] < clip[1]:
         raise ConfigError(f"config error at variants.{name}.advantage_clip: need [low, high]")
+
+
+def local_judge_model(config: dict[str, Any]) -> str:
+    """Slug of the local judge's model: `judges.local_model`, or the policy's base model."""
+    return config["judges"].get("local_model") or config["model"]["slug"]
+
+
+def external_local_judge_model(config: dict[str, Any]) -> str | None:
+    """The teacher_models entry the local judge runs on, or None when it is the base model."""
+    slug = local_judge_model(config)
+    return None if slug == config["model"]["slug"] else slug
 
 
 def load_config(*paths: str | Path) -> dict[str, Any]:

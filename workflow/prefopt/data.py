@@ -54,17 +54,21 @@ def normalise_pair(row: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def check_pairs(
-    rows: list[dict[str, Any]], max_pairs: int | None = None
+    rows: list[dict[str, Any]], max_pairs: int | None = None, first_row: int = 0
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Keep rows whose prompt/chosen/rejected are non-empty strings; count every reject by reason.
 
     The first `max_pairs` valid rows are kept (file order is the upstream order, so the subset
     is deterministic). `pair_id` is a content hash: it ties reference log-probs to their pair.
+    Rows before index `first_row` are not read (held-out pairs drawn from the rows after the
+    training pairs: `prefopt.heldout`); indices stay those of the file.
     """
     kept: list[dict[str, Any]] = []
     rejects: Counter[str] = Counter()
     examples: dict[str, list[int]] = defaultdict(list)
     for i, raw in enumerate(rows):
+        if i < first_row:
+            continue
         row = normalise_pair(raw, i)
         reason = None
         for key in ("prompt", "chosen", "rejected"):
@@ -88,9 +92,10 @@ def check_pairs(
             json.dumps([row["prompt"], row["chosen"], row["rejected"]]).encode()
         ).hexdigest()[:16]
         kept.append({"pair_id": f"{i:06d}-{digest}", **row})
+    n_read = max(len(rows) - first_row, 0)
     report = {
-        "rows_read": len(rows),
-        "rows_valid": len(rows) - sum(rejects.values()),
+        "rows_read": n_read,
+        "rows_valid": n_read - sum(rejects.values()),
         "rows_kept": len(kept),
         "rows_rejected": sum(rejects.values()),
         "rejected_by_reason": dict(rejects),

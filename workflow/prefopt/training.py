@@ -226,9 +226,34 @@ def compute_reference_logps(
 ) -> dict[str, Any]:
     """Run the frozen reference model once over every pair and write its sequence log-probs.
 
-    Uses TRL's own tokenisation and collator, and the trainer's `compute_ref_log_probs`, which
-    is the policy's forward (`sequence_logps` under the training autocast), so the cached values
-    are the policy's own at step 0.
+    `pair_logps` scores the pairs with the trainer's `compute_ref_log_probs`, which is the
+    policy's forward (`sequence_logps` under the training autocast), so the cached values are
+    the policy's own at step 0.
+    """
+    scored = pair_logps(model_dir, pairs_path, training, Path(out_path).parent / "_trainer")
+    rows = [
+        {"pair_id": pid, "ref_chosen_logps": c, "ref_rejected_logps": r}
+        for pid, c, r in zip(scored["pair_id"], scored["chosen"], scored["rejected"], strict=True)
+    ]
+    write_jsonl(rows, out_path)
+    return {"n_pairs": len(rows), "n_dropped_by_trl": scored["n_dropped_by_trl"]}
+
+
+def pair_logps(
+    model_dir: str | Path,
+    pairs_path: str | Path,
+    training: dict[str, Any],
+    work_dir: str | Path,
+) -> dict[str, Any]:
+    """Summed chosen and rejected log-probs of every pair under the model in `model_dir`, with
+    exactly the numerics of training and of the reference cache.
+
+    TRL's own tokenisation and collator, batches of `reference_batch_size` in file order (so two
+    models scored here see the same batch shapes), the model loaded as training loads it and the
+    trainer's `compute_ref_log_probs` (`sequence_logps` under the training autocast). Used by
+    the reference cache and by the held-out preference scores of a trained policy
+    (`prefopt.heldout`). Returns ``pair_id``, ``chosen``, ``rejected`` (lists, pair order) and
+    ``n_dropped_by_trl``.
     """
     from torch.utils.data import DataLoader
     from transformers import AutoTokenizer
@@ -237,8 +262,8 @@ def compute_reference_logps(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = load_policy_model(model_dir, on_gpu)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
-    # The reference pass takes no optimiser step: its rule passes only the settings that shape
-    # the cache (prefopt.config.CACHE_TRAINING_KEYS); these complete the DPOConfig it needs.
+    # The pass takes no optimiser step: its rules pass only the settings that shape the
+    # log-probs (prefopt.config.CACHE_TRAINING_KEYS); these complete the DPOConfig it needs.
     no_training = {
         "epochs": 1,
         "per_device_train_batch_size": training["reference_batch_size"],
@@ -250,7 +275,7 @@ def compute_reference_logps(
         "logging_steps": 1,
     }
     training = {**no_training, **training}
-    cfg = _dpo_config(Path(out_path).parent / "_trainer", training, seed=0, on_gpu=on_gpu)
+    cfg = _dpo_config(work_dir, training, seed=0, on_gpu=on_gpu)
     trainer = PrefOptDPOTrainer(
         model=model,
         args=cfg,
@@ -275,12 +300,12 @@ def compute_reference_logps(
         c, r = trainer.compute_ref_log_probs(trainer.model, batch)
         chosen.extend(c.float().cpu().tolist())
         rejected.extend(r.float().cpu().tolist())
-    rows = [
-        {"pair_id": pid, "ref_chosen_logps": c, "ref_rejected_logps": r}
-        for pid, c, r in zip(prepared["pair_id"], chosen, rejected, strict=True)
-    ]
-    write_jsonl(rows, out_path)
-    return {"n_pairs": len(rows), "n_dropped_by_trl": len(dataset) - len(prepared)}
+    return {
+        "pair_id": list(prepared["pair_id"]),
+        "chosen": chosen,
+        "rejected": rejected,
+        "n_dropped_by_trl": len(dataset) - len(prepared),
+    }
 
 
 def load_for_training(model_dir: str | Path, training: dict[str, Any], seed: int):

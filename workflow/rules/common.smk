@@ -22,7 +22,9 @@ from prefopt.config import (
     SEED_METHOD_KEYS,
     ConfigError,
     cache_params,
+    external_local_judge_model,
     generation_params,
+    local_judge_model,
     training_params,
     validate_config,
     variant_params,
@@ -58,6 +60,17 @@ MT_BENCH_QUESTIONS = "results/data/mt_bench_questions.jsonl"
 #: Every trained model (pairwise losses and seed methods alike) and its per-step diagnostics.
 CHECKPOINT = "results/train/{variant}/seed{seed}/model"
 DIAGNOSTICS = "results/train/{variant}/seed{seed}/diagnostics.csv"
+#: Held-out preference pairs and the scores of every variant x seed on them (heldout.smk).
+HELDOUT = config["data"]["heldout"]
+HELDOUT_PAIRS = "results/data/heldout_pairs.jsonl"
+HELDOUT_REFERENCE_LOGPS = (
+    f"results/reference_logps/{MODEL}/{DATASET}-heldout-maxlen{MAX_LENGTH}.jsonl"
+)
+HELDOUT_SCORES = "results/heldout/{variant}/seed{seed}.csv"
+HELDOUT_TABLE = "results/scores/heldout_preference.csv"
+#: Every run variant but lambda-DPO's: it trains on openbmb/UltraFeedback's prompts, which the
+#: held-out pairs are not checked against (they are checked against the preference pairs).
+HELDOUT_VARIANTS = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] != "lambda_dpo"]
 
 
 wildcard_constraints:
@@ -97,6 +110,10 @@ def train_source():
     return source_file(f"{DATASET}/{config['data']['train']['split']}.jsonl")
 
 
+def heldout_source():
+    return source_file(f"{DATASET}/{HELDOUT['split']}.jsonl")
+
+
 def policy_dir(wildcards):
     """The model a (variant, seed) generates with: the base folder for `base`, else its checkpoint."""
     if config["variants"][wildcards.variant]["loss"] is None:
@@ -119,7 +136,7 @@ def score_files():
         "results/scores/mt_bench.csv",
         "results/scores/training_diagnostics.csv",
         "results/scores/variants.csv",
-    ]
+    ] + ([HELDOUT_TABLE] if HELDOUT_VARIANTS else [])
 
 
 def checkpoints_of_run():
@@ -252,9 +269,14 @@ def run_jobs():
     losses = {config["variants"][v]["loss"] for v in variants}
 
     add("prepare_model")
-    if losses - {"lambda_dpo"}:  # pairwise losses, DCKD and ADPA read the preference pairs
-        if downloaded(train_source()):
-            add("download_preference_data", split=config["data"]["train"]["split"])
+    # pairwise losses, DCKD and ADPA read the preference pairs; the held-out check reads them too
+    if losses - {"lambda_dpo"} or HELDOUT_VARIANTS:
+        splits = [config["data"]["train"]["split"]]
+        if HELDOUT_VARIANTS:
+            splits.append(HELDOUT["split"])
+        for split in dict.fromkeys(splits):
+            if downloaded(source_file(f"{DATASET}/{split}.jsonl")):
+                add("download_preference_data", split=split)
         add("prepare_preference_data")
     if losses - set(SEED_METHOD_KEYS):
         add("cache_reference_logps")
@@ -273,8 +295,17 @@ def run_jobs():
         for v in variants
         for key in ("teacher_model", "reference_teacher_model")
     }
+    if LOCAL_JUDGE in (JUDGE_AE, JUDGE_MT):  # judges.local_model, when not the base model
+        teachers.add(external_local_judge_model(config))
     for teacher_model in sorted(t for t in teachers if t):
         add("prepare_teacher_model", teacher_model=teacher_model)
+    if HELDOUT_VARIANTS:
+        add("prepare_heldout_pairs")
+        add("cache_heldout_reference_logps")
+        for variant in HELDOUT_VARIANTS:
+            for seed in RUN_SEEDS:
+                add("heldout_preference", variant=variant, seed=seed)
+        add("aggregate_heldout")
 
     for source, rule_name in [
         ("alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json", "download_alpaca_eval"),

@@ -1,0 +1,20 @@
+"""Snakemake wiring: held-out preference pairs, checked and disjoint from the training prompts."""
+
+from prefopt.data import read_jsonl, write_jsonl
+from prefopt.download import sha256_file
+from prefopt.heldout import select_heldout_pairs
+from prefopt.runtime import setup_logging, write_json
+
+log = setup_logging(snakemake.log[0])
+inp, out = snakemake.input, snakemake.output
+kept, report = select_heldout_pairs(
+    read_jsonl(inp.source),
+    read_jsonl(inp.train_pairs),
+    snakemake.params.heldout,
+    where=f" of {inp.train_pairs}",
+)
+# The source's content, not its path: the downloaded and the mirrored route give the same report.
+report["source_sha256"] = sha256_file(inp.source)
+write_jsonl(kept, out.pairs)
+write_json(report, out.report)
+log.info("held-out pairs from %s: %s", inp.source, report)
