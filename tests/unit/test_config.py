@@ -53,10 +53,10 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
         "mt_bench": "gpt-4-0613",  # the snapshot, not the moving alias gpt-4
         "local_model": None,  # the local judge (unused here) would run on the base model
         "local_max_length": 1024,
-        "local_cpu_dtype": "bfloat16",
+        "local_cpu_dtype": "auto",
         "threads": 2,
     }
-    assert (cfg["generation"]["dtype"], cfg["generation"]["cpu_dtype"]) == ("float16", "bfloat16")
+    assert (cfg["generation"]["dtype"], cfg["generation"]["cpu_dtype"]) == ("float16", "auto")
 
 
 @pytest.mark.parametrize(

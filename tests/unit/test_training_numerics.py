@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from prefopt.data import check_pairs, read_jsonl, write_jsonl
+from prefopt.modeling import cpu_has_native_bf16
 from prefopt.training import sequence_logps
 
 #: bound on a sequence's log-prob change between bf16 batches of other shapes (measured: up to
@@ -120,7 +121,21 @@ def test_a_cache_with_other_numerics_is_off_at_step_zero(smollm2_dir, pairs, tmp
     assert abs(trainer._metrics["train"]["rewards/chosen"][-1]) > 1e-3
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(
+    "precision",
+    [
+        "fp32",
+        pytest.param(
+            "bf16",
+            marks=pytest.mark.skipif(
+                not cpu_has_native_bf16(),
+                reason="this CPU emulates bf16 (no AVX512-BF16/AMX): training it takes ~4 min "
+                "here, and `precision: auto` trains in fp32 on such a CPU; the bf16 forward is "
+                "still checked on the same batch above",
+            ),
+        ),
+    ],
+)
 def test_reference_cache_is_the_policy_at_step_zero(smollm2_dir, pairs, tmp_path, precision):
     """Through the rules' functions: exact in fp32; within bf16's batch-shape noise in bf16."""
     from prefopt.training import build_policy_trainer, compute_reference_logps
@@ -137,3 +152,23 @@ def test_reference_cache_is_the_policy_at_step_zero(smollm2_dir, pairs, tmp_path
     noise = 0.0 if precision == "fp32" else BF16_BATCH_SHAPE_NOISE_NATS
     assert abs(first["rewards/chosen"]) <= 0.1 * noise
     assert abs(first["rewards/rejected"]) <= 0.1 * noise
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    """`auto` (the embedded and test configs): bf16 autocast / bfloat16 weights on a CPU that
+    multiplies bf16 natively, fp32 where it would be emulated (~27x slower); fp16 on a GPU;
+    explicit values pass through, and the trainer arguments follow the resolution."""
+    from prefopt import modeling
+    from prefopt.training import trainer_arguments
+
+    monkeypatch.setattr(modeling, "cpu_has_native_bf16", lambda: native)
+    assert modeling.resolve_precision("auto", on_gpu=False) == ("bf16" if native else "fp32")
+    assert modeling.resolve_precision("auto", on_gpu=True) == "fp16"
+    assert modeling.resolve_precision("bf16", on_gpu=False) == "bf16"
+    assert modeling.resolve_cpu_dtype("auto") == ("bfloat16" if native else "float32")
+    assert modeling.resolve_cpu_dtype("float32") == "float32"
+    args = trainer_arguments("out", {**TRAINING, "precision": "auto"}, seed=0)
+    assert (args["bf16"], args["fp16"]) == (native, False)
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        trainer_arguments("out", {**TRAINING, "precision": "fp16"}, seed=0)

@@ -36,7 +36,7 @@ import torch
 from prefopt.config import load_config
 from prefopt.generation import _messages, answer_seed, generate_token_ids
 from prefopt.judging.local import LocalJudge
-from prefopt.modeling import load_model, prepare_model
+from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
 from prefopt.runtime import read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    cpu_dtype, judge_dtype = gen["cpu_dtype"], judges["local_cpu_dtype"]
+    # `auto` as the jobs resolve it on this CPU (bfloat16 only where it is native)
+    cpu_dtype = resolve_cpu_dtype(gen["cpu_dtype"])
+    judge_dtype = resolve_cpu_dtype(judges["local_cpu_dtype"])
     print(
         f"{len(items)} AlpacaEval prompts, temperature {settings['temperature']}, top-p "
         f"{settings['top_p']}, repetition penalty {settings['repetition_penalty']}, at most "

@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from prefopt.data import check_pairs, read_jsonl, write_jsonl
-    from prefopt.modeling import prepare_model
+    from prefopt.modeling import prepare_model, resolve_precision
 
     work = Path(a.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
             "logging_steps": 1,
         },
     )
+    # `auto` as the training jobs resolve it on this CPU (bf16 autocast only where it is native)
+    training["precision"] = resolve_precision(training["precision"], on_gpu=False)
     cases = [c for c in a.cases.split(",") if c]
     spec = {
         "work_dir": str(work),

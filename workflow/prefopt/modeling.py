@@ -84,6 +84,30 @@ def cpu_has_native_bf16() -> bool:
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
+#: What `auto` resolves to where bf16 is not native: an AVX2-only CPU emulates bfloat16 matmuls,
+#: ~27x slower than float32 (512x512, one thread: 312 ms vs 11.4 ms on an AMD EPYC, torch 2.13),
+#: while AVX512-BF16/AMX CPUs run bf16 autocast 1.6-1.8x faster than float32.
+AUTO = "auto"
+
+
+def resolve_precision(precision: str, on_gpu: bool) -> str:
+    """`training.precision` as the job runs it: `auto` is fp16 autocast on a GPU (the paper's),
+    bf16 autocast on a CPU that multiplies bf16 natively, else fp32; other values unchanged."""
+    if precision != AUTO:
+        return precision
+    if on_gpu:
+        return "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def resolve_cpu_dtype(cpu_dtype: str) -> str:
+    """`generation.cpu_dtype` / `judges.local_cpu_dtype` as the job runs it: `auto` is bfloat16
+    where the CPU multiplies it natively, else float32; other values unchanged."""
+    if cpu_dtype != AUTO:
+        return cpu_dtype
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
+
 def load_model(
     path: str | Path,
     dtype: str = "float32",
@@ -94,19 +118,19 @@ def load_model(
 
     `dtype` applies on a GPU, `cpu_dtype` on the CPU: float16 is slow there, but bfloat16 runs
     on AVX512-BF16/AMX units and halves the weights' memory traffic (`workflow/bin/
-    benchmark-generation` measures both).
+    benchmark-generation` measures both); `auto` takes bfloat16 only on such units.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
-        if cpu_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"cpu_dtype must be float32 or bfloat16, not {cpu_dtype!r}")
-        dtype = cpu_dtype
+        if cpu_dtype not in ("float32", "bfloat16", AUTO):
+            raise ValueError(f"cpu_dtype must be float32, bfloat16 or auto, not {cpu_dtype!r}")
+        dtype = resolve_cpu_dtype(cpu_dtype)
         if dtype == "bfloat16" and not cpu_has_native_bf16():
             logging.getLogger("prefopt").warning(
                 "bfloat16 on a CPU without AVX512-BF16/AMX is emulated and may be slower than "
-                "float32: set generation.cpu_dtype / judges.local_cpu_dtype to float32"
+                "float32: set generation.cpu_dtype / judges.local_cpu_dtype to auto or float32"
             )
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device)
@@ -118,6 +142,7 @@ def precision_autocast(precision: str, device_type: str) -> contextlib.AbstractC
     """The autocast that training runs under with `training.precision` (accelerate's mixed
     precision: fp32 weights, bf16/fp16 matmuls); a cache of the policy's own log-probs must be
     computed under it too, or every cached value is off by the precision difference."""
+    precision = resolve_precision(precision, device_type == "cuda")
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]

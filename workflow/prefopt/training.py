@@ -23,6 +23,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from prefopt.data import read_jsonl, to_conversational, truncate_prompt, write_jsonl
 from prefopt.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.losses import pairwise_loss
+from prefopt.modeling import resolve_precision
 
 
 def seed_everything(seed: int) -> None:
@@ -49,9 +50,9 @@ def trainer_arguments(
     on_gpu: bool = False,
 ) -> dict[str, Any]:
     """`TrainingArguments` fields shared by the pairwise (TRL) and seed-method trainers."""
-    precision = training["precision"]
+    precision = resolve_precision(training["precision"], on_gpu)
     if precision == "fp16" and not on_gpu:
-        raise ValueError("training.precision fp16 needs a CUDA GPU; use fp32 (or bf16) on CPU")
+        raise ValueError("training.precision fp16 needs a CUDA GPU; use auto or fp32 on CPU")
     return {
         "output_dir": str(output_dir),
         "num_train_epochs": training["epochs"],
@@ -359,6 +360,7 @@ def train_and_save(
         "log_history": trainer.state.log_history,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "precision": training["precision"],
+        "precision_resolved": resolve_precision(training["precision"], torch.cuda.is_available()),
     }
     (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
     return summary
