@@ -28,3 +28,4 @@ rule all:
         ARTIFACT_OUTPUTS,
         AUDIT_TABLE,
         RUNTIME_OUTPUTS.values(),
+        PROVENANCE,

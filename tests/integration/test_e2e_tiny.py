@@ -8,9 +8,11 @@ reproduces the same diagnostics and generations byte for byte (CPU determinism).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -34,8 +36,45 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A copy of the workflow alone in an otherwise empty folder: nothing beside it to lean on."""
-    return copy_workflow(tmp_path_factory.mktemp("e2e") / "repo")
+    """A copy of the workflow alone in an otherwise empty folder: nothing beside it to lean on,
+    committed to a git repository of its own, as a clone is (its provenance names the commit)."""
+    repo = copy_workflow(tmp_path_factory.mktemp("e2e") / "repo")
+    git = ["git", "-C", str(repo), "-c", "user.name=ci", "-c", "user.email=ci@example.org"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny e2e"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    return repo
+
+
+def check_provenance(workdir: Path) -> None:
+    """results/provenance.json names the clean commit and the config; every table (CSV columns;
+    Markdown and LaTeX footnotes) and every figure's notebook carries the same stamp."""
+    res = workdir / "results"
+    record = json.loads((res / "provenance.json").read_text())
+    head = subprocess.run(
+        ["git", "-C", str(workdir), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert record["code"] == {"commit": head, "dirty": False}
+    assert record["stamp"] == f"code {head[:12]}, config {record['config_hash'][:12]}"
+    assert record["seeds"] == [0] and record["config"]["model"]["slug"] == "smollm2-135m-instruct"
+    assert record["judges"]["served"] == {"local": ["smollm2-135m-instruct"]}, record["judges"]
+    assert record["model"]["files_sha256"] and record["packages"]["torch"]
+    assert set(record["data_sha256"]) >= {"results/data/train_pairs.jsonl"}
+    tables = sorted((res / "tables").iterdir())
+    assert len(tables) >= 20
+    for path in tables:
+        if path.suffix == ".csv":
+            table = pd.read_csv(path, dtype={"code_commit": str, "config_hash": str})
+            assert (table["code_commit"] == head[:12]).all(), path
+            assert (table["config_hash"] == record["config_hash"][:12]).all(), path
+        else:
+            assert f"Provenance: {record['stamp']}" in path.read_text(), path
+    notebooks = {nb.stem: nb.read_text() for nb in (res / "notebooks").glob("*.ipynb")}
+    assert len(notebooks) == 7 and all(record["stamp"] in text for text in notebooks.values())
+    for figure in (res / "figures").glob("*.png"):  # the executed notebook prints its notes
+        if figure.stem != "runtime_by_rule":
+            drawn_by = [nb for nb, text in notebooks.items() if f"{figure.stem}.png" in text]
+            assert drawn_by, figure
+            assert f"figure note: Provenance: {record['stamp']}" in notebooks[drawn_by[0]]
 
 
 def test_tiny_dag_end_to_end(workdir):
@@ -62,6 +101,9 @@ def test_tiny_dag_end_to_end(workdir):
     assert heldout.loc["base", "accuracy"] == 0.5 and heldout.loc["base", "mean_margin"] == 0
     assert heldout.loc["apo_hinge_zero", "mean_margin"] != 0
     assert heldout["accuracy"].between(0, 1).all() and heldout["note"].notna().sum() == 1
+    table1_heldout = table1.set_index("variant")["heldout_accuracy_mean"]
+    assert table1_heldout["base"] == 0.5 and table1_heldout.notna().all()
+    check_provenance(workdir)
 
     # The run's cost: the runtime table has one row per rule with the jobs that ran, and a total.
     ran = Counter(re.findall(r"^(?:local)?rule (\w+):$", run.stdout + run.stderr, flags=re.M))
@@ -94,6 +136,8 @@ def test_tiny_dag_end_to_end(workdir):
         "aggregate_scores",
         "all",
         "runtime_by_rule",  # reads the benchmark file of every job that runs again
+        "write_provenance",  # a new config hash: a new record, and every table restamped
+        "audit_paper",
     } | {r for r in lr if r.startswith("render_")}
     (workdir / "overlay.yaml").unlink()
 
@@ -132,6 +176,7 @@ def test_tiny_dag_end_to_end(workdir):
     assert planned == {
         "render_fig2_3_mt_bench_radar",
         "render_paper_vs_reproduction",
+        "write_provenance",  # records the judges as served, from the score files
         "runtime_by_rule",  # their new benchmark files
     }, planned
     scores.write_text(original)

@@ -176,6 +176,7 @@ def test_null_judgments_lengths_and_win_rate_as_losses(tmp_path: Path) -> None:
     )
     assert rec["re_win_rate"] == pytest.approx(100 * 551 / 804)
     assert rec["re_win_rate_nulls_as_losses"] == pytest.approx(100 * 551 / 805)
+    assert rec["re_win_rate_nulls_as_ties"] == pytest.approx(100 * 551.5 / 805)
     assert f"{100 * 551 / 805:.2f} instead of {100 * 551 / 804:.2f}" in rec["note"]
     md = audit.audit_markdown(audit.audit_table(authors, t1))
     assert "recomputed WR, nulls as losses" in md and "mean length, null-judged" in md
@@ -195,9 +196,11 @@ def test_null_judgments_with_draws_and_no_nulls() -> None:
     got = audit.null_judgments(ann)
     assert got["null_output_length_mean"] == 200 and got["judged_output_length_mean"] == 20
     assert got["re_win_rate_nulls_as_losses"] == pytest.approx(100 * 1.5 / 5)
+    assert got["re_win_rate_nulls_as_ties"] == pytest.approx(100 * 2.5 / 5)
     clean = audit.null_judgments(ann.dropna())
     assert clean["null_output_length_mean"] is None
     assert clean["re_win_rate_nulls_as_losses"] == pytest.approx(100 * 1.5 / 3)
+    assert clean["re_win_rate_nulls_as_ties"] == pytest.approx(100 * 1.5 / 3)
 
 
 def test_mismatch_is_detected(tmp_path: Path) -> None:
@@ -251,7 +254,8 @@ def test_snakemake_script(tmp_path: Path, with_authors: bool) -> None:
         sm = NS(
             input=NS(authors_dir={authors_dir!r}, table1={str(t1)!r}),
             output=NS(table={str(tmp_path / "a.csv")!r}, markdown={str(tmp_path / "a.md")!r}),
-            params=NS(missing_reason={reason!r}),
+            params=NS(missing_reason={reason!r}, lc_assets_dir=None,
+                      provenance_stamp="code abc, config 0123456789ab"),
             log=[{str(tmp_path / "a.log")!r}],
         )
         runpy.run_path({str(ROOT / "workflow" / "scripts" / "audit_paper.py")!r},
@@ -265,6 +269,8 @@ def test_snakemake_script(tmp_path: Path, with_authors: bool) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(pd.read_csv(tmp_path / "a.csv")) == 1
     assert (tmp_path / "a.md").read_text().startswith("# Audit")
+    assert "Provenance: code abc, config 0123456789ab" in (tmp_path / "a.md").read_text()
+    assert (pd.read_csv(tmp_path / "a.csv")["config_hash"] == "0123456789ab").all()
     log = (tmp_path / "a.log").read_text()
     if with_authors:
         assert "recomputed = leaderboard for 1 of 1" in log

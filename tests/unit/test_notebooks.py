@@ -26,8 +26,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefopt import artifacts, mt_bench
+from prefopt import artifacts, heldout, mt_bench, provenance
 from prefopt.judging import LOCAL_JUDGE
+
+#: How the hierarchical bootstrap draws (artifacts.bootstrap_note).
+CROSSED = "seeds and prompts (one prompt draw for all seeds: they answered the same prompts)"
 
 papermill = pytest.importorskip("papermill")
 
@@ -268,7 +271,7 @@ def test_table1_one_row_per_method_with_values_from_inputs(rendered):
     assert (t["win_rate_ci_low"] <= t["win_rate_mean"]).all()
     assert (t["win_rate_ci_high"] >= t["win_rate_mean"]).all()
     np.testing.assert_allclose(t["win_rate_from_per_prompt"], t["win_rate_mean"], atol=1e-3)
-    # the CI is the hierarchical bootstrap (seeds, then prompts within seed), not the prompt one
+    # the CI is the hierarchical bootstrap (seeds and prompts), not the prompt one
     expected_ci = _hierarchical_intervals("table1_alpaca_eval")
     got = t.set_index("variant")
     for col in ("ci_low", "ci_high"):
@@ -280,11 +283,48 @@ def test_table1_one_row_per_method_with_values_from_inputs(rendered):
     md = rendered["table1_alpaca_eval"]["out_md"].read_text()
     assert md.count(missing["lc_missing_reason"]) == 1  # once, as a footnote
     assert "| n/a " in md
-    assert "95 % hierarchical bootstrap CI: seeds, then prompts within seed; B=2000" in md
+    assert f"95 % hierarchical bootstrap CI: {CROSSED}; B=2000" in md
     assert "with one seed it reduces to the bootstrap over prompts" in md
     labels = pd.read_csv(FIXTURES / "variants.csv").set_index("variant")["label"]
     for v in fixture_methods():
         assert labels[v] in md
+
+
+def test_table1_heldout_column_is_the_accuracy_over_seeds(rendered):
+    """Held-out preference accuracy: mean and sd over seeds from the per-pair scores."""
+    params = {k: literal(v) for k, v in defaults("table1_alpaca_eval").items()}
+    per_pair = pd.read_csv(FIXTURES / "heldout_preference_per_pair.csv", dtype={"pair_id": str})
+    expected = heldout.table_over_seeds(
+        per_pair, params["n_bootstrap"], params["bootstrap_seed"], params["ci_level"]
+    ).set_index("variant")
+    t = pd.read_csv(rendered["table1_alpaca_eval"]["out_csv"]).set_index("variant")
+    for col in ("accuracy_mean", "accuracy_sd", "accuracy_ci_low", "mean_margin_mean"):
+        np.testing.assert_allclose(t[f"heldout_{col}"], expected.loc[t.index, col], rtol=1e-12)
+    assert t.loc["base", "heldout_accuracy_mean"] == 0.5
+    md = rendered["table1_alpaca_eval"]["out_md"].read_text()
+    dpo = expected.loc["dpo"]
+    cell = artifacts.fmt_pm(dpo["accuracy_mean"] * 100, dpo["accuracy_sd"] * 100)
+    assert "Held-out acc. (%)" in md and f"| {cell} " in md
+    assert "base = 50 % by convention" in md
+
+
+def test_every_artifact_carries_the_provenance_stamp(rendered):
+    """Tables: the stamp as a footnote (Markdown, LaTeX) and as columns (CSV); figures: under
+    the picture (the executed notebook prints every figure note)."""
+    stamp = literal(defaults("table1_alpaca_eval")["provenance_stamp"])
+    parts = provenance.parse_stamp(stamp)
+    for nb_id, outputs in rendered.items():
+        assert literal(defaults(nb_id)["provenance_stamp"]) == stamp, nb_id
+        for path in outputs.values():
+            if path.suffix in (".md", ".tex"):
+                assert f"Provenance: {stamp}" in path.read_text(), path
+            elif path.suffix == ".csv":
+                table = pd.read_csv(path, dtype={"code_commit": str, "config_hash": str})
+                assert (table["code_commit"] == parts["code_commit"]).all(), path
+                assert (table["config_hash"] == parts["config_hash"]).all(), path
+        executed = (outputs[next(iter(outputs))].parents[1] / f"{nb_id}.executed.ipynb").read_text()
+        n_figures = sum(p.suffix == ".png" for p in outputs.values())
+        assert executed.count(f"figure note: Provenance: {stamp}") >= n_figures, nb_id
 
 
 def test_mt_bench_table_and_radar_membership(rendered):
@@ -335,9 +375,7 @@ def test_paper_vs_reproduction(rendered):
     assert se != pytest.approx(row["ours_standard_error"])
     z = (row["ours_win_rate"] - row["paper_win_rate"]) / np.hypot(row["paper_standard_error"], se)
     assert row["diff_win_rate_in_se"] == pytest.approx(z)
-    assert "SE_ours: Hierarchical bootstrap: seeds, then prompts within seed" in (
-        outs["alpaca_md"].read_text()
-    )
+    assert f"SE_ours: Hierarchical bootstrap: {CROSSED}" in (outs["alpaca_md"].read_text())
     mt = pd.read_csv(outs["mt_bench_out_csv"])
     with_estimate = mt[mt["paper_estimate"].notna() & (mt["category"] != "mean")]
     assert with_estimate["paper_value_kind"].str.contains("ESTIMATE").all()
@@ -419,10 +457,7 @@ def test_figures_carry_the_judge_and_error_bar_footnotes(tmp_path):
             "not comparable with GPT-4 numbers"
         ) in executed, nb_id
     fig1 = (out / "fig1_alpaca_eval_bars.executed.ipynb").read_text()
-    assert (
-        "figure note: Error bars: 95 % hierarchical bootstrap CI: seeds, then prompts within seed"
-        in fig1
-    )
+    assert f"figure note: Error bars: 95 % hierarchical bootstrap CI: {CROSSED}" in fig1
     assert "alpaca_eval's standard error" not in fig1
 
 
@@ -519,7 +554,12 @@ def test_absent_variants_and_single_seed_do_not_break(tmp_path):
     scores = tmp_path / "scores"
     scores.mkdir()
     shutil.copy(FIXTURES / "variants.csv", scores / "variants.csv")  # lists more variants
-    for name in ["alpaca_eval.csv", "alpaca_eval_per_prompt.csv", "mt_bench.csv"]:
+    for name in [
+        "alpaca_eval.csv",
+        "alpaca_eval_per_prompt.csv",
+        "mt_bench.csv",
+        "heldout_preference_per_pair.csv",
+    ]:
         df = pd.read_csv(FIXTURES / name)
         df[df["variant"].isin(["base", "dpo"]) & (df["seed"] == 0)].to_csv(
             scores / name, index=False

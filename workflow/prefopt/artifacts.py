@@ -23,6 +23,7 @@ import pandas as pd
 
 from prefopt.judging import LOCAL_JUDGE
 from prefopt.mt_bench import CATEGORIES
+from prefopt.provenance import provenance_note, stamp_columns
 
 #: Axis and column labels of the MT-Bench categories, in the paper's radar order.
 CATEGORY_LABELS: dict[str, str] = {
@@ -261,23 +262,25 @@ def bootstrap_ci(
 
 
 def hierarchical_bootstrap(
-    mat: np.ndarray, n_boot: int, rng: np.random.Generator, *, shared_prompts: bool = False
+    mat: np.ndarray, n_boot: int, rng: np.random.Generator, *, shared_prompts: bool = True
 ) -> np.ndarray:
-    """Bootstrap replicates of a seed-mean score: seeds resampled, then prompts within each seed.
+    """Bootstrap replicates of a seed-mean score: seeds and prompts both resampled.
 
     Why: a method's seed-mean win rate varies with the training seed as well as with the prompts
     judged. A bootstrap over prompts alone (`bootstrap_ci`), alpaca_eval's standard error or the
     mean of per-seed standard errors see only the prompts, so they understate the uncertainty of
     a method whose seeds disagree. Each replicate draws S of the S seeds (rows of `mat`, seeds x
-    prompts) with replacement, then, independently for each drawn seed, P of its P prompts with
-    replacement; it is the mean over the drawn seeds of the nanmean over their drawn prompts
-    (NaN = failed judgment). The prompt indices are drawn first, so with one seed the replicates
-    are exactly those of `bootstrap_ci` with the same generator: the prompt bootstrap.
+    prompts) with replacement and P of the P prompts with replacement; it is the mean over the
+    drawn seeds of the nanmean over the drawn prompts (NaN = failed judgment). The prompt indices
+    are drawn first, so with one seed the replicates are exactly those of `bootstrap_ci` with the
+    same generator: the prompt bootstrap.
 
-    `shared_prompts=True` draws one prompt resample per replicate for all drawn seeds instead
-    (every seed answered the same prompts). Independent draws treat each seed's prompts as a
-    sample of their own, which shrinks the prompt part of the variance by up to 1/S when the
-    seeds agree prompt by prompt; the shared draw keeps it whole.
+    By default (`shared_prompts=True`) one prompt draw serves every drawn seed: the seeds answered
+    the same prompts (seeds crossed with prompts, as in AlpacaEval), so a prompt that is hard for
+    one seed is hard for all, and that shared prompt effect must move every seed of a replicate
+    together. `shared_prompts=False` draws prompts independently for each drawn seed (prompts
+    nested in seeds); on crossed data it shrinks the prompt part of the variance by up to 1/S
+    when the seeds agree prompt by prompt (intervals ~0.6x too narrow with 3 seeds).
 
     Returns the finite replicates (empty without seeds, prompts, resamples or valid cells).
     """
@@ -338,7 +341,8 @@ def bootstrap_note(
 ) -> str:
     """What a hierarchical bootstrap number is, for a caption or footnote (one sentence).
 
-    With `level`: "95 % hierarchical bootstrap CI: seeds, then prompts within seed; B=…"; without:
+    With `level`: "95 % hierarchical bootstrap CI: seeds and prompts (one prompt draw for all
+    seeds: they answered the same prompts); B=…"; without:
     "Hierarchical bootstrap: …" (for a standard error). `n_seeds`, the number of seeds of each
     method shown, says whether the single-seed case applies, where the hierarchical bootstrap is
     the bootstrap over prompts.
@@ -350,7 +354,8 @@ def bootstrap_note(
         else f"{level * 100:g} % hierarchical bootstrap CI"
     )
     text = (
-        f"{what[0].upper()}{what[1:]}: seeds, then prompts within seed; "
+        f"{what[0].upper()}{what[1:]}: seeds and prompts (one prompt draw for all seeds: they "
+        "answered the same prompts); "
         f"B={int(n_boot)} resamples (rng seed {bootstrap_seed})"
     )
     if counts == {1}:
@@ -590,11 +595,18 @@ def write_table(
     caption: str,
     label: str,
     notes: Sequence[str] = (),
+    provenance: str | None = None,
 ) -> pd.DataFrame:
     """Numeric table -> CSV (for checks and reuse); formatted table -> Markdown and LaTeX.
 
+    With `provenance` (a stamp, "code <commit>, config <hash>": prefopt.provenance) the Markdown
+    and LaTeX get it as the last footnote and the CSV its parts as columns (`code_commit`,
+    `code_dirty`, `config_hash`), which match results/provenance.json.
     Returns `pretty`, so a notebook cell that ends with this call displays the table.
     """
+    if provenance:
+        notes = [*notes, provenance_note(provenance)]
+        data = stamp_columns(data, provenance)
     data.to_csv(out_path(csv), index=False)
     out_path(md).write_text(markdown_document(pretty, caption, notes), encoding="utf-8")
     out_path(tex).write_text(latex_table(pretty, caption, label, notes), encoding="utf-8")
@@ -619,7 +631,10 @@ def add_figure_notes(fig: Any, notes: Sequence[str], fontsize: float = 7.5) -> N
     )
 
 
-def save_figure(fig: Any, png: str | Path, pdf: str | Path) -> None:
-    """A figure as PNG (for the report and HTML) and as PDF (vector, for the paper)."""
+def save_figure(fig: Any, png: str | Path, pdf: str | Path, provenance: str | None = None) -> None:
+    """A figure as PNG (for the report and HTML) and as PDF (vector, for the paper); with
+    `provenance` (a stamp: prefopt.provenance), the stamp as the last line under the figure."""
+    if provenance:
+        add_figure_notes(fig, [provenance_note(provenance)])
     fig.savefig(out_path(png), dpi=150, bbox_inches="tight")
     fig.savefig(out_path(pdf), bbox_inches="tight")

@@ -8,10 +8,12 @@ to their ``leaderboard.csv`` and to the paper.
 Dropped judgments: alpaca_eval leaves a null preference (a judge failure) out of the win rate
 and ``n_total``. That is harmless only when the failures are a random sample of the outputs.
 For each row we therefore also report the mean output length of the null-judged outputs and of
-the judged ones, and the win rate if every null had counted as a loss (alpaca_eval's
-``get_winrate`` on the same annotations, nulls set to preference 1). In the authors' files the
-failures fall on unusually long outputs (APO: 29 nulls averaging about 3,247 characters against
-1,391 for the judged outputs), so dropping them helps those rows (APO 34.02 -> 32.80).
+the judged ones, and the win rate if every null had counted as a loss or as a tie (alpaca_eval's
+``get_winrate`` on the same annotations, nulls set to preference 1 or 1.5). In the authors' files
+the failures fall on unusually long outputs (APO: 29 nulls averaging about 3,247 characters
+against 1,391 for the judged outputs), so the reported number moves with the rule chosen for them
+(APO 34.02; 32.80 as losses, 34.60 as ties). LC win rates are recomputed when alpaca_eval's LC
+assets are at hand (a mirror or a download), else the reason is stated.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from prefopt import metrics
+from prefopt.provenance import provenance_note, stamp_columns
 
 #: Columns recomputed from annotations and compared with the authors' leaderboard.csv.
 RECOMPUTED_FIELDS = metrics.WINRATE_KEYS
@@ -45,6 +48,7 @@ NULL_COLUMNS = [
     "null_output_length_mean",
     "judged_output_length_mean",
     "re_win_rate_nulls_as_losses",
+    "re_win_rate_nulls_as_ties",
 ]
 #: The audit's yes/no columns. Nullable: the recomputation flags are NA for rows without
 #: published annotations, and all of them when the authors' artefacts are not available at all.
@@ -180,17 +184,22 @@ def _note(row: dict[str, Any]) -> str:
 
 def null_judgments(annotations: metrics.Annotations) -> dict[str, Any]:
     """Mean character length of the model outputs (``output_2``) whose judgment is null and of
-    those judged, and the win rate when every null counts as a loss (alpaca_eval's own
-    ``get_winrate`` with the nulls set to preference 1, "the baseline wins")."""
+    those judged, and the win rate when every null counts as a loss or as a tie (alpaca_eval's
+    own ``get_winrate`` with the nulls set to preference 1, "the baseline wins", or 1.5)."""
     df = metrics.load_annotations(annotations)
     null = pd.to_numeric(df["preference"], errors="coerce").isna()
     lengths = df["output_2"].str.len()
-    as_losses = df.assign(preference=df["preference"].where(~null, 1.0).astype(float))
-    winrate = metrics._import_alpaca_eval_metrics().get_winrate(as_losses)["win_rate"]
+    get_winrate = metrics._import_alpaca_eval_metrics().get_winrate
+
+    def winrate_with_nulls_as(preference: float) -> float:
+        filled = df.assign(preference=df["preference"].where(~null, preference).astype(float))
+        return float(get_winrate(filled)["win_rate"])
+
     return {
         "null_output_length_mean": float(lengths[null].mean()) if null.any() else None,
         "judged_output_length_mean": float(lengths[~null].mean()) if (~null).any() else None,
-        "re_win_rate_nulls_as_losses": float(winrate),
+        "re_win_rate_nulls_as_losses": winrate_with_nulls_as(1.0),
+        "re_win_rate_nulls_as_ties": winrate_with_nulls_as(1.5),
     }
 
 
@@ -323,6 +332,7 @@ def audit_markdown(table: pd.DataFrame, missing_reason: str | None = None) -> st
         "null_output_length_mean": "mean length, null-judged",
         "judged_output_length_mean": "mean length, judged",
         "re_win_rate_nulls_as_losses": "recomputed WR, nulls as losses",
+        "re_win_rate_nulls_as_ties": "recomputed WR, nulls as ties",
         "paper_lc_win_rate": "paper LC",
         "lb_length_controlled_winrate": "leaderboard LC",
         "lb_standard_error": "leaderboard SE",
@@ -343,7 +353,7 @@ def audit_markdown(table: pd.DataFrame, missing_reason: str | None = None) -> st
         "alpaca_eval drops a null judgment (a judge failure) from the win rate. The mean output "
         "lengths (characters) of the null-judged and the judged outputs show whether the "
         "failures are a random sample; *nulls as losses* is the win rate had every failure "
-        "counted as a loss.",
+        "counted as a loss, *nulls as ties* had every failure counted as a tie.",
         "",
         *([f"**Not audited:** {missing_reason}.", ""] if missing_reason else []),
         "| " + " | ".join(cols.values()) + " |",
@@ -363,15 +373,23 @@ def write_audit(
     table_path: str | os.PathLike,
     markdown_path: str | os.PathLike,
     *,
+    lc_assets_dir: str | None = None,
     missing_reason: str | None = None,
+    provenance: str | None = None,
 ) -> pd.DataFrame:
     """Compute the audit and write it as CSV and Markdown (without the authors' artefacts:
-    the paper's numbers and the reason, so the run still finishes and says why)."""
-    table = audit_table(authors_dir, table1_csv, missing_reason=missing_reason)
+    the paper's numbers and the reason, so the run still finishes and says why); with
+    `provenance` (a stamp: prefopt.provenance), both stamped like every other table."""
+    table = audit_table(
+        authors_dir, table1_csv, lc_assets_dir=lc_assets_dir, missing_reason=missing_reason
+    )
     if authors_dir is None:
         missing_reason = missing_reason or NOT_PROVIDED
     Path(table_path).parent.mkdir(parents=True, exist_ok=True)
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(table_path, index=False)
-    Path(markdown_path).write_text(audit_markdown(table, missing_reason), encoding="utf-8")
+    (stamp_columns(table, provenance) if provenance else table).to_csv(table_path, index=False)
+    text = audit_markdown(table, missing_reason)
+    if provenance:
+        text += f"\n{provenance_note(provenance)}\n"
+    Path(markdown_path).write_text(text, encoding="utf-8")
     return table

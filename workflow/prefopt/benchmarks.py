@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from prefopt.artifacts import markdown_document
+from prefopt.artifacts import add_figure_notes, markdown_document
+from prefopt.provenance import provenance_note, stamp_columns
 
 #: The columns of a Snakemake 9 benchmark file (BenchmarkRecord.get_header(), default format).
 BENCHMARK_COLUMNS = (
@@ -158,18 +159,25 @@ def write_runtime_outputs(
     csv: str | Path,
     md: str | Path,
     png: str | Path | None = None,
+    provenance: str | None = None,
 ) -> pd.DataFrame:
-    """The runtime table as CSV (numbers) and Markdown (for reading), and its figure as PNG."""
+    """The runtime table as CSV (numbers) and Markdown (for reading), and its figure as PNG;
+    with `provenance` (a stamp: prefopt.provenance), each stamped like every other artifact."""
     table = runtime_table(files_by_rule)
     for path in (csv, md, png):
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv, index=False)
-    Path(md).write_text(runtime_markdown(table), encoding="utf-8")
+    notes = [*NOTES, provenance_note(provenance)] if provenance else list(NOTES)
+    (stamp_columns(table, provenance) if provenance else table).to_csv(csv, index=False)
+    Path(md).write_text(
+        markdown_document(pretty_runtime_table(table), CAPTION, notes), encoding="utf-8"
+    )
     if png is not None:
         import matplotlib.pyplot as plt
 
         fig = runtime_figure(table)
+        if provenance:
+            add_figure_notes(fig, [provenance_note(provenance)])
         fig.savefig(png, dpi=150, bbox_inches="tight")
         plt.close(fig)
     return table

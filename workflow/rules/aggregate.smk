@@ -5,6 +5,7 @@ the run's cost: runtime by rule from every job's benchmark file."""
 # Light, CPU-only: on a cluster they run on the submit host.
 localrules:
     aggregate_scores,
+    write_provenance,
     audit_paper,
     runtime_by_rule,
 
@@ -50,10 +51,41 @@ rule aggregate_scores:
         "../scripts/aggregate_scores.py"
 
 
+# What produced the scores: code commit, config hash, package versions, sha256 of the data and
+# model files, judges as served (prefopt.provenance). Reruns when any score, the config, the
+# commit or the checkout's cleanliness changes; every artifact is stamped from it.
+rule write_provenance:
+    input:
+        scores=score_files(),
+        data=[PAIRS, ALPACA_EVAL_ITEMS, MT_BENCH_QUESTIONS]
+        + ([HELDOUT_PAIRS] if HELDOUT_VARIANTS else []),
+        model=MODEL_DIR,
+    output:
+        report(PROVENANCE, category="Provenance", caption="../report/provenance.rst"),
+    log:
+        "results/logs/write_provenance.log",
+    benchmark:
+        "results/benchmarks/write_provenance.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    params:
+        code=CODE_STATE,
+        config=results_config(config),  # without thread counts: they change no result
+        snakemake_version=SNAKEMAKE_VERSION,
+        # the only engine today: transformers' generate (its version is under `packages`)
+        generation_engine="hf",
+    script:
+        "../scripts/write_provenance.py"
+
+
 rule audit_paper:
     input:
         authors_dir=optional_source("authors_alpaca_eval"),
         table1="workflow/resources/paper/table1.csv",
+        # recomputes the authors' LC win rates when alpaca_eval's LC assets are at hand
+        lc_assets=optional_source("alpaca_eval_lc"),
     output:
         table=AUDIT_TABLE,
         markdown="results/tables/audit_paper_numbers.md",
@@ -69,6 +101,8 @@ rule audit_paper:
         missing_reason=missing_source_reason(
             "authors_alpaca_eval", "the paper authors' AlpacaEval annotations"
         ),
+        provenance_stamp=PROVENANCE_STAMP,
+        lc_assets_dir=lambda wc, input: input.lc_assets or source_file("alpaca_eval_lc"),
     script:
         "../scripts/audit_paper.py"
 
@@ -103,5 +137,7 @@ rule runtime_by_rule:
         "../../envs/notebooks.yaml"
     container:
         config["containers"]["notebooks"]
+    params:
+        provenance_stamp=PROVENANCE_STAMP,
     script:
         "../scripts/runtime_by_rule.py"

@@ -11,6 +11,18 @@ ART_TABLES = "results/tables"
 ART_FIGURES = "results/figures"
 ART_NOTEBOOKS = "results/notebooks"
 ART_PAPER = "workflow/resources/paper"
+# "code <commit>, config <hash>" under every table and figure (prefopt.provenance; the full
+# record: rule write_provenance). A param, not an input: a new commit or config restamps every
+# artifact, while a changed score file still reruns only the artifacts that read it. (This file
+# alone, as in its tests, has no stamp.)
+ART_STAMP = globals().get("PROVENANCE_STAMP", "")
+# Held-out preference scores per pair (rule aggregate_heldout), Table 1's held-out column; none
+# when the run scores no held-out pairs (HELDOUT_VARIANTS, common.smk; this file alone: assumed).
+ART_HELDOUT_PER_PAIR = (
+    "results/scores/heldout_preference_per_pair.csv"
+    if globals().get("HELDOUT_VARIANTS", True)
+    else []
+)
 # the judge whose rows the notebooks use ("auto": the only one / the API judge)
 ART_ALPACA_JUDGE = config.get("judges", {}).get("alpaca_eval", "auto")
 ART_MT_BENCH_JUDGE = config.get("judges", {}).get("mt_bench", "auto")
@@ -104,6 +116,7 @@ rule render_table1_alpaca_eval:
         alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
         per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
+        heldout_per_pair_csv=ART_HELDOUT_PER_PAIR,
     output:
         **_reported("table1_alpaca_eval"),
         notebook=f"{ART_NOTEBOOKS}/table1_alpaca_eval.ipynb",
@@ -120,11 +133,17 @@ rule render_table1_alpaca_eval:
         **ART_BOOTSTRAP,
         judge=ART_ALPACA_JUDGE,
         local_judge_model=ART_LOCAL_JUDGE_MODEL,
+        provenance_stamp=ART_STAMP,
     shell:
         _render_cmd(
             "table1_alpaca_eval",
-            ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
-            ["judge", "local_judge_model", "n_bootstrap", "bootstrap_seed"],
+            [
+                "alpaca_eval_csv",
+                "per_prompt_csv",
+                "variants_csv",
+                "heldout_per_pair_csv",
+            ],
+            ["judge", "local_judge_model", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
         )
 
 
@@ -150,11 +169,12 @@ rule render_fig1_alpaca_eval_bars:
         **ART_BOOTSTRAP,
         judge=ART_ALPACA_JUDGE,
         local_judge_model=ART_LOCAL_JUDGE_MODEL,
+        provenance_stamp=ART_STAMP,
     shell:
         _render_cmd(
             "fig1_alpaca_eval_bars",
             ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
-            ["judge", "local_judge_model", "n_bootstrap", "bootstrap_seed"],
+            ["judge", "local_judge_model", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
         )
 
 
@@ -178,11 +198,12 @@ rule render_fig2_3_mt_bench_radar:
     params:
         judge=ART_MT_BENCH_JUDGE,
         local_judge_model=ART_LOCAL_JUDGE_MODEL,
+        provenance_stamp=ART_STAMP,
     shell:
         _render_cmd(
             "fig2_3_mt_bench_radar",
             ["mt_bench_csv", "variants_csv"],
-            ["judge", "local_judge_model"],
+            ["judge", "local_judge_model", "provenance_stamp"],
         )
 
 
@@ -213,6 +234,7 @@ rule render_paper_vs_reproduction:
         alpaca_eval_judge=ART_ALPACA_JUDGE,
         mt_bench_judge=ART_MT_BENCH_JUDGE,
         local_judge_model=ART_LOCAL_JUDGE_MODEL,
+        provenance_stamp=ART_STAMP,
     shell:
         _render_cmd(
             "paper_vs_reproduction",
@@ -229,6 +251,7 @@ rule render_paper_vs_reproduction:
                 "alpaca_eval_judge",
                 "mt_bench_judge",
                 "local_judge_model",
+                "provenance_stamp",
                 "n_bootstrap",
                 "bootstrap_seed",
             ],
@@ -252,8 +275,10 @@ rule render_training_dynamics:
         "../../envs/notebooks.yaml"
     container:
         config["containers"]["notebooks"]
+    params:
+        provenance_stamp=ART_STAMP,
     shell:
-        _render_cmd("training_dynamics", ["diagnostics_csv", "variants_csv"])
+        _render_cmd("training_dynamics", ["diagnostics_csv", "variants_csv"], ["provenance_stamp"])
 
 
 rule render_length_analysis:
@@ -277,11 +302,12 @@ rule render_length_analysis:
     params:
         judge=ART_ALPACA_JUDGE,
         local_judge_model=ART_LOCAL_JUDGE_MODEL,
+        provenance_stamp=ART_STAMP,
     shell:
         _render_cmd(
             "length_analysis",
             ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
-            ["judge", "local_judge_model"],
+            ["judge", "local_judge_model", "provenance_stamp"],
         )
 
 
@@ -306,9 +332,10 @@ rule render_paired_comparisons:
         **ART_BOOTSTRAP,
         judge=ART_ALPACA_JUDGE,
         local_judge_model=ART_LOCAL_JUDGE_MODEL,
+        provenance_stamp=ART_STAMP,
     shell:
         _render_cmd(
             "paired_comparisons",
             ["per_prompt_csv", "variants_csv"],
-            ["judge", "local_judge_model", "n_bootstrap", "bootstrap_seed"],
+            ["judge", "local_judge_model", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
         )

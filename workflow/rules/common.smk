@@ -1,5 +1,6 @@
 """Config validation, wildcard constraints, paths and input functions (no rules here)."""
 
+import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,13 @@ from prefopt.config import (
     variant_params,
 )
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
+from prefopt.provenance import (
+    PROVENANCE_PATH,
+    code_state,
+    config_hash,
+    results_config,
+    stamp_text,
+)
 
 try:
     validate_config(config)
@@ -146,6 +154,15 @@ def checkpoints_of_run():
 
 
 AUDIT_TABLE = "results/tables/audit_paper_numbers.csv"
+#: What produced the results (written by write_provenance); every table and figure is stamped.
+PROVENANCE = PROVENANCE_PATH
+#: The checked-out commit and whether tracked code differs from it, read once per invocation: a
+#: new commit or an edit rewrites the provenance record and restamps the artifacts.
+CODE_STATE = code_state(workflow.basedir)
+#: The scheduler's own version (jobs may run in other environments: conda, containers).
+SNAKEMAKE_VERSION = importlib.metadata.version("snakemake")
+#: "code <commit>, config <hash>": a param of every rule that writes a table or figure.
+PROVENANCE_STAMP = stamp_text(CODE_STATE["commit"], CODE_STATE["dirty"], config_hash(config))
 #: What the run cost: runtime by rule, from every job's benchmark file (rule runtime_by_rule).
 RUNTIME_OUTPUTS = {
     "table": "results/tables/runtime_by_rule.csv",
@@ -326,6 +343,7 @@ def run_jobs():
     add("aggregate_scores")
     if downloaded(optional_source("authors_alpaca_eval")):
         add("download_authors_annotations")
+    add("write_provenance")
     add("audit_paper")
     for artifact in ARTIFACTS:
         add(f"render_{artifact}")

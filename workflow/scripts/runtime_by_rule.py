@@ -1,5 +1,5 @@
 """Snakemake wiring: the run's runtime by rule, from the benchmark files of its jobs (named
-inputs, one per rule)."""
+inputs, one per rule), stamped with the run's provenance."""
 
 from prefopt.benchmarks import write_runtime_outputs
 from prefopt.runtime import setup_logging
@@ -7,7 +7,11 @@ from prefopt.runtime import setup_logging
 log = setup_logging(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output
 table = write_runtime_outputs(
-    {rule: inp[rule] for rule in inp.keys()}, out.table, out.markdown, out.figure
+    {rule: inp[rule] for rule in inp.keys()},
+    out.table,
+    out.markdown,
+    out.figure,
+    provenance=snakemake.params.provenance_stamp,
 )
 total = table.iloc[-1]
 log.info(
