@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def workdir(tmp_path_factory):
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny e2e"]):
         subprocess.run(git + args, check=True, capture_output=True)
     return repo
+
+
+def check_no_machine_paths(workdir: Path) -> None:
+    """No file under results/ (logs, models, notebooks, tables; bytes, so binaries too) names
+    this machine's layout: the working copy, the Python environment or the home folder."""
+    needles = {str(workdir.resolve()), sys.prefix, sys.base_prefix, str(Path.home())} - {"/"}
+    found = [
+        f"{path.relative_to(workdir)}: {needle}"
+        for path in sorted((workdir / "results").rglob("*"))
+        if path.is_file()
+        for needle in needles
+        if needle.encode() in path.read_bytes()
+    ]
+    assert not found, "\n".join(found)
 
 
 def check_provenance(workdir: Path) -> None:
@@ -104,6 +119,7 @@ def test_tiny_dag_end_to_end(workdir):
     table1_heldout = table1.set_index("variant")["heldout_accuracy_mean"]
     assert table1_heldout["base"] == 0.5 and table1_heldout.notna().all()
     check_provenance(workdir)
+    check_no_machine_paths(workdir)
 
     # The run's cost: the runtime table has one row per rule with the jobs that ran, and a total.
     ran = Counter(re.findall(r"^(?:local)?rule (\w+):$", run.stdout + run.stderr, flags=re.M))

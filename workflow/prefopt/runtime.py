@@ -11,18 +11,41 @@ from pathlib import Path
 from typing import Any
 
 
+def machine_free(text: str) -> str:
+    """`text` without this machine's layout: paths under the working directory (the repository,
+    under Snakemake) become relative, paths into the Python environment start with <python>,
+    the home folder is ~. Log files are results too; they must not carry one machine's paths."""
+    prefixes = {
+        f"{Path.cwd()}/": "",
+        f"{sys.prefix}/": "<python>/",
+        f"{sys.base_prefix}/": "<python>/",
+        f"{Path.home()}/": "~/",
+    }
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if prefix != "//":
+            text = text.replace(prefix, prefixes[prefix])
+    return text
+
+
+class MachineFreeFormatter(logging.Formatter):
+    """A log formatter whose lines (tracebacks and captured warnings included) pass through
+    `machine_free`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return machine_free(super().format(record))
+
+
 def setup_logging(log_path: str | Path | None) -> logging.Logger:
-    """Send this job's logging and warnings to its Snakemake `log:` file (and stderr)."""
+    """Send this job's logging and warnings to its Snakemake `log:` file (and stderr), without
+    absolute machine paths."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+    formatter = MachineFreeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
     logging.captureWarnings(True)
     logger = logging.getLogger("prefopt")
 
