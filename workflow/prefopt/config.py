@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,19 @@ def _dotted(path: Any) -> str:
     return out or "<top level>"
 
 
+@functools.lru_cache(maxsize=8)
+def _validator(schema_path: str) -> Any:
+    """The schema's validator, built once per process (the config fuzz validates hundreds)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    return _with_defaults(Draft202012Validator)(schema)
+
+
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate `config` in place (schema + cross-key rules) and return it with defaults."""
     # `--config mirror_dir=null` arrives as a string: it means "no mirror" (download).
     if str(config.get("mirror_dir")).strip().lower() in NO_MIRROR:
         config["mirror_dir"] = None
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = _with_defaults(Draft202012Validator)(schema)
+    validator = _validator(str(schema_path))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
