@@ -109,6 +109,12 @@ def test_tiny_dag_end_to_end(workdir):
     assert mt["score"].between(1, 10).all()
     diag = pd.read_csv(res / "train" / "apo_hinge_zero" / "seed0" / "diagnostics.csv")
     assert {"active_fraction_chosen", "active_fraction_rejected"} <= set(diag.columns)
+    # the step-0 reference check ran before the first step and passed (policy == cache)
+    summary_file = res / "train" / "apo_hinge_zero" / "seed0" / "model" / "prefopt_training.json"
+    summary = json.loads(summary_file.read_text())
+    check = summary["reference_check"]
+    assert check["pairs_checked"] == 4 and check["max_abs_diff_nats"] <= check["tolerance_nats"]
+    assert summary["precision_resolved"] == check["precision"]
     assert len(diag) >= 1
     # The generation-free signal on the 8 held-out shipped rows (not the dataset's test split).
     heldout = pd.read_csv(res / "scores" / "heldout_preference.csv").set_index("variant")

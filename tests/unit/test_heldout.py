@@ -285,7 +285,7 @@ TRAINING = {
     "warmup_ratio": 0.0,
     "gradient_checkpointing": False,
     "logging_steps": 1,
-    "precision": "bf16",  # the embedded default's autocast
+    "precision": "auto",  # as the embedded default: bf16 autocast where native, else fp32
     "threads": 1,
 }
 CACHE_KEYS = ("precision", "max_length", "max_prompt_length", "reference_batch_size")

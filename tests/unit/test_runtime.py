@@ -7,8 +7,11 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
-from prefopt.runtime import machine_free, setup_logging
+import pytest
+
+from prefopt.runtime import ALLOW_CPU_ENV, machine_free, require_gpu, setup_logging
 
 
 def test_machine_free_rewrites_working_copy_environment_and_home(tmp_path, monkeypatch):
@@ -44,3 +47,24 @@ def test_job_logs_carry_no_machine_paths(tmp_path, monkeypatch):
     assert "wrote results/out.json" in text and "failed reading in.json" in text
     assert "<python>/" in text and "Traceback" in text
     assert str(tmp_path) not in text and sys.prefix not in text
+
+
+def _job(gpu: int):
+    return SimpleNamespace(rule="train_policy", resources=SimpleNamespace(gpu=gpu))
+
+
+def test_a_gpu_job_without_a_gpu_stops_naming_nv_unless_the_cpu_is_allowed(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(ALLOW_CPU_ENV, "0")
+    with pytest.raises(RuntimeError, match=r"rule train_policy needs a CUDA GPU.*--nv.*--gpus"):
+        require_gpu(_job(gpu=1))
+    require_gpu(_job(gpu=0))  # a CPU rule is never stopped
+    monkeypatch.setenv(ALLOW_CPU_ENV, "1")
+    require_gpu(_job(gpu=1))  # allow_cpu: true (the embedded and test configs)
+    monkeypatch.delenv(ALLOW_CPU_ENV)
+    with pytest.raises(RuntimeError, match="allow_cpu: true"):
+        require_gpu(_job(gpu=1))  # unset: the paper's default, no fallback
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    require_gpu(_job(gpu=1))

@@ -134,3 +134,14 @@ def test_a_run_shorter_than_logging_steps_still_logs_a_row(repo, smollm2_dir, tm
     assert lam == [summary["lambda_per_step"][0][a] for a in aspects]
     # policy == reference at the only logged step: the loss is log N exactly
     assert diag.loc[0, "loss"] == pytest.approx(torch.log(torch.tensor(4.0)).item(), abs=1e-4)
+
+
+def test_non_finite_listwise_reference_is_rejected():
+    from prefopt.seed_training import check_finite_listwise_reference
+    from prefopt.training import ReferenceCacheError
+
+    rows = [{"prompt_id": "p0", "ref_logps": [-3.0, -4.5]}]
+    check_finite_listwise_reference(rows, "cache.jsonl")
+    rows.append({"prompt_id": "p1", "ref_logps": [-3.0, float("-inf"), float("nan")]})
+    with pytest.raises(ReferenceCacheError, match=r"prompt 'p1' .* candidate\(s\) \[1, 2\]"):
+        check_finite_listwise_reference(rows, "cache.jsonl")

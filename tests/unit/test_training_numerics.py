@@ -16,6 +16,7 @@ On the *same* batch the two forwards are bit for bit equal, which is what is tes
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -172,3 +173,76 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native
     assert (args["bf16"], args["fp16"]) == (native, False)
     with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
         trainer_arguments("out", {**TRAINING, "precision": "fp16"}, seed=0)
+
+
+def test_step_zero_reference_check_passes_with_the_training_numerics(smollm2_dir, pairs, tmp_path):
+    """The cache made by the rule's function with the training settings: within tolerance."""
+    from prefopt.training import (
+        REFERENCE_CHECK_TOLERANCE_NATS,
+        build_policy_trainer,
+        check_reference_at_step_zero,
+        compute_reference_logps,
+    )
+
+    training = {**TRAINING, "precision": "fp32"}
+    reference = tmp_path / "reference.jsonl"
+    compute_reference_logps(smollm2_dir, pairs, reference, training)
+    trainer, _ = build_policy_trainer(
+        smollm2_dir, pairs, reference, tmp_path / "work", training, "dpo", {"beta": 0.1}, seed=0
+    )
+    report = check_reference_at_step_zero(trainer, reference, "fp32")
+    assert report["pairs_checked"] == TRAINING["per_device_train_batch_size"]
+    assert report["max_abs_diff_nats"] <= REFERENCE_CHECK_TOLERANCE_NATS["fp32"]
+
+
+def test_step_zero_reference_check_names_the_pair_of_a_mismatched_cache(
+    smollm2_dir, pairs, tmp_path
+):
+    """A cache computed with other numerics (here: another truncation, max length 100) stops
+    training before its first step, naming the pair and both values."""
+    from prefopt.training import (
+        ReferenceCacheError,
+        build_policy_trainer,
+        check_reference_at_step_zero,
+        compute_reference_logps,
+    )
+
+    training = {**TRAINING, "precision": "fp32"}
+    reference = tmp_path / "reference.jsonl"
+    compute_reference_logps(smollm2_dir, pairs, reference, {**training, "max_length": 100})
+    trainer, _ = build_policy_trainer(
+        smollm2_dir, pairs, reference, tmp_path / "work", training, "dpo", {"beta": 0.1}, seed=0
+    )
+    first_pair = trainer.train_dataset["pair_id"][0]
+    with pytest.raises(ReferenceCacheError, match=r"step-0 reference check failed for pair") as err:
+        check_reference_at_step_zero(trainer, reference, "fp32")
+    message = str(err.value)
+    assert first_pair in message and "rerun cache_reference_logps" in message
+    assert re.search(r"has -?\d+\.\d{4}, the policy's own log-prob .* is -?\d+\.\d{4}", message)
+
+
+def test_non_finite_cached_values_are_rejected_when_read(smollm2_dir, pairs, tmp_path):
+    from prefopt.training import ReferenceCacheError, build_policy_trainer, check_finite_reference
+
+    rows = [
+        {"pair_id": r["pair_id"], "ref_chosen_logps": -10.0, "ref_rejected_logps": -12.0}
+        for r in read_jsonl(pairs)
+    ]
+    rows[2]["ref_rejected_logps"] = float("nan")
+    reference = tmp_path / "reference.jsonl"
+    write_jsonl(rows, reference)
+    bad = rows[2]["pair_id"]
+    with pytest.raises(ReferenceCacheError, match=rf"pair '{bad}' has ref_rejected_logps = nan"):
+        build_policy_trainer(
+            smollm2_dir,
+            pairs,
+            reference,
+            tmp_path / "w",
+            {**TRAINING, "precision": "fp32"},
+            "dpo",
+            {"beta": 0.1},
+            seed=0,
+        )
+    with pytest.raises(ReferenceCacheError, match="ref_chosen_logps = inf"):
+        check_finite_reference([{"pair_id": "p", "ref_chosen_logps": math.inf}], "cache.jsonl")
+    check_finite_reference(rows[:2], "cache.jsonl")  # finite rows pass

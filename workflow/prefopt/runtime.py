@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import sys
 from importlib import metadata
@@ -56,6 +57,39 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     if log_path:
         sys.excepthook = log_uncaught
     return logger
+
+
+#: Set by common.smk from config `allow_cpu` for every job ("1": GPU jobs may run on the CPU).
+ALLOW_CPU_ENV = "PREFOPT_ALLOW_CPU"
+GPU_HELP = (
+    "Expose the GPU to the job: with Apptainer add --apptainer-args '--nv' (profiles/apptainer "
+    "does); with Docker, --gpus all; on SLURM the job must get one (profiles/slurm asks --gpus=1 "
+    "for gpu=1; some sites want --gres=gpu:1 or a GPU partition); on the node, nvidia-smi must "
+    "list it and torch must be a CUDA build. To run on the CPU on purpose (days at the paper's "
+    "scale), set allow_cpu: true"
+)
+
+
+def require_gpu(snakemake: Any) -> None:
+    """A job whose rule declares the `gpu` resource runs on a CUDA GPU, or stops here, before
+    any work, saying how to expose one, unless the config allows the CPU (`allow_cpu`).
+
+    Without this a missing `--nv` made torch see no GPU and the paper's jobs ran on the CPU for
+    days without a word."""
+    if not int(getattr(getattr(snakemake, "resources", None), "gpu", 0) or 0):
+        return
+    if os.environ.get(ALLOW_CPU_ENV, "0") == "1":
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    rule = getattr(snakemake, "rule", "?")
+    raise RuntimeError(
+        f"rule {rule} needs a CUDA GPU (resources: gpu=1, config allow_cpu: false) "
+        f"but torch {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}) sees none. "
+        f"{GPU_HELP}."
+    )
 
 
 def versions() -> dict[str, Any]:

@@ -13,6 +13,7 @@ pairing the wrong positions.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,21 @@ def _batches(items: list[Any], size: int) -> list[list[Any]]:
 # --------------------------------------------------------------------------- caches
 
 
+def check_finite_listwise_reference(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Every cached candidate log-prob is finite (fp16 overflow gives inf/nan): checked when the
+    λ-DPO reference cache is written and when training reads it."""
+    from prefopt.training import ReferenceCacheError
+
+    for row in rows:
+        bad = [i for i, v in enumerate(row["ref_logps"]) if not math.isfinite(float(v))]
+        if bad:
+            raise ReferenceCacheError(
+                f"{path}: prompt {row['prompt_id']!r} has non-finite ref_logps for candidate(s) "
+                f"{bad} ({[row['ref_logps'][i] for i in bad]}); delete the cache and rerun "
+                "cache_listwise_reference_logps (with fp32 if the values overflowed)"
+            )
+
+
 @torch.no_grad()
 def cache_listwise_reference(
     model_dir: str | Path, listwise_path: str | Path, out_path: str | Path, training: dict
@@ -198,6 +214,7 @@ def cache_listwise_reference(
                 "lengths": lengths.cpu().tolist(),
             }
         )
+    check_finite_listwise_reference(out, out_path)
     write_jsonl(out, out_path)
     return {"n_prompts": len(out)}
 
@@ -513,7 +530,9 @@ def _check_ids(cached: dict[str, Any], fresh: dict[str, Any], keys: tuple[str, .
 def _training_rows(method: str, tok: Any, inputs: dict[str, Any], training: dict[str, Any]):
     if method == "lambda_dpo":
         rows = encode_listwise(read_jsonl(inputs["listwise"]), tok, training)
-        ref = {r["prompt_id"]: r for r in read_jsonl(inputs["reference"])}
+        cached = read_jsonl(inputs["reference"])
+        check_finite_listwise_reference(cached, inputs["reference"])
+        ref = {r["prompt_id"]: r for r in cached}
         for row in rows:
             if row["prompt_id"] not in ref:
                 raise ValueError(f"prompt {row['prompt_id']} missing from {inputs['reference']}")

@@ -10,6 +10,7 @@ the per-pair loss is `prefopt.losses.pairwise_loss`. No training job runs the re
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -219,6 +220,79 @@ class PrefOptDPOTrainer(DPOTrainer):
         return (loss, None) if return_outputs else loss
 
 
+#: Largest |cached - recomputed| reference log-prob (nats, per sequence) the step-0 check accepts,
+#: by resolved precision: fp32 is exact up to summation order; bf16/fp16 autocast moves a
+#: sequence by up to ~0.6 nats between batches of other shapes (tests/unit/test_training_numerics).
+REFERENCE_CHECK_TOLERANCE_NATS = {"fp32": 1e-3, "bf16": 1.0, "fp16": 1.0}
+
+
+class ReferenceCacheError(ValueError):
+    """A reference cache that training must not read (the message names the pair and values)."""
+
+
+def check_finite_reference(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Every cached log-prob is a finite number (fp16 overflow gives inf/nan): checked when the
+    cache is written and when training reads it."""
+    for row in rows:
+        for key in ("ref_chosen_logps", "ref_rejected_logps"):
+            value = row.get(key)
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise ReferenceCacheError(
+                    f"{path}: pair {row.get('pair_id')!r} has {key} = {value!r}, not a finite "
+                    "number; the reference cache is unusable: delete it and rerun "
+                    "cache_reference_logps (with fp32 if the values overflowed)"
+                )
+
+
+def check_reference_at_step_zero(
+    trainer: Any, reference_path: str | Path, precision: str
+) -> dict[str, Any]:
+    """Before the first optimiser step the policy *is* the reference: recompute its log-probs on
+    the first training pairs (one batch, the trainer's own forward and autocast) and compare
+    them with the cache. Beyond `REFERENCE_CHECK_TOLERANCE_NATS` the cache was made with other
+    numerics (weights dtype, autocast, kernels, truncation, tokenizer) and every loss would see
+    a spurious per-pair offset: stop, naming the pair and both values."""
+    from torch.utils.data import DataLoader
+
+    on_gpu = trainer.accelerator.device.type == "cuda"
+    precision = resolve_precision(precision, on_gpu)
+    tolerance = REFERENCE_CHECK_TOLERANCE_NATS[precision]
+    n = min(trainer.args.per_device_train_batch_size, len(trainer.train_dataset))
+    first = trainer.train_dataset.select(range(n))
+    loader = DataLoader(
+        first.remove_columns(["pair_id"]), batch_size=n, collate_fn=trainer.data_collator
+    )
+    batch = next(iter(loader))
+    device = trainer.accelerator.device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    was_training = trainer.model.training
+    trainer.model.eval()
+    chosen, rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+    trainer.model.train(was_training)
+    worst = {"diff": 0.0}
+    for i, pid in enumerate(first["pair_id"]):
+        for side, own in (("chosen", chosen), ("rejected", rejected)):
+            cached, mine = float(first[f"ref_{side}_logps"][i]), float(own[i])
+            diff = abs(cached - mine)
+            if diff > worst["diff"]:
+                worst = {"diff": diff, "pair_id": pid, "side": side}
+            if diff > tolerance:
+                raise ReferenceCacheError(
+                    f"step-0 reference check failed for pair {pid!r} ({side}): the cache "
+                    f"{reference_path} has {cached:.4f}, the policy's own log-prob before any "
+                    f"step is {mine:.4f} (|difference| {diff:.4g} nats > {tolerance:g} allowed "
+                    f"at {precision}). The cache was computed with other numerics (weights "
+                    "dtype, autocast, truncation or tokenizer) than training: delete it and "
+                    "rerun cache_reference_logps with this config"
+                )
+    return {
+        "pairs_checked": n,
+        "max_abs_diff_nats": worst["diff"],
+        "tolerance_nats": tolerance,
+        "precision": precision,
+    }
+
+
 def compute_reference_logps(
     model_dir: str | Path,
     pairs_path: str | Path,
@@ -236,6 +310,7 @@ def compute_reference_logps(
         {"pair_id": pid, "ref_chosen_logps": c, "ref_rejected_logps": r}
         for pid, c, r in zip(scored["pair_id"], scored["chosen"], scored["rejected"], strict=True)
     ]
+    check_finite_reference(rows, out_path)
     write_jsonl(rows, out_path)
     return {"n_pairs": len(rows), "n_dropped_by_trl": scored["n_dropped_by_trl"]}
 
@@ -384,7 +459,9 @@ def build_policy_trainer(
     """
     model, tokenizer, on_gpu = load_for_training(model_dir, training, seed)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
-    reference = {r["pair_id"]: r for r in read_jsonl(reference_path)}
+    rows = read_jsonl(reference_path)
+    check_finite_reference(rows, reference_path)
+    reference = {r["pair_id"]: r for r in rows}
     missing = [pid for pid in dataset["pair_id"] if pid not in reference]
     if missing:
         raise ValueError(
@@ -433,6 +510,14 @@ def train_policy(
         learning_rate,
         diagnostics_path,
     )
+    reference_check = check_reference_at_step_zero(trainer, reference_path, training["precision"])
     return train_and_save(
-        trainer, tokenizer, out_dir, training, loss=loss_name, params=loss_params, seed=seed
+        trainer,
+        tokenizer,
+        out_dir,
+        training,
+        loss=loss_name,
+        params=loss_params,
+        seed=seed,
+        reference_check=reference_check,
     )

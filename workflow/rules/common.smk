@@ -31,6 +31,7 @@ from prefopt.config import (
     variant_params,
 )
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
+from prefopt.runtime import ALLOW_CPU_ENV
 from prefopt.provenance import (
     PROVENANCE_PATH,
     code_state,
@@ -48,6 +49,11 @@ try:
         )
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration:\n{err}") from None
+
+# Whether GPU jobs may run on the CPU (prefopt.runtime.require_gpu reads it in every job). An
+# environment variable, not a param: it decides where a job runs, not what it computes, so
+# changing it reruns nothing.
+os.environ[ALLOW_CPU_ENV] = "1" if config["allow_cpu"] else "0"
 
 
 MODEL = config["model"]["slug"]

@@ -4,9 +4,10 @@ import torch
 
 from prefopt.generation import generate_alpaca_eval
 from prefopt.modeling import load_model
-from prefopt.runtime import read_json, setup_logging, write_json
+from prefopt.runtime import read_json, require_gpu, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 torch.set_num_threads(snakemake.threads)
 gen = snakemake.params.generation
 model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"], cpu_dtype=gen["cpu_dtype"])

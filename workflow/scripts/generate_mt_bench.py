@@ -5,9 +5,10 @@ import torch
 from prefopt.data import read_jsonl, write_jsonl
 from prefopt.generation import generate_mt_bench
 from prefopt.modeling import load_model
-from prefopt.runtime import setup_logging
+from prefopt.runtime import require_gpu, setup_logging
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 torch.set_num_threads(snakemake.threads)
 gen = snakemake.params.generation
 model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"], cpu_dtype=gen["cpu_dtype"])

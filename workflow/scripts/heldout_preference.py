@@ -6,9 +6,10 @@ import time
 import torch
 
 from prefopt.heldout import heldout_scores, preference_summary
-from prefopt.runtime import setup_logging, versions
+from prefopt.runtime import require_gpu, setup_logging, versions
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 inp, par, wc = snakemake.input, snakemake.params, snakemake.wildcards
 torch.set_num_threads(snakemake.threads)
 start = time.perf_counter()

@@ -4,9 +4,10 @@ import torch
 
 from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model
-from prefopt.runtime import read_json, setup_logging, write_json
+from prefopt.runtime import read_json, require_gpu, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 torch.set_num_threads(snakemake.threads)
 reference = read_json(snakemake.input.reference)
 outputs = read_json(snakemake.input.outputs)

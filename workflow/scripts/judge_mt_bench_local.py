@@ -5,9 +5,10 @@ import torch
 from prefopt.data import read_jsonl, write_jsonl
 from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model
-from prefopt.runtime import setup_logging
+from prefopt.runtime import require_gpu, setup_logging
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 torch.set_num_threads(snakemake.threads)
 questions = read_jsonl(snakemake.input.questions)
 answers = {a["question_id"]: a["choices"][0]["turns"] for a in read_jsonl(snakemake.input.answers)}

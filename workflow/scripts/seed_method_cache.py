@@ -4,9 +4,10 @@ responses, teacher advantage); the computation lives in prefopt.seed_training.""
 import torch
 
 from prefopt import seed_training as st
-from prefopt.runtime import setup_logging, versions
+from prefopt.runtime import require_gpu, setup_logging, versions
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
 torch.set_num_threads(snakemake.threads)
 training = params.training

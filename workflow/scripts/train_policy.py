@@ -1,10 +1,11 @@
 """Snakemake wiring: train one variant with one seed from the cached reference log-probs."""
 
 from prefopt.config import loss_params
-from prefopt.runtime import setup_logging, versions
+from prefopt.runtime import require_gpu, setup_logging, versions
 from prefopt.training import train_policy
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 variant = snakemake.params.variant
 training = {**snakemake.params.training, "threads": snakemake.threads}
 summary = train_policy(

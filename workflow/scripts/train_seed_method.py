@@ -1,10 +1,11 @@
 """Snakemake wiring: train one seed-method variant (lambda-DPO, DCKD or ADPA) with one seed."""
 
 from prefopt.config import loss_params
-from prefopt.runtime import setup_logging, versions
+from prefopt.runtime import require_gpu, setup_logging, versions
 from prefopt.seed_training import train_seed_method
 
 log = setup_logging(snakemake.log[0])
+require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 variant = snakemake.params.variant
 training = {**snakemake.params.training, "threads": snakemake.threads}
 summary = train_seed_method(
