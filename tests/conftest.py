@@ -21,25 +21,42 @@ settings.register_profile("prefopt", derandomize=True)
 settings.load_profile("prefopt")
 
 MIRROR_ENV = "PREFOPT_MIRROR"
+#: Set to 1 (`bash workflow/bin/test --heavy`) to run the `heavy` tests too.
+HEAVY_ENV = "PREFOPT_HEAVY"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 _deselected_for_mirror: list[str] = []
+_deselected_heavy: list[str] = []
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect `mirror` tests when no mirror is configured (counted in the summary, not
-    skipped one by one: they cannot run here, and nothing else is silently skipped)."""
-    if os.environ.get(MIRROR_ENV):
-        return
-    keep = [item for item in items if item.get_closest_marker("mirror") is None]
-    dropped = [item for item in items if item.get_closest_marker("mirror") is not None]
+def _deselect(
+    config: pytest.Config, items: list[pytest.Item], marker: str, into: list[str]
+) -> None:
+    keep = [item for item in items if item.get_closest_marker(marker) is None]
+    dropped = [item for item in items if item.get_closest_marker(marker) is not None]
     if dropped:
-        _deselected_for_mirror.extend(item.nodeid for item in dropped)
+        into.extend(item.nodeid for item in dropped)
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect `mirror` tests when no mirror is configured, and `heavy` tests unless asked for
+    (counted in the summary, not skipped one by one, so nothing is left out silently)."""
+    if not os.environ.get(MIRROR_ENV):
+        _deselect(config, items, "mirror", _deselected_for_mirror)
+    if os.environ.get(HEAVY_ENV) != "1":
+        _deselect(config, items, "heavy", _deselected_heavy)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _deselected_heavy:
+        terminalreporter.write_line(
+            f"{len(_deselected_heavy)} tests marked 'heavy' deselected (about 20 min on a 2-core "
+            f"AVX2 CPU: every loss trained through the DAG, the seed-method branches end to end); "
+            f"run them with bash workflow/bin/test --heavy ({HEAVY_ENV}=1)",
+            yellow=True,
+        )
     if _deselected_for_mirror:
         terminalreporter.write_line(
             f"{len(_deselected_for_mirror)} tests marked 'mirror' deselected: they need the paper "

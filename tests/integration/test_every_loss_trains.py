@@ -9,7 +9,7 @@ from helpers import copy_workflow, run_snakemake
 
 from prefopt.losses import LOSSES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 
 def test_each_variant_trains_and_logs_diagnostics(repo, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import copy_workflow, run_snakemake
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 STUDENTS = ["dckd", "adpa", "adpa_plus", "lambda_dpo"]
 

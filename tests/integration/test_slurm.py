@@ -260,15 +260,27 @@ def test_profile_on_toy_workflow(slurm_cluster, tmp_path):
     assert gpu[0] == "gpu" and gpu[1] != "none" and gpu[2] == "0"  # a job, with the fake GPU 0
 
 
+#: What the tiny SLURM run builds: model, data, reference caches, training and held-out scoring
+#: for every variant, one generation and its judgment (every kind of GPU job, 12 jobs); the rest
+#: of the DAG is the same code the local tiny e2e test runs, and would double CI's time here.
+SLURM_TARGETS = [
+    "results/scores/heldout_preference.csv",
+    "results/judgments/alpaca_eval/local/apo_hinge_zero/seed0/annotations.json",
+]
+
+
 def test_tiny_workflow_through_slurm(slurm_cluster, tmp_path):
-    """The tiny end-to-end configuration, every non-local rule as a SLURM job."""
+    """The tiny end-to-end configuration's GPU and CPU jobs, every non-local rule a SLURM job."""
     repo = scratch_copy(tmp_path)
     sizes = ci_sizes_profile(tmp_path / "ci-sizes")
     timeout_s = int(os.environ.get("PREFOPT_SLURM_TIMEOUT", "1800"))
     rc, log, seconds = snakemake_slurm(
-        repo, sizes, ["--configfile", "tests/config.tiny.yaml"], timeout_s
+        repo, sizes, [*SLURM_TARGETS, "--configfile", "tests/config.tiny.yaml"], timeout_s
     )
     jobs = check_run(repo, rc, log)
     remote_rules = {v["rule"] for v in jobs.values() if not v["local"]}
     print(f"tiny workflow: {len(jobs)} jobs, {len(remote_rules)} remote rules, {seconds:.0f}s")
     assert GPU_RULES & remote_rules, f"no GPU rule ran through SLURM: {sorted(remote_rules)}"
+    expected = {"cache_reference_logps", "train_policy", "heldout_preference"}
+    assert expected | {"generate_alpaca_eval", "judge_alpaca_eval_local"} <= remote_rules
+    assert (repo / SLURM_TARGETS[0]).is_file() and (repo / SLURM_TARGETS[1]).is_file()
