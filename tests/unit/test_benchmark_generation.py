@@ -14,7 +14,11 @@ from prefopt.benchmark_generation import main
 
 def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_path, capsys):
     greedy = tmp_path / "greedy.yaml"
-    greedy.write_text("generation:\n  alpaca_eval: {temperature: 0}\n")
+    # bfloat16 named, not `auto`: the comparison of dtypes is what is tested, on any CPU
+    greedy.write_text(
+        "generation:\n  alpaca_eval: {temperature: 0}\n  cpu_dtype: bfloat16\n"
+        "judges:\n  local_cpu_dtype: bfloat16\n"
+    )
     out = tmp_path / "report.json"
     main(
         [
