@@ -175,21 +175,25 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native
         trainer_arguments("out", {**TRAINING, "precision": "fp16"}, seed=0)
 
 
-def test_step_zero_reference_check_passes_with_the_training_numerics(smollm2_dir, pairs, tmp_path):
-    """The cache made by the rule's function with the training settings: within tolerance."""
-    from prefopt.training import (
-        REFERENCE_CHECK_TOLERANCE_NATS,
-        build_policy_trainer,
-        check_reference_at_step_zero,
-        compute_reference_logps,
-    )
+def _fp32_trainer_with_cache(smollm2_dir, pairs, tmp_path, **cache_overrides):
+    """An fp32 DPO trainer reading a reference cache computed by the rule's function, with
+    `cache_overrides` applied to the cache's settings only; returns (trainer, cache path)."""
+    from prefopt.training import build_policy_trainer, compute_reference_logps
 
     training = {**TRAINING, "precision": "fp32"}
     reference = tmp_path / "reference.jsonl"
-    compute_reference_logps(smollm2_dir, pairs, reference, training)
+    compute_reference_logps(smollm2_dir, pairs, reference, {**training, **cache_overrides})
     trainer, _ = build_policy_trainer(
         smollm2_dir, pairs, reference, tmp_path / "work", training, "dpo", {"beta": 0.1}, seed=0
     )
+    return trainer, reference
+
+
+def test_step_zero_reference_check_passes_with_the_training_numerics(smollm2_dir, pairs, tmp_path):
+    """The cache made by the rule's function with the training settings: within tolerance."""
+    from prefopt.training import REFERENCE_CHECK_TOLERANCE_NATS, check_reference_at_step_zero
+
+    trainer, reference = _fp32_trainer_with_cache(smollm2_dir, pairs, tmp_path)
     report = check_reference_at_step_zero(trainer, reference, "fp32")
     assert report["pairs_checked"] == TRAINING["per_device_train_batch_size"]
     assert report["max_abs_diff_nats"] <= REFERENCE_CHECK_TOLERANCE_NATS["fp32"]
@@ -200,19 +204,9 @@ def test_step_zero_reference_check_names_the_pair_of_a_mismatched_cache(
 ):
     """A cache computed with other numerics (here: another truncation, max length 100) stops
     training before its first step, naming the pair and both values."""
-    from prefopt.training import (
-        ReferenceCacheError,
-        build_policy_trainer,
-        check_reference_at_step_zero,
-        compute_reference_logps,
-    )
+    from prefopt.training import ReferenceCacheError, check_reference_at_step_zero
 
-    training = {**TRAINING, "precision": "fp32"}
-    reference = tmp_path / "reference.jsonl"
-    compute_reference_logps(smollm2_dir, pairs, reference, {**training, "max_length": 100})
-    trainer, _ = build_policy_trainer(
-        smollm2_dir, pairs, reference, tmp_path / "work", training, "dpo", {"beta": 0.1}, seed=0
-    )
+    trainer, reference = _fp32_trainer_with_cache(smollm2_dir, pairs, tmp_path, max_length=100)
     first_pair = trainer.train_dataset["pair_id"][0]
     with pytest.raises(ReferenceCacheError, match=r"step-0 reference check failed for pair") as err:
         check_reference_at_step_zero(trainer, reference, "fp32")
