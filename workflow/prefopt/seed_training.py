@@ -469,6 +469,22 @@ class SeedMethodTrainer(Trainer):
         stats = {"adpa_loss": adpa.item(), "response_tokens": mask.sum(-1).float().mean().item()}
         return p["adpa_weight"] * adpa, stats
 
+    def resume_state(self) -> dict[str, Any]:
+        """What a checkpoint must add to transformers' own (`prefopt.resume`): the lambda
+        generator and the lambdas drawn so far."""
+        return {
+            "generator": self._generator.get_state(),
+            "lambda_history": list(self.lambda_history),
+            "lambda_step": self._lambda_step,
+            "lambdas": self._lambdas,
+        }
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self._generator.set_state(state["generator"])
+        self.lambda_history[:] = state["lambda_history"]
+        self._lambda_step = state["lambda_step"]
+        self._lambdas = state["lambdas"]
+
     def _step_lambdas(self) -> Tensor:
         """One lambda per optimiser step, drawn from the run seed's generator."""
         if self.state.global_step != self._lambda_step or self._lambdas is None:
@@ -574,13 +590,28 @@ def train_seed_method(
     """Train a student / listwise policy from `init_dir` with one seed-method objective."""
     from transformers import TrainingArguments
 
-    from prefopt.training import load_for_training, train_and_save, trainer_arguments
+    from prefopt.training import (
+        job_checkpoints,
+        load_for_training,
+        train_and_save,
+        trainer_arguments,
+    )
 
     if method not in SEED_METHODS:
         raise ValueError(f"unknown seed method {method!r}; known: {SEED_METHODS}")
     model, tok, on_gpu = load_for_training(init_dir, training, seed)
     rows = _training_rows(method, tok, inputs, training)
-    work_dir = Path(out_dir).parent / "trainer_work"
+    work_dir = Path(out_dir).parent / "checkpoints"
+    checkpoints = job_checkpoints(
+        work_dir,
+        training,
+        list(dict.fromkeys([str(init_dir), *(str(v) for _, v in sorted(inputs.items()))])),
+        diagnostics_path,
+        loss=method,
+        params=params,
+        seed=seed,
+        learning_rate=learning_rate,
+    )
     args = TrainingArguments(
         **trainer_arguments(work_dir, training, seed, learning_rate, on_gpu),
         remove_unused_columns=False,
@@ -596,8 +627,10 @@ def train_seed_method(
         diagnostics_path=diagnostics_path,
         seed=seed,
     )
+    if checkpoints:
+        checkpoints.attach(trainer, {})
     # lambda_history is filled in place while training, before the summary is written
     head = {"loss": method, "params": params, "seed": seed, "init": str(init_dir)}
     return train_and_save(
-        trainer, tok, out_dir, training, **head, lambda_per_step=trainer.lambda_history
+        trainer, tok, out_dir, training, checkpoints, **head, lambda_per_step=trainer.lambda_history
     )

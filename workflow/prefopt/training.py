@@ -10,9 +10,11 @@ the per-pair loss is `prefopt.losses.pairwise_loss`. No training job runs the re
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ from prefopt.data import read_jsonl, to_conversational, truncate_prompt, write_j
 from prefopt.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.losses import pairwise_loss
 from prefopt.modeling import resolve_precision
+from prefopt.resume import Checkpoints, checkpoint_step, job_fingerprint
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -70,7 +75,12 @@ def trainer_arguments(
         "use_cpu": not on_gpu,
         "seed": seed,
         "data_seed": seed,
-        "save_strategy": "no",
+        # checkpoints for resume (prefopt.resume); that module completes and rotates them
+        **(
+            {"save_strategy": "steps", "save_steps": training["checkpoint_steps"]}
+            if training.get("checkpoint_steps")
+            else {"save_strategy": "no"}
+        ),
         "report_to": [],
         "disable_tqdm": True,
     }
@@ -419,18 +429,27 @@ def train_and_save(
     tokenizer: Any,
     out_dir: str | Path,
     training: dict[str, Any],
+    checkpoints: Checkpoints | None = None,
     **head: Any,
 ) -> dict[str, Any]:
-    """Train; save the model, tokenizer and ``prefopt_training.json`` (``head`` + the run's
-    steps, loss, runtime, log history, device and precision) to `out_dir`; return the summary."""
-    result = trainer.train()
+    """Train (from `checkpoints.latest` when there is one); save the model, tokenizer and
+    ``prefopt_training.json`` (``head`` + the run's steps, loss, runtime, log history, device
+    and precision) to `out_dir`; delete the checkpoints; return the summary."""
+    resumed = checkpoints.latest if checkpoints else None
+    if resumed is not None:
+        log.info("resuming from %s (step %d)", resumed.name, checkpoint_step(resumed))
+    result = trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
     out_dir = Path(out_dir)
     trainer.model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    steps = trainer.state.global_step
     summary = {
         **head,
-        "global_steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
+        "global_steps": steps,
+        "train_loss": checkpoints.train_loss(result.training_loss, steps)
+        if checkpoints
+        else result.training_loss,
+        "resumed_from_step": checkpoint_step(resumed) if resumed else None,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "log_history": trainer.state.log_history,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
@@ -438,7 +457,25 @@ def train_and_save(
         "precision_resolved": resolve_precision(training["precision"], torch.cuda.is_available()),
     }
     (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
+    if checkpoints:
+        checkpoints.clear()
     return summary
+
+
+def job_checkpoints(
+    work_dir: str | Path,
+    training: dict[str, Any],
+    inputs: list[str | Path],
+    diagnostics_path: str | Path,
+    **settings: Any,
+) -> Checkpoints | None:
+    """The job's checkpoint folder when `training.checkpoint_steps` asks for checkpoints, else
+    None (and any folder a run with checkpoints left there is deleted)."""
+    if not training.get("checkpoint_steps"):
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return None
+    fingerprint = job_fingerprint(inputs, training, **settings)
+    return Checkpoints(work_dir, fingerprint, diagnostics_path)
 
 
 def build_policy_trainer(
@@ -497,12 +534,26 @@ def train_policy(
     seed: int,
     learning_rate: float | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics."""
+    """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics.
+
+    With `training.checkpoint_steps`, resume from the job's latest checkpoint (`prefopt.resume`).
+    """
+    work_dir = Path(out_dir).parent / "checkpoints"
+    checkpoints = job_checkpoints(
+        work_dir,
+        training,
+        [model_dir, pairs_path, reference_path],
+        diagnostics_path,
+        loss=loss_name,
+        params=loss_params,
+        seed=seed,
+        learning_rate=learning_rate,
+    )
     trainer, tokenizer = build_policy_trainer(
         model_dir,
         pairs_path,
         reference_path,
-        Path(out_dir).parent / "trainer_work",
+        work_dir,
         training,
         loss_name,
         loss_params,
@@ -510,12 +561,20 @@ def train_policy(
         learning_rate,
         diagnostics_path,
     )
-    reference_check = check_reference_at_step_zero(trainer, reference_path, training["precision"])
+    if checkpoints and checkpoints.latest:  # the model is no longer the reference: keep step 0's
+        reference_check = checkpoints.marker["reference_check"]
+    else:
+        reference_check = check_reference_at_step_zero(
+            trainer, reference_path, training["precision"]
+        )
+    if checkpoints:
+        checkpoints.attach(trainer, {"reference_check": reference_check})
     return train_and_save(
         trainer,
         tokenizer,
         out_dir,
         training,
+        checkpoints,
         loss=loss_name,
         params=loss_params,
         seed=seed,

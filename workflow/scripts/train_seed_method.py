@@ -7,7 +7,12 @@ from prefopt.seed_training import train_seed_method
 log = setup_logging(snakemake.log[0])
 require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 variant = snakemake.params.variant
-training = {**snakemake.params.training, "threads": snakemake.threads}
+# how the job runs, not what it computes: not in params, so changing them reruns nothing
+training = {
+    **snakemake.params.training,
+    "threads": snakemake.threads,
+    "checkpoint_steps": snakemake.config["training"]["checkpoint_steps"],
+}
 summary = train_seed_method(
     init_dir=snakemake.input.model,
     inputs=dict(snakemake.input.items()),
