@@ -2,8 +2,9 @@
 
 One run checks: the artifacts exist and are computed from the run; the runtime table lists every
 job that ran; a rerun does nothing;
-deleting one checkpoint reruns exactly its downstream jobs; retraining with the same seed
-reproduces the same diagnostics and generations byte for byte (CPU determinism).
+deleting one checkpoint reruns exactly its downstream jobs; retraining with the same seed,
+killed with SIGKILL after its first checkpoint and resumed by the rerun, reproduces the same
+weights, diagnostics and generations (CPU determinism, checkpoint/resume).
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from helpers import copy_workflow, run_snakemake, snakemake_env
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +97,27 @@ def check_provenance(workdir: Path) -> None:
             assert f"figure note: Provenance: {record['stamp']}" in notebooks[drawn_by[0]]
 
 
+def kill_after(workdir: Path, args: list[str], marker: Path, timeout_s: float = 900) -> None:
+    """Start Snakemake in a session of its own; once `marker` exists, SIGKILL the whole
+    session (Snakemake and every job it started), as a node failure would."""
+    log = (workdir / "killed-run.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--workflow-profile", "none", *args],
+        cwd=workdir, env=snakemake_env(PREFOPT_MIRROR="", PATH=os.defpath),
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while not marker.exists():
+        assert proc.poll() is None, (workdir / "killed-run.log").read_text()[-5000:]
+        assert time.monotonic() < deadline, f"no {marker} after {timeout_s} s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.close()
+    survivors = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
+    assert not survivors.stdout.strip(), f"processes outlived the kill: {survivors.stdout}"
+
+
 def test_tiny_dag_end_to_end(workdir):
     run = snakemake(workdir)
     assert run.returncode == 0, run.stderr[-5000:]
@@ -153,7 +179,9 @@ def test_tiny_dag_end_to_end(workdir):
     lr = planned_with("training: {learning_rate: 1.0e-5}\n")
     assert "train_policy" in lr and "cache_reference_logps" not in lr, lr
     assert "cache_reference_logps" in planned_with("training: {max_length: 80}\n")
-    assert planned_with("training: {threads: 2}\njudges: {threads: 2}\n") == set()
+    assert (
+        planned_with("training: {threads: 2, checkpoint_steps: 1}\njudges: {threads: 2}\n") == set()
+    )
     assert planned_with("variants: {apo_hinge_zero: {label: renamed}}\n") <= {
         "aggregate_scores",
         "all",
@@ -168,6 +196,7 @@ def test_tiny_dag_end_to_end(workdir):
     before = {p: (ckpt / p).read_bytes() for p in ("diagnostics.csv",)}
     gen_file = res / "generations" / "alpaca_eval" / "apo_hinge_zero" / "seed0.json"
     gen_before = gen_file.read_bytes()
+    weights_before = load_file(str(ckpt / "model" / "model.safetensors"))
     shutil.rmtree(ckpt / "model")
     plan = snakemake(workdir, "-n", "--quiet", "rules")
     planned = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
@@ -176,8 +205,24 @@ def test_tiny_dag_end_to_end(workdir):
     for upstream in ("prepare_model", "cache_reference_logps", "prepare_preference_data"):
         assert upstream not in planned
 
-    rerun = snakemake(workdir)
+    # Its retraining is killed (SIGKILL to Snakemake and its jobs, as a dead node) after its
+    # first checkpoint; the same command with --rerun-incomplete (profiles/default has it)
+    # resumes the job from there and ends where an uninterrupted run ends.
+    (workdir / "overlay.yaml").write_text("training: {checkpoint_steps: 1}\n")
+    layers = ["--cores", "2", "--configfile", "tests/config.tiny.yaml", "overlay.yaml"]
+    kill_after(workdir, layers, ckpt / "checkpoints" / "checkpoint-1" / "prefopt_checkpoint.json")
+    assert not (ckpt / "model").exists()
+    rerun = run_snakemake(workdir, *layers, "--rerun-incomplete",
+                          env=snakemake_env(PREFOPT_MIRROR="", PATH=os.defpath))  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-5000:]
+    resumed = json.loads((ckpt / "model" / "prefopt_training.json").read_text())
+    assert resumed["resumed_from_step"] == 1 and resumed["global_steps"] == summary["global_steps"]
+    assert resumed["train_loss"] == pytest.approx(summary["train_loss"], rel=1e-6)
+    assert not (ckpt / "checkpoints").exists()
+    weights = load_file(str(ckpt / "model" / "model.safetensors"))
+    assert weights.keys() == weights_before.keys()
+    for name, tensor in weights_before.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     # Same config and seed, same results on CPU.
     assert (ckpt / "diagnostics.csv").read_bytes() == before["diagnostics.csv"]
     assert gen_file.read_bytes() == gen_before
@@ -202,3 +247,45 @@ def test_tiny_dag_end_to_end(workdir):
         "runtime_by_rule",  # their new benchmark files
     }, planned
     scores.write_text(original)
+    (workdir / "overlay.yaml").unlink()
+
+
+def test_api_judges_leave_no_secret_behind(workdir):
+    """The API judges through the DAG against a local fake OpenAI server (OPENAI_BASE_URL), a
+    sentinel key in the environment, one request refused by a server that echoes the key back:
+    afterwards no file of the run (results, logs, Snakemake's metadata) holds the key."""
+    from standins import FakeOpenAI
+
+    from prefopt.judging import ALPACA_EVAL_API_JUDGE, MT_BENCH_API_JUDGE
+
+    sentinel = "sk-prefopt-SENTINEL-" + "0123456789abcdef" * 3
+    (workdir / "api.yaml").write_text(
+        f"judges: {{alpaca_eval: {ALPACA_EVAL_API_JUDGE}, mt_bench: {MT_BENCH_API_JUDGE}}}\n"
+    )
+    alpaca = f"results/judgments/alpaca_eval/{ALPACA_EVAL_API_JUDGE}/base/seed0/annotations.json"
+    mt = f"results/judgments/mt_bench/{MT_BENCH_API_JUDGE}/base/seed0.jsonl"
+    # real prompts carry no item marker: every request is item "?"; the first is refused (400,
+    # content filter) with the Authorization header in the message, the rest answered
+    with FakeOpenAI({"?": ["400"]}, lifetime_s=600) as server:
+        env = snakemake_env(
+            PREFOPT_MIRROR="", PATH=os.defpath, OPENAI_API_KEY=sentinel,
+            OPENAI_BASE_URL=server.base_url,
+        )  # fmt: skip
+        run = run_snakemake(
+            workdir, "--cores", "2", alpaca, mt,
+            "--configfile", "tests/config.tiny.yaml", "api.yaml", env=env,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-5000:]
+    annotations = json.loads((workdir / alpaca).read_text())
+    turns = [json.loads(line) for line in (workdir / mt).read_text().splitlines()]
+    assert len(annotations) == 4 and len(turns) == 16  # 4 prompts; 8 questions x 2 turns
+    assert server.requests["?"] == 20 and server.served["?"] == 19
+    refused = [r for r in [*annotations, *turns] if r["judge_error"] is not None]
+    assert len(refused) == 1 and "[REDACTED]" in json.dumps(refused[0]), refused
+    leaks = [
+        str(path.relative_to(workdir))
+        for path in sorted(workdir.rglob("*"))
+        if path.is_file() and ".git" not in path.parts and sentinel.encode() in path.read_bytes()
+    ]
+    assert not leaks, leaks
+    assert sentinel not in run.stdout + run.stderr
