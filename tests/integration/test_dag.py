@@ -94,10 +94,10 @@ def test_embedded_config_reads_the_shipped_data(work):
     # lambda-DPO cannot run on the shipped data: the run says why instead of leaving it out
     assert "lambda-DPO (lambda_dpo) is not in this run" in log[0]
     assert "download_preference_data" not in jobs
-    assert jobs["train_policy"] == 3 * 2
-    assert jobs["judge_alpaca_eval_local"] == 4 * 2
+    assert jobs["train_policy"] == 2 * 2  # dpo and apo_hinge_zero x 2 seeds
+    assert jobs["judge_alpaca_eval_local"] == 3 * 2  # and the untrained base
     assert jobs["cache_reference_logps"] == 1
-    assert jobs["heldout_preference"] == 4 * 2 and jobs["cache_heldout_reference_logps"] == 1
+    assert jobs["heldout_preference"] == 3 * 2 and jobs["cache_heldout_reference_logps"] == 1
 
 
 @pytest.mark.parametrize("judge_rule", ["judge_alpaca_eval_local", "judge_mt_bench_local"])
