@@ -151,6 +151,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(job, uninterrupted, tmp_
 
     assert summary["resumed_from_step"] == 4 and reference_summary["resumed_from_step"] is None
     assert summary["global_steps"] == reference_summary["global_steps"] == 8
+    assert summary["global_batch_size"] == 2 and summary["gpus"] == 0  # batch 2 x 1 process
     assert summary["train_loss"] == pytest.approx(reference_summary["train_loss"], rel=1e-6)
     assert summary["reference_check"] == reference_summary["reference_check"]
     logged = [(h["step"], h["loss"]) for h in summary["log_history"] if "loss" in h]

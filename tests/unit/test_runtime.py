@@ -1,10 +1,15 @@
-"""Job logs without machine paths (prefopt.runtime.setup_logging, machine_free)."""
+"""Job logs without machine paths (prefopt.runtime.setup_logging, machine_free); GPU jobs on a
+GPU of their own or stopped (require_gpu, claim_gpus, check_one_gpu)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,3 +73,92 @@ def test_a_gpu_job_without_a_gpu_stops_naming_nv_unless_the_cpu_is_allowed(monke
         require_gpu(_job(gpu=1))  # unset: the paper's default, no fallback
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     require_gpu(_job(gpu=1))
+
+
+HOLD_GPUS = """
+import sys, time
+from pathlib import Path
+from prefopt.runtime import claim_gpus
+
+ids = claim_gpus(int(sys.argv[2]), Path(sys.argv[1]), gpu_ids=lambda: ["0", "1", "2"], poll_s=0.05)
+Path(sys.argv[3]).write_text(",".join(ids) + "|" + __import__("os").environ["CUDA_VISIBLE_DEVICES"])
+time.sleep(300)
+"""
+
+
+def _claimant(tmp_path, name: str, n: int):
+    """A job process that claims `n` of 3 GPUs, writes what it got, and holds them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    script = tmp_path / "hold_gpus.py"
+    script.write_text(HOLD_GPUS)
+    out = tmp_path / f"{name}.txt"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "locks"), str(n), str(out)], env=env
+    )
+    return proc, out
+
+
+def _wait_for(out, proc, seconds: float = 60.0) -> str | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if out.exists() and out.read_text():
+            return out.read_text()
+        assert proc.poll() is None, f"claimant exited {proc.returncode}"
+        time.sleep(0.05)
+    return None
+
+
+def test_each_gpu_job_gets_gpus_no_other_job_holds(tmp_path):
+    """Three jobs on a 3-GPU machine: 2 + 1 GPUs, the third waits until a holder dies (SIGKILL
+    releases its locks) and then gets the freed GPU; each sees only its own."""
+    procs = []
+    try:
+        first, first_out = _claimant(tmp_path, "first", 2)
+        procs.append(first)
+        assert _wait_for(first_out, first) == "0,1|0,1"
+        second, second_out = _claimant(tmp_path, "second", 1)
+        procs.append(second)
+        assert _wait_for(second_out, second) == "2|2"
+        third, third_out = _claimant(tmp_path, "third", 1)
+        procs.append(third)
+        assert _wait_for(third_out, third, seconds=2.0) is None  # every GPU is held: it waits
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert _wait_for(third_out, third) == "0|0"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_visible_devices_and_slurm_are_respected(tmp_path, monkeypatch):
+    from prefopt import runtime
+
+    monkeypatch.setattr(runtime, "_held_gpu_locks", [])
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # set by the user or a container
+    assert runtime.claim_gpus(1, tmp_path, gpu_ids=lambda: ["0"]) == ["5"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    with pytest.raises(RuntimeError, match=r"asks for 2 GPUs .* 1 are visible \(5\)"):
+        runtime.claim_gpus(2, tmp_path)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")  # SLURM gave the job its own GPUs already
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert runtime.claim_gpus(1, tmp_path) == [] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert runtime.claim_gpus(1, tmp_path, gpu_ids=list) == []  # no GPU: nothing to claim
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_training_job_that_sees_two_gpus_stops_rather_than_data_parallel(monkeypatch):
+    import torch
+
+    from prefopt.training import check_one_gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(RuntimeError, match=r"sees 2 GPUs.*DataParallel.*2x the configured batch"):
+        check_one_gpu()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_one_gpu()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import platform
+import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+import time
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -71,14 +75,95 @@ GPU_HELP = (
 )
 
 
+#: Per-machine lock files of the GPUs that jobs of this user hold (node-local /tmp, so jobs on
+#: the nodes of a cluster never see each other's locks).
+GPU_LOCK_DIR = Path(tempfile.gettempdir()) / f"prefopt-gpu-locks-{os.getuid()}"
+_held_gpu_locks: list[Any] = []  # open lock files: held until the process exits, however it dies
+
+
+def nvidia_gpu_ids() -> list[str]:
+    """Indices of the machine's NVIDIA GPUs from `nvidia-smi` (none without it), read without
+    initialising CUDA, so CUDA_VISIBLE_DEVICES can still be set afterwards."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return (
+        [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        if not out.returncode
+        else []
+    )
+
+
+def claim_gpus(
+    n: int,
+    lock_dir: Path = GPU_LOCK_DIR,
+    gpu_ids: Callable[[], list[str]] = nvidia_gpu_ids,
+    poll_s: float = 5.0,
+) -> list[str]:
+    """Give this job `n` GPUs of its own: set CUDA_VISIBLE_DEVICES to `n` GPUs no other job of
+    this user on this machine holds (an exclusive lock file per GPU, released when the process
+    ends, even by SIGKILL), waiting while none is free. Returns the ids (empty: nothing set).
+
+    Snakemake's `gpu` resource caps how many GPU jobs run at once but does not say which GPU
+    each gets: without this every job sees every GPU, they all crowd onto GPU 0, and a training
+    job on an n-GPU box is wrapped in DataParallel by transformers, its batch n times the
+    paper's. Under SLURM (`SLURM_JOB_ID`) the scheduler already gives each job its own GPUs.
+    Must run before torch initialises CUDA.
+    """
+    if n <= 0 or os.environ.get("SLURM_JOB_ID"):
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    candidates = [g for g in visible.split(",") if g.strip()] if visible else gpu_ids()
+    if not candidates:
+        return []
+    if n > len(candidates):
+        raise RuntimeError(
+            f"the job asks for {n} GPUs (resources: gpu={n}) but {len(candidates)} are visible "
+            f"({','.join(candidates)})"
+        )
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger("prefopt")
+    while True:
+        claimed: list[tuple[str, Any]] = []
+        for gpu in candidates:
+            fh = open(lock_dir / f"gpu-{gpu}.lock", "a+")  # noqa: SIM115 - held for the job's life
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                continue
+            claimed.append((gpu, fh))
+            if len(claimed) == n:
+                break
+        if len(claimed) == n:
+            _held_gpu_locks.extend(fh for _, fh in claimed)
+            ids = [gpu for gpu, _ in claimed]
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+            log.info("this job's GPUs: CUDA_VISIBLE_DEVICES=%s", ",".join(ids))
+            return ids
+        for _, fh in claimed:
+            fh.close()
+        log.info("all %d GPUs held by other jobs; waiting %.0f s", len(candidates), poll_s)
+        time.sleep(poll_s)
+
+
 def require_gpu(snakemake: Any) -> None:
-    """A job whose rule declares the `gpu` resource runs on a CUDA GPU, or stops here, before
-    any work, saying how to expose one, unless the config allows the CPU (`allow_cpu`).
+    """A job whose rule declares the `gpu` resource runs on GPUs of its own (`claim_gpus`), or
+    stops here, before any work, saying how to expose one, unless the config allows the CPU
+    (`allow_cpu`).
 
     Without this a missing `--nv` made torch see no GPU and the paper's jobs ran on the CPU for
     days without a word."""
-    if not int(getattr(getattr(snakemake, "resources", None), "gpu", 0) or 0):
+    n_gpus = int(getattr(getattr(snakemake, "resources", None), "gpu", 0) or 0)
+    if not n_gpus:
         return
+    claim_gpus(n_gpus)
     if os.environ.get(ALLOW_CPU_ENV, "0") == "1":
         return
     import torch

@@ -405,7 +405,23 @@ def load_for_training(model_dir: str | Path, training: dict[str, Any], seed: int
     torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     on_gpu = torch.cuda.is_available()
+    check_one_gpu()
     return load_policy_model(model_dir, on_gpu), tokenizer, on_gpu
+
+
+def check_one_gpu() -> None:
+    """Never DataParallel: a single-process job that sees several GPUs would have transformers
+    wrap the model in DataParallel and train with the per-device batch times the GPU count
+    (not the paper's 8). Jobs get one GPU each (`prefopt.runtime.claim_gpus`)."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        raise RuntimeError(
+            f"this training job sees {n} GPUs (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); transformers would wrap the "
+            f"model in DataParallel and train with {n}x the configured batch. Give the job one "
+            "GPU (rules declare resources gpu=1; prefopt.runtime.claim_gpus sets "
+            "CUDA_VISIBLE_DEVICES, SLURM's --gpus=1 does the same)"
+        )
 
 
 #: Attention kernel on the CPU: eager (bf16 matmuls) trains 10-16 % faster per step than SDPA's
@@ -450,6 +466,11 @@ def train_and_save(
         if checkpoints
         else result.training_loss,
         "resumed_from_step": checkpoint_step(resumed) if resumed else None,
+        # per device x processes x accumulation: the batch each optimiser step saw
+        "global_batch_size": trainer.args.per_device_train_batch_size
+        * max(1, trainer.args.world_size)
+        * trainer.args.gradient_accumulation_steps,
+        "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "log_history": trainer.state.log_history,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
