@@ -278,6 +278,30 @@ def _rules_declaring_gpu() -> set[str]:
     return found
 
 
+def _local_rules() -> set[str]:
+    """Rules named in a `localrules:` block of workflow/rules/*.smk."""
+    import re
+
+    found: set[str] = set()
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\n((?:[ \t]+\w+,?\n)+)", smk.read_text(), re.M):
+            found |= set(re.findall(r"\w+", block))
+    return found
+
+
+def test_network_rules_run_on_the_submit_host():
+    """Downloads, model preparation and the API judges need the internet, which compute nodes
+    often lack, and no GPU: they are local rules, with no SLURM resources of their own."""
+    local = _local_rules()
+    network = {
+        *("prepare_model", "prepare_teacher_model", "judge_alpaca_eval_api", "judge_mt_bench_api"),
+        *("download_preference_data", "download_listwise_data"),
+    }
+    assert network <= local, network - local
+    assert not local & _rules_declaring_gpu()
+    assert not local & set(_profile("slurm")["set-resources"])
+
+
 def test_slurm_profile_requests_gpus_for_gpu_rules():
     cfg = _profile("slurm")
     gpu_rules = _rules_declaring_gpu()

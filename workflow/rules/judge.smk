@@ -8,6 +8,13 @@ LOCAL_JUDGE_MODEL_DIR = (
 )
 
 
+# Network-bound (OpenAI's API), no GPU: on a cluster they run on the submit host, where the
+# internet is and no job time limit cuts 805 requests short; the cache resumes them anyway.
+localrules:
+    judge_alpaca_eval_api,
+    judge_mt_bench_api,
+
+
 rule judge_alpaca_eval_local:
     input:
         judge_model=LOCAL_JUDGE_MODEL_DIR,

@@ -1,6 +1,13 @@
 """The base model as a plain Hugging Face folder (the GGUF of the embedded default is dequantised once)."""
 
 
+# They download from the Hub (compute nodes often lack internet) and need no GPU: on a cluster
+# they run on the submit host.
+localrules:
+    prepare_model,
+    prepare_teacher_model,
+
+
 rule prepare_model:
     output:
         directory(MODEL_DIR),
