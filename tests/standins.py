@@ -304,6 +304,8 @@ class FakeOpenAI:
         self.served: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
         self.total = 0
+        self.in_flight = 0  # requests being answered now, and the most at any one time
+        self.max_in_flight = 0
         self.exhausted = False
         self.hung = threading.Event()
         self.release = threading.Event()
@@ -318,7 +320,14 @@ class FakeOpenAI:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server API
-                fake.handle(self)
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    fake.handle(self)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

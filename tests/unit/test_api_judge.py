@@ -221,6 +221,29 @@ def test_concurrent_workers_stop_on_hard_failure_and_resume(api_key, results) ->
     assert all(server.requests[n] == 1 for n in names if f"raw:{n}" in first and n != "2")
 
 
+def test_eight_workers_with_faults_lose_nothing_and_ask_nothing_twice(api_key, results) -> None:
+    """The DAG's default (judges.api_workers: 8) against a server that rate-limits, fails,
+    times out and refuses: every item is answered exactly once or recorded missing, requests
+    overlap, and a rerun asks only the refused item once more."""
+    names = [str(i) for i in range(24)]
+    cache = results / "cache.jsonl"
+    script = {"1": ["429", "429"], "4": ["500"], "7": ["timeout"], "9": ["503", "429"]}
+    with FakeOpenAI(script, always={"12": "400"}) as server:
+        out = make_client(server, cache, max_workers=8).judge(items(names))
+    assert len(out) == 24 and server.max_in_flight >= 2
+    assert server.served == Counter({n: 1 for n in names if n != "12"})
+    assert api.is_missing(out["raw:12"]) and sum(map(api.is_missing, out.values())) == 1
+    assert [server.requests[n] for n in ("1", "4", "7", "9", "12", "0")] == [3, 2, 2, 3, 1, 1]
+    assert {r["item_id"] for r in cache_lines(cache)} == set(out)
+    with FakeOpenAI(always={"12": "400"}) as again:
+        rerun = make_client(again, cache, max_workers=8).judge(items(names))
+    assert again.total == 1 and again.requests["12"] == 1  # the refused item, asked once more
+    assert {k: v["response_model"] for k, v in rerun.items() if k != "raw:12"} == {
+        k: v["response_model"] for k, v in out.items() if k != "raw:12"
+    }
+    assert_key_absent(api_key, results)
+
+
 def test_item_level_error_is_a_missing_annotation_asked_at_most_twice(
     api_key, results, caplog, capfd
 ) -> None:

@@ -10,7 +10,8 @@ config_path = Path(snakemake.input.annotator_config).resolve()
 client = ApiJudgeClient(
     model=load_alpaca_eval_annotator(config_path).config_model,  # pinned in the vendored config
     cache_path=snakemake.params.cache,
-    base_url=None,
+    base_url=None,  # OPENAI_BASE_URL in the environment, else api.openai.com
+    max_workers=snakemake.config["judges"]["api_workers"],  # how fast, not what: not a param
 )
 annotations = judge_alpaca_eval_pairs(
     client,

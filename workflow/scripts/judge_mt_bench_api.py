@@ -6,7 +6,11 @@ from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
 # the {judge} wildcard is the pinned model name (judges.mt_bench: gpt-4-0613)
-client = ApiJudgeClient(model=snakemake.wildcards.judge, cache_path=snakemake.params.cache)
+client = ApiJudgeClient(
+    model=snakemake.wildcards.judge,
+    cache_path=snakemake.params.cache,
+    max_workers=snakemake.config["judges"]["api_workers"],  # how fast, not what: not a param
+)
 records = judge_mt_bench(
     client,
     read_jsonl(snakemake.input.questions),
