@@ -222,7 +222,7 @@ def test_concurrent_workers_stop_on_hard_failure_and_resume(api_key, results) ->
 
 
 def test_eight_workers_with_faults_lose_nothing_and_ask_nothing_twice(api_key, results) -> None:
-    """The DAG's default (judges.api_workers: 8) against a server that rate-limits, fails,
+    """The DAG's default (judges.max_concurrency: 8) against a server that rate-limits, fails,
     times out and refuses: every item is answered exactly once or recorded missing, requests
     overlap, and a rerun asks only the refused item once more."""
     names = [str(i) for i in range(24)]

@@ -270,7 +270,7 @@ RESOURCE_KEYS = (
     ("training", "checkpoint_steps"),
     ("generation", "threads"),
     ("judges", "threads"),
-    ("judges", "api_workers"),
+    ("judges", "max_concurrency"),
 )
 #: Training settings that shape a reference or teacher cache (tokenisation, batching, numerics).
 CACHE_TRAINING_KEYS = ("precision", "max_length", "max_prompt_length", "reference_batch_size")

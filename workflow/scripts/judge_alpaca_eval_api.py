@@ -11,7 +11,7 @@ client = ApiJudgeClient(
     model=load_alpaca_eval_annotator(config_path).config_model,  # pinned in the vendored config
     cache_path=snakemake.params.cache,
     base_url=None,  # OPENAI_BASE_URL in the environment, else api.openai.com
-    max_workers=snakemake.config["judges"]["api_workers"],  # how fast, not what: not a param
+    max_workers=snakemake.config["judges"]["max_concurrency"],  # how fast, not what: not a param
 )
 annotations = judge_alpaca_eval_pairs(
     client,

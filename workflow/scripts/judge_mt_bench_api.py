@@ -9,7 +9,7 @@ log = setup_logging(snakemake.log[0])
 client = ApiJudgeClient(
     model=snakemake.wildcards.judge,
     cache_path=snakemake.params.cache,
-    max_workers=snakemake.config["judges"]["api_workers"],  # how fast, not what: not a param
+    max_workers=snakemake.config["judges"]["max_concurrency"],  # how fast, not what: not a param
 )
 records = judge_mt_bench(
     client,
