@@ -329,3 +329,35 @@ def test_default_and_apptainer_profiles():
     app = _profile("apptainer")
     assert app["software-deployment-method"] == "apptainer"
     assert app["apptainer-args"] == "--nv"
+
+
+def test_site_profile_adds_partition_and_account_to_every_job(tmp_path):
+    """workflow/bin/slurm-site-profile: profiles/slurm's resources repeated (a second profile
+    replaces whole keys), the CPU partition on CPU jobs, the GPU partition on GPU rules, the
+    account everywhere."""
+    import subprocess
+
+    import yaml
+
+    out = tmp_path / "site"
+    run = subprocess.run(
+        ["bash", str(ROOT / "workflow/bin/slurm-site-profile"), "--partition", "cpu",
+         "--gpu-partition", "gpu", "--account", "lab", "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    site = yaml.safe_load((out / "config.yaml").read_text())
+    slurm = _profile("slurm")
+    defaults = site["default-resources"]
+    assert defaults == {
+        **slurm["default-resources"],
+        "slurm_partition": "cpu",
+        "slurm_account": "lab",
+    }
+    assert set(site["set-resources"]) == set(slurm["set-resources"])
+    for rule, res in site["set-resources"].items():
+        kept = {k: v for k, v in res.items() if not k.startswith("slurm_")}
+        assert kept == slurm["set-resources"][rule], rule
+        assert res["slurm_partition"] == ("gpu" if res.get("gpu") else "cpu"), rule
+        assert res["slurm_account"] == "lab"
+    assert set(site) == {"default-resources", "set-resources"}  # nothing else overridden
