@@ -52,8 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _deselected_heavy:
         terminalreporter.write_line(
-            f"{len(_deselected_heavy)} tests marked 'heavy' deselected (about 20 min on a 2-core "
-            f"AVX2 CPU: every loss trained through the DAG, the seed-method branches end to end); "
+            f"{len(_deselected_heavy)} tests marked 'heavy' deselected (about 24 min on a 2-core "
+            f"AVX2 CPU: every loss trained through the DAG, the seed-method branches end to end, "
+            f"the stock-TRL training benchmark); "
             f"run them with bash workflow/bin/test --heavy ({HEAVY_ENV}=1)",
             yellow=True,
         )

@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from prefopt.benchmark_training import main
+
+# ~4 min on a CPU without native bf16: stock TRL's CPU default is bf16 autocast, emulated there
+pytestmark = pytest.mark.heavy
 
 
 def test_cases_do_the_same_work_and_the_table_compares_them(smollm2_dir, tmp_path, capsys):
