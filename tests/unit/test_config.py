@@ -55,6 +55,7 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
         "local_max_length": 1024,
         "local_cpu_dtype": "auto",
         "threads": 2,
+        "max_concurrency": 8,  # API requests in flight per judge job
     }
     assert (cfg["generation"]["dtype"], cfg["generation"]["cpu_dtype"]) == ("float16", "auto")
 
