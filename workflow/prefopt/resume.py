@@ -16,7 +16,6 @@ SIGKILL mid-step and checks that the resumed run ends with the uninterrupted run
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import torch
 from transformers import TrainerCallback
 
 from prefopt.config import RESOURCE_KEYS
+from prefopt.provenance import file_hashes
 
 #: Written last into a checkpoint: without it the checkpoint is incomplete and never resumed.
 MARKER = "prefopt_checkpoint.json"
@@ -45,29 +45,15 @@ def checkpoint_step(path: Path) -> int:
     return int(path.name.rsplit("-", 1)[1])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def job_fingerprint(
     inputs: Iterable[str | Path], training: Mapping[str, Any], **settings: Any
 ) -> dict[str, Any]:
     """What a job's checkpoints depend on: its training settings (thread count and checkpoint
     interval left out), its own settings (loss, parameters, seed) and the sha256 of every input
     file (every file of an input folder). Equal fingerprints: a checkpoint may be resumed."""
-    files: dict[str, str] = {}
-    for root in map(Path, inputs):
-        paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for path in paths:
-            files[f"{root.name}/{path.relative_to(root)}" if root.is_dir() else root.name] = (
-                _sha256(path)
-            )
     kept = {k: v for k, v in training.items() if k not in _NOT_FINGERPRINTED}
-    return json.loads(json.dumps({"training": kept, **settings, "inputs": files}, default=str))
+    record = {"training": kept, **settings, "inputs": file_hashes(inputs)}
+    return json.loads(json.dumps(record, default=str))
 
 
 class Checkpoints:
