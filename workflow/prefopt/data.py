@@ -16,9 +16,39 @@ from typing import Any
 from prefopt import mt_bench
 
 
+class DataError(ValueError):
+    """An input file that must not be read further (the message names the file and line)."""
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """Every row of a JSON-lines file. A line that is not a JSON object (a truncated or
+    half-written row, a stray byte) stops the read with the file and line number: a row left out
+    silently would change what is trained or scored."""
+    rows = []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}, line {number}: not UTF-8 text (byte {err.start}); a truncated or "
+                    "corrupted row? Restore the file (or delete it and rerun the rule that "
+                    "writes it)"
+                ) from None
+            except json.JSONDecodeError as err:
+                raise DataError(
+                    f"{path}, line {number}: not valid JSON ({err.msg}: column {err.colno}); "
+                    "a truncated or half-written row? Restore the file (or delete it and rerun "
+                    "the rule that writes it)"
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}, line {number}: a JSON {type(row).__name__}, not an object (a row)"
+                )
+            rows.append(row)
+    return rows
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: str | Path) -> None:
@@ -104,6 +134,22 @@ def check_pairs(
     if not kept:
         raise ValueError(f"no valid preference pairs left after checks: {report}")
     return kept, report
+
+
+def rejected_rows_message(report: dict[str, Any], path: str | Path) -> str | None:
+    """One line naming the rows `check_pairs` left out and why (None when none were), for the
+    log: a bad row is never trained on, and the user can find it in the file."""
+    if not report["rows_rejected"]:
+        return None
+    parts = []
+    for reason, rows in report["rejected_row_examples"].items():
+        count = report["rejected_by_reason"][reason]
+        listed = ", ".join(str(i) for i in rows) + (", ..." if len(rows) < count else "")
+        parts.append(f"{reason}: {count} (rows {listed})")
+    return (
+        f"{path}: {report['rows_rejected']} of {report['rows_read']} rows left out, never "
+        f"trained on or scored (row = 0-based line of the file): {'; '.join(parts)}"
+    )
 
 
 def subset_alpaca_eval(rows: list[dict[str, Any]], max_prompts: int | None) -> list[dict[str, Any]]:

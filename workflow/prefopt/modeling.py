@@ -34,6 +34,82 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+class ModelFolderError(ValueError):
+    """A model folder that must not be loaded (the message names the folder and the file)."""
+
+
+#: Files of a saved tokenizer, any one of which transformers can load from.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def _check_safetensors(path: Path) -> None:
+    """The file holds every byte its header promises (a copy cut short is caught here, without
+    reading the weights: 8 bytes of header length, the JSON header, then the tensors)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                raise ValueError("header length past the end of the file")
+            header = json.loads(fh.read(n))
+        end = max(
+            (t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0
+        )
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise ModelFolderError(f"{path}: not a readable safetensors file ({err})") from None
+    if 8 + n + end != size:
+        raise ModelFolderError(
+            f"{path}: {size} bytes, its header describes {8 + n + end}: truncated or corrupted "
+            "weights"
+        )
+
+
+def check_model_dir(path: str | Path) -> None:
+    """A Hugging Face model folder is complete before anything loads it: config, tokenizer, and
+    every weights file (each shard its index lists, each safetensors file whole). Transformers
+    would otherwise fail deep inside loading, or (for a missing shard with
+    `low_cpu_mem_usage`) start from partly random weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFolderError(f"{path}: no such model folder")
+    fix = "delete the folder and rerun the rule that writes it (prepare_model or a training rule)"
+    if not (path / "config.json").is_file():
+        raise ModelFolderError(f"{path}: config.json is missing; {fix}")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelFolderError(f"{path}: no tokenizer file ({', '.join(TOKENIZER_FILES)}); {fix}")
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = path / index_name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ModelFolderError(
+                    f"{index}: not a readable shard index ({err}); {fix}"
+                ) from None
+            missing = [s for s in shards if not (path / s).is_file()]
+            if missing:
+                raise ModelFolderError(
+                    f"{path}: shard {missing[0]} listed in {index_name} is missing "
+                    f"({len(missing)} of {len(shards)} shards missing); {fix}"
+                )
+            weights = [path / s for s in shards]
+            break
+    else:
+        weights = [
+            p for p in (path / "model.safetensors", path / "pytorch_model.bin") if p.is_file()
+        ]
+        if not weights:
+            raise ModelFolderError(
+                f"{path}: no weights (model.safetensors, pytorch_model.bin or a shard index); {fix}"
+            )
+    for file in weights:
+        if file.suffix == ".safetensors":
+            try:
+                _check_safetensors(file)
+            except ModelFolderError as err:
+                raise ModelFolderError(f"{err}; {fix}") from None
+
+
 def prepare_model(model_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Materialise the configured base model as a Hugging Face folder and return provenance."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -134,6 +210,7 @@ def load_model(
                 "bfloat16 on a CPU without AVX512-BF16/AMX is emulated and may be slower than "
                 "float32: set generation.cpu_dtype / judges.local_cpu_dtype to auto or float32"
             )
+    check_model_dir(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device)
     model.eval()

@@ -221,7 +221,17 @@ def versions() -> dict[str, Any]:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file; a truncated or corrupted one stops the read naming the file and line."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}, line {err.lineno}: not valid JSON ({err.msg}: column {err.colno}); a "
+            "truncated or half-written file? Restore it (or delete it and rerun the rule that "
+            "writes it)"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); a corrupted file?") from None
 
 
 def write_json(obj: Any, path: str | Path) -> None:

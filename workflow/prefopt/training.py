@@ -26,7 +26,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from prefopt.data import read_jsonl, to_conversational, truncate_prompt, write_jsonl
 from prefopt.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.losses import pairwise_loss
-from prefopt.modeling import resolve_precision
+from prefopt.modeling import check_model_dir, resolve_precision
 from prefopt.resume import Checkpoints, checkpoint_step, job_fingerprint
 
 log = logging.getLogger(__name__)
@@ -345,6 +345,7 @@ def pair_logps(
     from transformers import AutoTokenizer
 
     on_gpu = torch.cuda.is_available()
+    check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = load_policy_model(model_dir, on_gpu)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
@@ -403,6 +404,7 @@ def load_for_training(model_dir: str | Path, training: dict[str, Any], seed: int
 
     seed_everything(seed)
     torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
+    check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     on_gpu = torch.cuda.is_available()
     check_one_gpu()
@@ -436,6 +438,7 @@ def load_policy_model(model_dir: str | Path, on_gpu: bool) -> Any:
     so the cached log-probs are the policy's own at step 0."""
     from transformers import AutoModelForCausalLM
 
+    check_model_dir(model_dir)
     kwargs = {} if on_gpu else {"attn_implementation": CPU_ATTENTION}
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kwargs)
 

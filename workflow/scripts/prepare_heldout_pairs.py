@@ -1,6 +1,6 @@
 """Snakemake wiring: held-out preference pairs, checked and disjoint from the training prompts."""
 
-from prefopt.data import read_jsonl, write_jsonl
+from prefopt.data import read_jsonl, rejected_rows_message, write_jsonl
 from prefopt.download import sha256_file
 from prefopt.heldout import select_heldout_pairs
 from prefopt.runtime import setup_logging, write_json
@@ -18,3 +18,5 @@ report["source_sha256"] = sha256_file(inp.source)
 write_jsonl(kept, out.pairs)
 write_json(report, out.report)
 log.info("held-out pairs from %s: %s", inp.source, report)
+if rejected := rejected_rows_message(report, inp.source):
+    log.warning(rejected)

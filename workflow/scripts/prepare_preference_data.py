@@ -1,6 +1,6 @@
 """Snakemake wiring: schema-check preference pairs and keep the configured number."""
 
-from prefopt.data import check_pairs, read_jsonl, write_jsonl
+from prefopt.data import check_pairs, read_jsonl, rejected_rows_message, write_jsonl
 from prefopt.download import sha256_file
 from prefopt.runtime import setup_logging, write_json
 
@@ -12,3 +12,5 @@ report["source_sha256"] = sha256_file(snakemake.input[0])
 write_jsonl(kept, snakemake.output.pairs)
 write_json(report, snakemake.output.report)
 log.info("preference pairs from %s: %s", snakemake.input[0], report)
+if rejected := rejected_rows_message(report, snakemake.input[0]):
+    log.warning(rejected)
