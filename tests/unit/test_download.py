@@ -201,3 +201,62 @@ def test_provenance_is_json(tmp_path, hub):
     )
     download.write_provenance(record, tmp_path / "t.provenance.json")
     assert json.loads((tmp_path / "t.provenance.json").read_text())["split"] == "train"
+
+
+# ------------------------------------------------------------------- reading a source later
+
+
+def test_a_download_layout_verifies_by_its_own_records(tmp_path, github, hub):
+    """The three kinds of record a download writes (GitHub provenance.json, a Hub split's
+    <split>.provenance.json, a Hub file set's provenance.json) each vouch for their files, so a
+    copy of results/downloads used as a mirror is checked file by file; one changed byte in
+    any of them is refused with the file and both checksums."""
+    root = tmp_path / "downloads"
+    download.write_provenance(
+        download.download_github("mt_bench", root), root / "mt_bench" / "provenance.json"
+    )
+    split = root / UF_LOCAL
+    download.write_provenance(
+        download.download_hf_split("preference_data", UF_REPO, "main", "train", split),
+        split.with_name("train.provenance.json"),
+    )
+    hub.add_dataset(download.LC_ASSETS_REPO, {n: b"a,1\n" for n in download.LC_ASSET_FILES})
+    lc = root / "alpaca_eval_lc"
+    download.write_provenance(
+        download.download_hf_files(
+            "alpaca_eval_lc", download.LC_ASSETS_REPO, "main", download.LC_ASSET_FILES, lc
+        ),
+        lc / "provenance.json",
+    )
+    sources = [root / "mt_bench" / "question.jsonl", split, lc]
+    assert download.verify_sources(sources, root) == 1 + 1 + len(download.LC_ASSET_FILES)
+    assert download.verify_sources([tmp_path / "elsewhere.jsonl"], root) == 0  # not a source
+    for victim in (root / "mt_bench" / "question.jsonl", split, lc / download.LC_ASSET_FILES[0]):
+        original = victim.read_bytes()
+        victim.write_bytes(original[:-2] + b"X\n")
+        with pytest.raises(download.SourceChecksumError) as err:
+            download.verify_sources(sources, root)
+        message = str(err.value)
+        assert str(victim) in message and hashlib.sha256(original).hexdigest() in message
+        assert "provenance.json records" in message
+        victim.write_bytes(original)
+
+
+def test_the_shipped_mirror_verifies_and_a_changed_or_unlisted_file_is_refused(
+    tmp_path, embedded_data
+):
+    import shutil
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(embedded_data, mirror)
+    train = mirror / UF_LOCAL
+    assert download.verify_sources([train, mirror / "mt_bench"], mirror) == 1 + 3
+    lines = train.read_text().splitlines(keepends=True)
+    train.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # cut short
+    with pytest.raises(download.SourceChecksumError, match=r"SHA256SUMS records [0-9a-f]{64}"):
+        download.verify_sources([train], mirror)
+    with pytest.raises(download.SourceChecksumError, match=r"extra.jsonl: no checksum recorded"):
+        download.verify_sources([mirror / "mt_bench" / "extra.jsonl"], mirror)
+    (mirror / "mt_bench" / "question.jsonl").unlink()  # a folder source lacking a listed file
+    with pytest.raises(download.SourceChecksumError, match=r"question.jsonl: missing, but .*SHA"):
+        download.verify_sources([mirror / "mt_bench"], mirror)

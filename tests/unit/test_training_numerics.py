@@ -186,12 +186,21 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native
 
 def _fp32_trainer_with_cache(smollm2_dir, pairs, tmp_path, **cache_overrides):
     """An fp32 DPO trainer reading a reference cache computed by the rule's function, with
-    `cache_overrides` applied to the cache's settings only; returns (trainer, cache path)."""
+    `cache_overrides` applied to the cache's settings only; returns (trainer, cache path).
+    With overrides the cache's record is rewritten to claim the training settings: a cache whose
+    numerics differ in a way no setting shows (another machine's kernels), which only the
+    step-0 check can see."""
+    from prefopt.reference_cache import meta_path
+    from prefopt.runtime import read_json, write_json
     from prefopt.training import build_policy_trainer, compute_reference_logps
 
     training = {**TRAINING, "precision": "fp32"}
     reference = tmp_path / "reference.jsonl"
     compute_reference_logps(smollm2_dir, pairs, reference, {**training, **cache_overrides})
+    if cache_overrides:
+        record = read_json(meta_path(reference))
+        record["settings"].update({k: training[k] for k in cache_overrides})
+        write_json(record, meta_path(reference))
     trainer, _ = build_policy_trainer(
         smollm2_dir, pairs, reference, tmp_path / "work", training, "dpo", {"beta": 0.1}, seed=0
     )
@@ -225,27 +234,89 @@ def test_step_zero_reference_check_names_the_pair_of_a_mismatched_cache(
 
 
 def test_non_finite_cached_values_are_rejected_when_read(smollm2_dir, pairs, tmp_path):
-    from prefopt.training import ReferenceCacheError, build_policy_trainer, check_finite_reference
+    from prefopt.reference_cache import (
+        ReferenceCacheError,
+        cache_record,
+        check_finite_reference,
+        write_reference_cache,
+    )
+    from prefopt.training import build_policy_trainer
 
+    training = {**TRAINING, "precision": "fp32"}
     rows = [
         {"pair_id": r["pair_id"], "ref_chosen_logps": -10.0, "ref_rejected_logps": -12.0}
         for r in read_jsonl(pairs)
     ]
-    rows[2]["ref_rejected_logps"] = float("nan")
     reference = tmp_path / "reference.jsonl"
+    write_reference_cache(rows, reference, cache_record(smollm2_dir, pairs, training, False))
+    rows[2]["ref_rejected_logps"] = float("nan")  # as if the file were edited after writing
     write_jsonl(rows, reference)
     bad = rows[2]["pair_id"]
-    with pytest.raises(ReferenceCacheError, match=rf"pair '{bad}' has ref_rejected_logps = nan"):
+    with pytest.raises(
+        ReferenceCacheError, match=rf"row 3: pair '{bad}' has ref_rejected_logps = nan"
+    ):
         build_policy_trainer(
-            smollm2_dir,
-            pairs,
-            reference,
-            tmp_path / "w",
-            {**TRAINING, "precision": "fp32"},
-            "dpo",
-            {"beta": 0.1},
-            seed=0,
+            smollm2_dir, pairs, reference, tmp_path / "w", training, "dpo", {"beta": 0.1}, seed=0
         )
     with pytest.raises(ReferenceCacheError, match="ref_chosen_logps = inf"):
         check_finite_reference([{"pair_id": "p", "ref_chosen_logps": math.inf}], "cache.jsonl")
+    with pytest.raises(ReferenceCacheError, match="ref_chosen_logps = None"):  # a missing value
+        check_finite_reference([{"pair_id": "p", "ref_rejected_logps": -1.0}], "cache.jsonl")
+    with pytest.raises(ReferenceCacheError, match="not a finite number"):  # nothing written
+        write_reference_cache(rows, tmp_path / "new.jsonl", {})
+    assert not (tmp_path / "new.jsonl").exists()
     check_finite_reference(rows[:2], "cache.jsonl")  # finite rows pass
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"max_length": 100}, r"max_length 100 \(this job: 128\)"),
+        ({"precision": "bf16"}, r"precision 'bf16' \(this job: 'fp32'\)"),
+        ({"tokenizer": True}, r"another model or tokenizer \(files that differ: tokenizer.json\)"),
+        ({"pairs": True}, r"another pair file"),
+        ({"no_record": True}, r"no record of what it was computed from"),
+    ],
+)
+def test_a_cache_from_other_inputs_is_refused_before_the_model_loads(
+    smollm2_dir, pairs, tmp_path, monkeypatch, change, named
+):
+    """A cache made with another maximum length, precision, tokenizer or pair file (copied from
+    another run, or touched so that Snakemake keeps it) is refused by the training job, naming
+    what differs, before any model is loaded."""
+    import shutil
+
+    from prefopt import training as training_module
+    from prefopt.reference_cache import (
+        ReferenceCacheError,
+        cache_record,
+        meta_path,
+        write_reference_cache,
+    )
+
+    training = {**TRAINING, "precision": "fp32"}
+    model_dir = tmp_path / "model"
+    shutil.copytree(smollm2_dir, model_dir)
+    other_pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(read_jsonl(pairs), other_pairs)
+    cache_settings = {k: v for k, v in change.items() if k in training}
+    record = cache_record(model_dir, other_pairs, {**training, **cache_settings}, False)
+    rows = [
+        {"pair_id": r["pair_id"], "ref_chosen_logps": -10.0, "ref_rejected_logps": -12.0}
+        for r in read_jsonl(pairs)
+    ]
+    reference = tmp_path / "reference.jsonl"
+    write_reference_cache(rows, reference, record)
+    if "tokenizer" in change:
+        tok = model_dir / "tokenizer.json"
+        tok.write_text(tok.read_text().replace('"<|im_end|>"', '"<|im_stop|>"', 1))
+    if "pairs" in change:
+        write_jsonl(read_jsonl(pairs)[:-1], other_pairs)
+    if "no_record" in change:
+        meta_path(reference).unlink()
+    monkeypatch.setattr(training_module, "load_for_training", None)  # loading = a TypeError
+    with pytest.raises(ReferenceCacheError, match=named) as err:
+        training_module.build_policy_trainer(
+            model_dir, other_pairs, reference, tmp_path / "w", training, "dpo", {}, seed=0
+        )
+    assert str(reference) in str(err.value) and "rerun cache_reference_logps" in str(err.value)

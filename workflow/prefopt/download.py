@@ -42,6 +42,10 @@ HF_DATA_EXTENSIONS = (".parquet", ".jsonl", ".json")
 CHUNK = 1 << 20
 
 
+#: The download layout's folder inside a run (mirrors are copies of it).
+DOWNLOADS_DIR = "results/downloads"
+
+
 class DownloadError(RuntimeError):
     """A source could not be fetched or verified; the message names the source and the file."""
 
@@ -419,3 +423,94 @@ def download_hf_files(
 
 def write_provenance(record: dict[str, Any], path: str | Path) -> None:
     write_json(record, path)
+
+
+# --------------------------------------------------------------------------- reading a source
+
+
+class SourceChecksumError(ValueError):
+    """A source file that differs from (or is missing from) its recorded checksum."""
+
+
+def recorded_checksums(root: str | Path) -> dict[str, tuple[str, str]]:
+    """{path relative to `root`: (sha256, the record that lists it)} from every record of a
+    download layout (results/downloads, a copy of it used as a mirror, or the shipped samples):
+    `SHA256SUMS` at the top, each GitHub source's `provenance.json` (paths relative to the top),
+    each Hub split's `<split>.provenance.json` (the JSON-lines file it wrote) and each Hub file
+    set's `provenance.json` (paths relative to its folder)."""
+    root = Path(root)
+    out: dict[str, tuple[str, str]] = {}
+    sums = root / "SHA256SUMS"
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            if line.strip():
+                digest, name = line.split(maxsplit=1)
+                out[name.strip().lstrip("*")] = (digest, "SHA256SUMS")
+    for record_file in sorted(root.rglob("*provenance.json")):
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        where = record_file.relative_to(root).as_posix()
+        if "output_sha256" in record:  # a Hub split written as <split>.jsonl
+            data = record_file.name.removesuffix(".provenance.json") + ".jsonl"
+            out[(record_file.parent / data).relative_to(root).as_posix()] = (
+                record["output_sha256"],
+                where,
+            )
+            continue
+        base = root if record.get("source") in GITHUB_SOURCES else record_file.parent
+        for name, entry in record.get("files", {}).items():
+            rel = (base / name).relative_to(root).as_posix()
+            out[rel] = (entry["sha256"], where)
+    return out
+
+
+def verify_sources(paths: Iterable[str | Path], root: str | Path) -> int:
+    """Check every source among `paths` (files under `root`, the run's mirror or download
+    folder) against the layout's records before a stage reads it: a file that was edited, cut
+    short or swapped is refused with the file and both checksums; a file no record lists is
+    refused too. A folder is checked for every file its records list under it (documentation
+    beside the data is not read by any stage). Paths outside `root` (results of earlier rules,
+    a local file) are not sources. Returns the number of files checked."""
+    root = Path(root).resolve()
+    records: dict[str, tuple[str, str]] | None = None
+    checked = 0
+    for path in map(Path, paths):
+        try:
+            rel = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue
+        if records is None:
+            records = recorded_checksums(root)
+        if path.is_dir():
+            wanted = sorted(r for r in records if r.startswith(f"{rel}/") or rel == ".")
+        else:
+            wanted = [rel]
+        for name in wanted:
+            f = root / name
+            if name not in records:
+                raise SourceChecksumError(
+                    f"{path}: no checksum recorded for it in {root} (SHA256SUMS or a provenance "
+                    "record): a source must come from a verified download or a mirror of one"
+                )
+            expected, where = records[name]
+            if not f.is_file():
+                raise SourceChecksumError(f"{f}: missing, but {root / where} lists it")
+            got = sha256_file(f)
+            if got != expected:
+                raise SourceChecksumError(
+                    f"{f}: sha256 {got}, but {root / where} records {expected}: the file was "
+                    "changed, cut short or replaced since it was verified. Restore it from its "
+                    "source (or delete it and rerun with mirror_dir: null to download it again)"
+                )
+            checked += 1
+    return checked
+
+
+def source_root(config: dict[str, Any]) -> str:
+    """Where a run's sources are read from: its mirror, or the download layout."""
+    return config["mirror_dir"] or DOWNLOADS_DIR
+
+
+def check_sources(smk: Any) -> int:
+    """A rule script's sources checked before it reads them (`verify_sources` of its inputs
+    under the run's mirror or download folder); the number of files checked."""
+    return verify_sources(smk.input, source_root(smk.config))

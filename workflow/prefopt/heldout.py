@@ -339,7 +339,14 @@ def heldout_scores(
     """The per-pair score file of one variant x seed (`PAIR_COLUMNS`): its policy (a trained
     checkpoint; None when the policy is the reference) on the held-out pairs, the policy's
     log-probs from `prefopt.training.pair_logps` (the reference cache's code path)."""
+    import torch
+
+    from prefopt.reference_cache import cache_record, read_reference_cache
+
     pairs = read_jsonl(pairs_path)
+    # The trained policy is not the reference model: pairs and numerics are compared, not weights.
+    expected = cache_record(None, pairs_path, training, torch.cuda.is_available())
+    reference = read_reference_cache(reference_path, expected)
     policy = None
     if policy_dir is not None:
         from prefopt.training import pair_logps
@@ -349,7 +356,7 @@ def heldout_scores(
             {"pair_id": p, "chosen_logps": c, "rejected_logps": r}
             for p, c, r in zip(scored["pair_id"], scored["chosen"], scored["rejected"], strict=True)
         ]
-    table = preference_margins(pairs, read_jsonl(reference_path), policy)
+    table = preference_margins(pairs, reference.values(), policy)
     table.insert(0, "seed", int(seed))
     table.insert(0, "variant", variant)
     return table

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -23,10 +22,17 @@ import torch
 from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
-from prefopt.data import read_jsonl, to_conversational, truncate_prompt, write_jsonl
+from prefopt.data import read_jsonl, to_conversational, truncate_prompt
 from prefopt.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.losses import pairwise_loss
 from prefopt.modeling import check_model_dir, resolve_precision
+from prefopt.reference_cache import (
+    ReferenceCacheError,
+    cache_record,
+    read_reference_cache,
+    require_pairs,
+    write_reference_cache,
+)
 from prefopt.resume import Checkpoints, checkpoint_step, job_fingerprint
 
 log = logging.getLogger(__name__)
@@ -236,24 +242,6 @@ class PrefOptDPOTrainer(DPOTrainer):
 REFERENCE_CHECK_TOLERANCE_NATS = {"fp32": 1e-3, "bf16": 1.0, "fp16": 1.0}
 
 
-class ReferenceCacheError(ValueError):
-    """A reference cache that training must not read (the message names the pair and values)."""
-
-
-def check_finite_reference(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Every cached log-prob is a finite number (fp16 overflow gives inf/nan): checked when the
-    cache is written and when training reads it."""
-    for row in rows:
-        for key in ("ref_chosen_logps", "ref_rejected_logps"):
-            value = row.get(key)
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise ReferenceCacheError(
-                    f"{path}: pair {row.get('pair_id')!r} has {key} = {value!r}, not a finite "
-                    "number; the reference cache is unusable: delete it and rerun "
-                    "cache_reference_logps (with fp32 if the values overflowed)"
-                )
-
-
 def check_reference_at_step_zero(
     trainer: Any, reference_path: str | Path, precision: str
 ) -> dict[str, Any]:
@@ -320,8 +308,8 @@ def compute_reference_logps(
         {"pair_id": pid, "ref_chosen_logps": c, "ref_rejected_logps": r}
         for pid, c, r in zip(scored["pair_id"], scored["chosen"], scored["rejected"], strict=True)
     ]
-    check_finite_reference(rows, out_path)
-    write_jsonl(rows, out_path)
+    record = cache_record(model_dir, pairs_path, training, torch.cuda.is_available())
+    write_reference_cache(rows, out_path, record)
     return {"n_pairs": len(rows), "n_dropped_by_trl": scored["n_dropped_by_trl"]}
 
 
@@ -518,17 +506,12 @@ def build_policy_trainer(
 
     Shared by `train_policy` and the training benchmark, so the benchmark times this code path.
     """
+    # The cache is checked against this job's model, pairs and numerics before anything loads.
+    expected = cache_record(model_dir, pairs_path, training, torch.cuda.is_available())
+    reference = read_reference_cache(reference_path, expected)
+    require_pairs(reference, [r["pair_id"] for r in read_jsonl(pairs_path)], reference_path)
     model, tokenizer, on_gpu = load_for_training(model_dir, training, seed)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
-    rows = read_jsonl(reference_path)
-    check_finite_reference(rows, reference_path)
-    reference = {r["pair_id"]: r for r in rows}
-    missing = [pid for pid in dataset["pair_id"] if pid not in reference]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} pairs have no cached reference log-probs in {reference_path} "
-            f"(first: {missing[0]}); rerun cache_reference_logps"
-        )
     dataset = dataset.add_column(
         "ref_chosen_logps", [reference[p]["ref_chosen_logps"] for p in dataset["pair_id"]]
     ).add_column(

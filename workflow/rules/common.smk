@@ -32,6 +32,8 @@ from prefopt.config import (
 )
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
 from prefopt.runtime import ALLOW_CPU_ENV
+from prefopt.download import DOWNLOADS_DIR
+from prefopt.reference_cache import meta_path
 from prefopt.provenance import (
     PROVENANCE_PATH,
     code_state,
@@ -65,10 +67,12 @@ TRAINED_VARIANTS = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] is 
 JUDGE_AE = config["judges"]["alpaca_eval"]
 JUDGE_MT = config["judges"]["mt_bench"]
 
-DOWNLOADS = "results/downloads"
+DOWNLOADS = DOWNLOADS_DIR
 MODEL_DIR = f"results/models/{MODEL}"
 PAIRS = "results/data/train_pairs.jsonl"
 REFERENCE_LOGPS = f"results/reference_logps/{MODEL}/{DATASET}-maxlen{MAX_LENGTH}.jsonl"
+#: What a reference cache was computed from (prefopt.reference_cache), checked by its readers.
+REFERENCE_META = str(meta_path(REFERENCE_LOGPS))
 ALPACA_EVAL_ITEMS = "results/data/alpaca_eval.json"
 MT_BENCH_QUESTIONS = "results/data/mt_bench_questions.jsonl"
 #: Every trained model (pairwise losses and seed methods alike) and its per-step diagnostics.
@@ -80,6 +84,7 @@ HELDOUT_PAIRS = "results/data/heldout_pairs.jsonl"
 HELDOUT_REFERENCE_LOGPS = (
     f"results/reference_logps/{MODEL}/{DATASET}-heldout-maxlen{MAX_LENGTH}.jsonl"
 )
+HELDOUT_REFERENCE_META = str(meta_path(HELDOUT_REFERENCE_LOGPS))
 HELDOUT_SCORES = "results/heldout/{variant}/seed{seed}.csv"
 HELDOUT_TABLE = "results/scores/heldout_preference.csv"
 #: Every run variant but lambda-DPO's: it trains on openbmb/UltraFeedback's prompts, which the

@@ -38,7 +38,8 @@ rule cache_heldout_reference_logps:
         model=MODEL_DIR,
         pairs=HELDOUT_PAIRS,
     output:
-        HELDOUT_REFERENCE_LOGPS,
+        logps=HELDOUT_REFERENCE_LOGPS,
+        meta=HELDOUT_REFERENCE_META,
     log:
         f"results/logs/cache_heldout_reference_logps/{MODEL}-{DATASET}-heldout-maxlen{MAX_LENGTH}.log",
     benchmark:
@@ -62,6 +63,7 @@ rule heldout_preference:
         model=policy_dir,
         pairs=HELDOUT_PAIRS,
         reference_logps=HELDOUT_REFERENCE_LOGPS,
+        reference_meta=HELDOUT_REFERENCE_META,
     output:
         HELDOUT_SCORES,
     log:

@@ -6,7 +6,8 @@ rule cache_reference_logps:
         model=MODEL_DIR,
         pairs=PAIRS,
     output:
-        REFERENCE_LOGPS,
+        logps=REFERENCE_LOGPS,
+        meta=REFERENCE_META,
     log:
         f"results/logs/cache_reference_logps/{MODEL}-{DATASET}-maxlen{MAX_LENGTH}.log",
     benchmark:
@@ -29,6 +30,7 @@ rule train_policy:
         model=MODEL_DIR,
         pairs=PAIRS,
         reference_logps=REFERENCE_LOGPS,
+        reference_meta=REFERENCE_META,
     output:
         model=directory(CHECKPOINT),
         diagnostics=DIAGNOSTICS,

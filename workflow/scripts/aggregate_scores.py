@@ -1,9 +1,11 @@
 """Snakemake wiring: score tables for the notebooks (alpaca_eval metrics via alpaca_eval)."""
 
 from prefopt.aggregate import alpaca_eval_tables, diagnostics_table, mt_bench_table, variants_table
+from prefopt.download import check_sources
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
+log.info("sources checked against their records: %d files", check_sources(snakemake))
 inp, out, par = snakemake.input, snakemake.output, snakemake.params
 boards, per_prompt = alpaca_eval_tables(
     list(inp.alpaca_eval), par.judges["alpaca_eval"], par.lc_assets_dir

@@ -1,9 +1,11 @@
 """Snakemake wiring: audit Table 1 against the authors' published AlpacaEval artefacts."""
 
 from prefopt.audit import write_audit
+from prefopt.download import check_sources
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
+log.info("sources checked against their records: %d files", check_sources(snakemake))
 inp, out, par = snakemake.input, snakemake.output, snakemake.params
 authors_dir = inp.authors_dir or None
 table = write_audit(

@@ -11,7 +11,7 @@ torch.set_num_threads(snakemake.threads)
 info = compute_reference_logps(
     snakemake.input.model,
     snakemake.input.pairs,
-    snakemake.output[0],
+    snakemake.output.logps,
     snakemake.params.training,
 )
 log.info("reference log-probs: %s; versions %s", info, versions())

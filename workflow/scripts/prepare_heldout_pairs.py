@@ -1,11 +1,12 @@
 """Snakemake wiring: held-out preference pairs, checked and disjoint from the training prompts."""
 
 from prefopt.data import read_jsonl, rejected_rows_message, write_jsonl
-from prefopt.download import sha256_file
+from prefopt.download import check_sources, sha256_file
 from prefopt.heldout import select_heldout_pairs
 from prefopt.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
+log.info("sources checked against their records: %d files", check_sources(snakemake))
 inp, out = snakemake.input, snakemake.output
 kept, report = select_heldout_pairs(
     read_jsonl(inp.source),

@@ -3,10 +3,12 @@
 import json
 
 from prefopt.data import read_jsonl, write_jsonl
+from prefopt.download import check_sources
 from prefopt.runtime import setup_logging
 from prefopt.seed_training import prepare_listwise
 
 log = setup_logging(snakemake.log[0])
+log.info("sources checked against their records: %d files", check_sources(snakemake))
 spec = snakemake.params.listwise
 source = read_jsonl(snakemake.input[0])
 rows, stats = prepare_listwise(

@@ -3,9 +3,11 @@
 import shutil
 
 from prefopt.data import read_jsonl, subset_mt_bench, write_jsonl
+from prefopt.download import check_sources
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
+log.info("sources checked against their records: %d files", check_sources(snakemake))
 questions = subset_mt_bench(
     read_jsonl(snakemake.input.questions),
     snakemake.params.per_category,

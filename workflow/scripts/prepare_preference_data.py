@@ -1,10 +1,11 @@
 """Snakemake wiring: schema-check preference pairs and keep the configured number."""
 
 from prefopt.data import check_pairs, read_jsonl, rejected_rows_message, write_jsonl
-from prefopt.download import sha256_file
+from prefopt.download import check_sources, sha256_file
 from prefopt.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
+log.info("sources checked against their records: %d files", check_sources(snakemake))
 rows = read_jsonl(snakemake.input[0])
 kept, report = check_pairs(rows, max_pairs=snakemake.params.max_pairs)
 # The source's content, not its path: the downloaded and the mirrored route give the same report.
