@@ -49,3 +49,31 @@ def test_expected_valid_mutations_are_valid_configs(repo):
             broken = yaml.safe_load(yaml.safe_dump(cfg))
             mutation.apply(broken)
             validate_config(broken)  # no error: a legitimate value
+
+
+def test_every_corrupted_input_is_caught_naming_the_file_and_row(repo, tmp_path):
+    """The corrupted-inputs campaign (prefopt.corrupt_inputs, printed by fault-report): each
+    case is refused, or for a bad source row left out and logged, with the file and the
+    row/line/key in the message."""
+    from prefopt.corrupt_inputs import CORRUPTIONS, run_campaign
+
+    results = run_campaign(tmp_path, repo)
+    assert len(results) == len(CORRUPTIONS) >= 7
+    slipped = [(r.name, r.message[:200]) for r in results if not (r.names_file and r.names_where)]
+    assert slipped == []
+
+
+def test_the_campaign_reports_a_check_that_is_gone(repo, tmp_path, monkeypatch):
+    """Without the model-folder check, or with a cache record that never differs, the cases they
+    catch are reported as not caught (the campaign can fail)."""
+    from prefopt import corrupt_inputs, reference_cache
+
+    monkeypatch.setattr(corrupt_inputs, "check_model_dir", lambda path: None)
+    monkeypatch.setattr(reference_cache, "_differences", lambda got, expected: [])
+    missed = {r.name for r in corrupt_inputs.run_campaign(tmp_path, repo) if not r.caught}
+    assert missed == {
+        "model folder missing a shard",
+        "model weights cut short",
+        "cache made with another tokenizer",
+        "cache made with another max length",
+    }

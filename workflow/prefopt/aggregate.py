@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from prefopt.data import read_jsonl
+from prefopt.runtime import read_json
 
 _PATH_KEYS = re.compile(r"/(?P<variant>[a-z][a-z0-9_]*)/seed(?P<seed>\d+)(?:/|\.)")
 
@@ -55,7 +55,7 @@ def alpaca_eval_tables(
     rows, per_prompt = [], []
     for path in paths:
         variant, seed = variant_seed(path)
-        annotations = json.loads(Path(path).read_text())
+        annotations = read_json(path)
         board = alpaca_eval_leaderboard(annotations, lc_assets_dir=lc_assets_dir)
         rows.append(
             {

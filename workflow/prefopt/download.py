@@ -470,7 +470,8 @@ def verify_sources(paths: Iterable[str | Path], root: str | Path) -> int:
     refused too. A folder is checked for every file its records list under it (documentation
     beside the data is not read by any stage). Paths outside `root` (results of earlier rules,
     a local file) are not sources. Returns the number of files checked."""
-    root = Path(root).resolve()
+    shown = Path(root)  # as given (relative under Snakemake): messages name no machine path
+    root = shown.resolve()
     records: dict[str, tuple[str, str]] | None = None
     checked = 0
     for path in map(Path, paths):
@@ -485,19 +486,19 @@ def verify_sources(paths: Iterable[str | Path], root: str | Path) -> int:
         else:
             wanted = [rel]
         for name in wanted:
-            f = root / name
+            f = shown / name
             if name not in records:
                 raise SourceChecksumError(
-                    f"{path}: no checksum recorded for it in {root} (SHA256SUMS or a provenance "
+                    f"{path}: no checksum recorded for it in {shown} (SHA256SUMS or a provenance "
                     "record): a source must come from a verified download or a mirror of one"
                 )
             expected, where = records[name]
             if not f.is_file():
-                raise SourceChecksumError(f"{f}: missing, but {root / where} lists it")
+                raise SourceChecksumError(f"{f}: missing, but {shown / where} lists it")
             got = sha256_file(f)
             if got != expected:
                 raise SourceChecksumError(
-                    f"{f}: sha256 {got}, but {root / where} records {expected}: the file was "
+                    f"{f}: sha256 {got}, but {shown / where} records {expected}: the file was "
                     "changed, cut short or replaced since it was verified. Restore it from its "
                     "source (or delete it and rerun with mirror_dir: null to download it again)"
                 )

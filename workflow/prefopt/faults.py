@@ -1,6 +1,7 @@
 """Fault injection: bad input must be refused before any work, with a message that names it.
 
-Config fuzz (`config_mutations`, `fuzz_config`): every key of a layered config is mutated the
+Corrupted inputs (`prefopt.corrupt_inputs`) are reported here too. Config fuzz
+(`config_mutations`, `fuzz_config`): every key of a layered config is mutated the
 ways a user gets it wrong, driven by the schema itself (`workflow/schemas/config.schema.yaml`):
 a value of the wrong type, a negative or fractional size, a choice that does not exist, a typo
 as an extra key, a required key left out; plus the cross-key mistakes the schema cannot see
@@ -232,9 +233,32 @@ CHECKED_BY_TESTS = (
 )
 NOT_YET_MEASURED = (
     "kill -9 at the other points of the tiny DAG (prepare, cache, generate, judge, render)",
-    "corrupted inputs (truncated JSONL, empty response, bad cache, missing shard, ...)",
     "disk full / read-only results",
 )
+
+
+def report_corruptions(root: Path) -> int:
+    """Print the corrupted-inputs campaign (`prefopt.corrupt_inputs`); the number that slipped."""
+    import tempfile
+
+    from prefopt.corrupt_inputs import run_campaign
+
+    with tempfile.TemporaryDirectory(prefix="prefopt-corrupt-") as work:
+        results = run_campaign(work, root)
+        # messages name the scratch folder: shown relative to it
+        shown = [r.message.replace(f"{work}/", "") for r in results]
+    ok = [r.caught and r.names_file and r.names_where for r in results]
+    print(
+        "corrupted inputs: each made in a scratch folder and read by the check its stage runs "
+        "before loading any model"
+    )
+    print(
+        f"  caught {sum(r.caught for r in results)}/{len(results)}, message names the file "
+        f"and the row/line/key {sum(ok)}/{len(results)}"
+    )
+    for r, good, message in zip(results, ok, shown, strict=True):
+        print(f"    {'caught' if good else 'NOT CAUGHT'}: {r.name} [{r.stage}]: {message[:150]}")
+    return len(results) - sum(ok)
 
 
 def main(root: str | Path = ".") -> int:
@@ -261,6 +285,7 @@ def main(root: str | Path = ".") -> int:
     print("  mutations by kind (last config): " + ", ".join(f"{k} {n}" for k, n in counts.items()))
     for (key, kind), why in EXPECTED_VALID.items():
         print(f"  not a mistake, left out: {key} ({kind}): {why}")
+    failed += report_corruptions(root)
     for category in CHECKED_BY_TESTS:
         print(f"checked by the test suite, not by this report: {category}")
     for category in NOT_YET_MEASURED:

@@ -9,7 +9,6 @@ rate is reported as missing (with the reason) instead of being approximated.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -20,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from prefopt.download import LC_ASSET_FILES
+from prefopt.runtime import read_json
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ def load_annotations(annotations: Annotations) -> pd.DataFrame:
     the records is kept exactly as given.
     """
     if isinstance(annotations, str | os.PathLike):
-        with open(annotations, encoding="utf-8") as fh:
-            annotations = json.load(fh)
+        annotations = read_json(annotations)
     if isinstance(annotations, pd.DataFrame):
         df = annotations.copy()
     else:

@@ -9,7 +9,6 @@ prompt selection and formatting (``gen_judgment.make_judge_single`` and
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,6 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pandas as pd
+
+from prefopt.runtime import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +72,21 @@ JUDGMENT_KEYS = (
 PROVENANCE_KEYS = ("judge_model", "served_model", "judge_error")
 
 
-def _read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def load_questions(
     path: str | os.PathLike, begin: int | None = None, end: int | None = None
 ) -> list[dict[str, Any]]:
     """Questions from a FastChat ``question.jsonl`` (``begin:end`` slice as FastChat)."""
-    return _read_jsonl(path)[begin:end]
+    return read_jsonl(path)[begin:end]
 
 
 def load_judge_prompts(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Judge prompts from ``judge_prompts.jsonl``, keyed by ``name``."""
-    return {rec["name"]: rec for rec in _read_jsonl(path)}
+    return {rec["name"]: rec for rec in read_jsonl(path)}
 
 
 def load_model_answers(path: str | os.PathLike) -> dict[int, dict[str, Any]]:
     """Answers (or reference answers) from one FastChat ``model_answer`` JSONL, by question_id."""
-    return {rec["question_id"]: rec for rec in _read_jsonl(path)}
+    return {rec["question_id"]: rec for rec in read_jsonl(path)}
 
 
 def turns_of(answer: dict[str, Any] | Sequence[str]) -> list[str]:

@@ -220,6 +220,41 @@ def versions() -> dict[str, Any]:
     return out
 
 
+class DataError(ValueError):
+    """An input file that must not be read further (the message names the file and line)."""
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every row of a JSON-lines file. A line that is not a JSON object (a truncated or
+    half-written row, a stray byte) stops the read with the file and line number: a row left out
+    silently would change what is trained or scored."""
+    rows = []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}, line {number}: not UTF-8 text (byte {err.start}); a truncated or "
+                    "corrupted row? Restore the file (or delete it and rerun the rule that "
+                    "writes it)"
+                ) from None
+            except json.JSONDecodeError as err:
+                raise DataError(
+                    f"{path}, line {number}: not valid JSON ({err.msg}: column {err.colno}); "
+                    "a truncated or half-written row? Restore the file (or delete it and rerun "
+                    "the rule that writes it)"
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}, line {number}: a JSON {type(row).__name__}, not an object (a row)"
+                )
+            rows.append(row)
+    return rows
+
+
 def read_json(path: str | Path) -> Any:
     """A JSON file; a truncated or corrupted one stops the read naming the file and line."""
     try:

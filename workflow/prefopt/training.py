@@ -335,8 +335,8 @@ def pair_logps(
     on_gpu = torch.cuda.is_available()
     check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = load_policy_model(model_dir, on_gpu)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
+    model = load_policy_model(model_dir, on_gpu)  # after the pairs are read: a bad row stops first
     # The pass takes no optimiser step: its rules pass only the settings that shape the
     # log-probs (prefopt.config.CACHE_TRAINING_KEYS); these complete the DPOConfig it needs.
     no_training = {
