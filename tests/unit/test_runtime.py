@@ -162,3 +162,21 @@ def test_a_training_job_that_sees_two_gpus_stops_rather_than_data_parallel(monke
         check_one_gpu()
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     check_one_gpu()
+
+
+def test_a_refused_write_is_explained_and_other_errors_are_not():
+    """The line a job's log ends with when the file system refused a write: the file, the
+    reason, and that a rerun of the same command resumes; also for a library that wraps the
+    OS error in its own (safetensors' writer); nothing for other errors."""
+    import errno
+
+    from prefopt.runtime import write_failure_message
+
+    full = write_failure_message(OSError(errno.ENOSPC, "No space left on device", "results/x"))
+    assert full.startswith("this job could not write results/x: the disk is full")
+    assert "rerun the same command" in full
+    wrapped = RuntimeError("Error while serializing: I/O error: File too large (os error 27)")
+    assert "size limit" in write_failure_message(wrapped)
+    assert "read-only" in write_failure_message(OSError(errno.EROFS, "Read-only file system"))
+    assert write_failure_message(ValueError("No space in the prompt")) is None
+    assert write_failure_message(OSError(errno.ENOENT, "No such file or directory")) is None

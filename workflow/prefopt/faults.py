@@ -230,10 +230,15 @@ CHECKED_BY_TESTS = (
     "uninterrupted run's weights (tests/unit/test_resume.py, tests/integration/test_e2e_tiny.py)",
     "secrets: API judges through the DAG with a sentinel key, a server echoing it: 0 files "
     "holding it under the run's folder (test_e2e_tiny.py::test_api_judges_leave_no_secret_behind)",
+    "disk full and read-only results/ (a 40 MB tmpfs, then remounted read-only, in a mount "
+    "namespace): the job stops saying why and what to do, no half-written output is kept, "
+    "earlier results stay, the rerun does only the unfinished job "
+    "(tests/integration/test_disk_full.py)",
+    "a changed mirror file through Snakemake: its stage stops naming the file and both "
+    "checksums, other results untouched (tests/integration/test_corrupt_inputs_dag.py)",
 )
 NOT_YET_MEASURED = (
     "kill -9 at the other points of the tiny DAG (prepare, cache, generate, judge, render)",
-    "disk full / read-only results",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -41,6 +42,54 @@ class MachineFreeFormatter(logging.Formatter):
         return machine_free(super().format(record))
 
 
+#: Errors of a write the file system refused (disk or quota full, file size limit, read-only
+#: or not permitted), and what each means for the user.
+WRITE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file would exceed the size limit (ulimit -f, or the file system's)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "the operation is not permitted",
+}
+
+
+def write_failure_message(err: BaseException) -> str | None:
+    """What to tell the user when a job stops because it could not write (None for any other
+    error): which file, why, that nothing of the job is kept as complete, and how to go on."""
+    code, where = None, ""
+    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+        code, where = err.errno, f" {err.filename}" if err.filename else ""
+    else:  # libraries that wrap the OS error (safetensors' Rust writer: "os error 28")
+        text = str(err)
+        code = next((c for c in WRITE_ERRNOS if os.strerror(c) in text), None)
+    if code is None:
+        return None
+    return (
+        f"this job could not write{where}: {WRITE_ERRNOS[code]} ({os.strerror(code)}). "
+        "Snakemake deletes the outputs of a failed job, so nothing half-written is kept as "
+        "complete, and the jobs that finished keep their results. Free space (or make results/ "
+        "writable, or move it to a larger disk) and rerun the same command: only the "
+        "unfinished jobs run."
+    )
+
+
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why a run cannot write its results to `folder` (None when it can, or when the folder
+    does not exist yet): checked once before any job starts, so the user reads one line
+    instead of a traceback from the first job that tries."""
+    folder = Path(folder)
+    if not folder.exists() or os.access(folder, os.W_OK):
+        return None
+    read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    why = "it is on a read-only file system" if read_only else "this user may not write there"
+    return (
+        f"{folder}/ is not writable: {why}. No job was started and nothing was changed. Remount "
+        f"it read-write (or fix its permissions, or run from a copy of the repository with a "
+        f"writable {folder}/) and rerun the same command."
+    )
+
+
 def setup_logging(log_path: str | Path | None) -> logging.Logger:
     """Send this job's logging and warnings to its Snakemake `log:` file (and stderr), without
     absolute machine paths."""
@@ -58,6 +107,8 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     def log_uncaught(kind: type[BaseException], err: BaseException, tb: Any) -> None:
         # The error that stops a job belongs in its log file, not only on the terminal.
         logger.error("%s: %s", kind.__name__, err, exc_info=(kind, err, tb))
+        if diagnosis := write_failure_message(err):
+            logger.error(diagnosis)  # last, where the user looks first
 
     if log_path:
         sys.excepthook = log_uncaught

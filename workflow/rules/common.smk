@@ -31,7 +31,7 @@ from prefopt.config import (
     variant_params,
 )
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
-from prefopt.runtime import ALLOW_CPU_ENV
+from prefopt.runtime import ALLOW_CPU_ENV, unwritable_reason
 from prefopt.download import DOWNLOADS_DIR
 from prefopt.reference_cache import meta_path
 from prefopt.provenance import (
@@ -51,6 +51,14 @@ try:
         )
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration:\n{err}") from None
+
+
+# Before the first job of a real run (not a dry run): results/ must be writable, or every job
+# would fail on its own with Snakemake's traceback.
+onstart:
+    if reason := unwritable_reason("results"):
+        raise WorkflowError(reason)
+
 
 # Whether GPU jobs may run on the CPU (prefopt.runtime.require_gpu reads it in every job). An
 # environment variable, not a param: it decides where a job runs, not what it computes, so
