@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from prefopt.kill_anywhere import clone_repository, copy_repository
 
 REPO = Path(__file__).resolve().parents[1]
 #: The samples the repository ships (the embedded default's mirror), and the test fixtures.
@@ -17,19 +18,13 @@ FIXTURES = REPO / "tests" / "fixtures"
 def copy_workflow(dest: Path) -> Path:
     """A copy of the repository's tracked (and untracked, non-ignored) files, so tests never
     touch the user's results/ and see exactly what a clone holds."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for rel in files:
-        if rel.startswith(("results/", ".venv/")) or not (REPO / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest / rel)
-    return dest
+    return copy_repository(REPO, dest)
+
+
+def clone_workflow(dest: Path) -> Path:
+    """`copy_workflow` committed as a git repository of its own, as a clone is (its provenance
+    names the commit); the same files give the same commit id."""
+    return clone_repository(REPO, dest)
 
 
 def snakemake_env(**extra: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import copy_workflow, run_snakemake, snakemake_env
+from helpers import clone_workflow, run_snakemake, snakemake_env
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.e2e
@@ -44,11 +44,23 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900):
 def workdir(tmp_path_factory):
     """A copy of the workflow alone in an otherwise empty folder: nothing beside it to lean on,
     committed to a git repository of its own, as a clone is (its provenance names the commit)."""
-    repo = copy_workflow(tmp_path_factory.mktemp("e2e") / "repo")
-    git = ["git", "-C", str(repo), "-c", "user.name=ci", "-c", "user.email=ci@example.org"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny e2e"]):
-        subprocess.run(git + args, check=True, capture_output=True)
-    return repo
+    return clone_workflow(tmp_path_factory.mktemp("e2e") / "repo")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workdir):
+    """The tiny DAG run once, uninterrupted, and a copy of its results/ as they were then (the
+    end-to-end test goes on to change them); weights are hard links (Snakemake replaces, never
+    rewrites, a job's outputs)."""
+    run = snakemake(workdir)
+    snapshot = workdir.parent / "uninterrupted"
+
+    def copy(src: str, dst: str) -> None:
+        (os.link if src.endswith(".safetensors") else shutil.copy2)(src, dst)
+
+    if run.returncode == 0:
+        shutil.copytree(workdir / "results", snapshot / "results", copy_function=copy)
+    return run, snapshot
 
 
 def check_no_machine_paths(workdir: Path) -> None:
@@ -120,8 +132,8 @@ def kill_after(workdir: Path, args: list[str], marker: Path, timeout_s: float = 
         time.sleep(0.1)
 
 
-def test_tiny_dag_end_to_end(workdir):
-    run = snakemake(workdir)
+def test_tiny_dag_end_to_end(workdir, uninterrupted):
+    run, _ = uninterrupted
     assert run.returncode == 0, run.stderr[-5000:]
     res = workdir / "results"
 
@@ -298,3 +310,33 @@ def test_api_judges_leave_no_secret_behind(workdir):
     ]
     assert not leaks, leaks
     assert sentinel not in run.stdout + run.stderr
+
+
+#: Kill points of the test suite's chain (fault-report --kill runs all of prefopt.kill_anywhere's):
+#: one per stage the end-to-end test does not already kill (training is killed above), four to
+#: fit CI (~6 min on 2 cores).
+CHAIN_POINTS = ("prepare_model", "generate_alpaca_eval", "judge_mt_bench", "render_*")
+
+
+def test_killed_anywhere_the_rerun_ends_where_an_uninterrupted_run_ends(tmp_path, uninterrupted):
+    """SIGKILL to Snakemake and its jobs at points over the DAG (prepare, generate, judge,
+    render), each time --unlock and the same command with --rerun-incomplete: the
+    finished results/ equal the uninterrupted run's, file by file, except what
+    prefopt.kill_anywhere documents as run-specific (logs, timings, timestamps)."""
+    from prefopt.kill_anywhere import KILL_POINTS, compare_results, run_chain, survived
+
+    run, snapshot = uninterrupted
+    assert run.returncode == 0, run.stderr[-3000:]
+    chained = clone_workflow(tmp_path / "repo")
+    points = [p for p in KILL_POINTS if p.rule in CHAIN_POINTS]
+    args = ["--cores", "2", "--configfile", "tests/config.tiny.yaml"]
+    env = snakemake_env(PREFOPT_MIRROR="", PATH=os.defpath)
+    records, final_rc = run_chain(chained, args, env, points)
+    log = (chained / "kill-chain.log").read_text()
+    assert final_rc == 0, log[-5000:]
+    reached = [r for r in records if r.reached]
+    assert len(reached) >= 3, [(r.point.rule, r.reached) for r in records]
+    assert any(r.killed_jobs for r in reached)  # the kills landed in running jobs
+    differences = compare_results(snapshot, chained)
+    assert differences == {}, differences
+    assert all(survived(records, differences, final_rc))

@@ -637,4 +637,5 @@ def save_figure(fig: Any, png: str | Path, pdf: str | Path, provenance: str | No
     if provenance:
         add_figure_notes(fig, [provenance_note(provenance)])
     fig.savefig(out_path(png), dpi=150, bbox_inches="tight")
-    fig.savefig(out_path(pdf), bbox_inches="tight")
+    # no creation date: the same results give the same bytes (the PNG writer records none)
+    fig.savefig(out_path(pdf), bbox_inches="tight", metadata={"CreationDate": None})

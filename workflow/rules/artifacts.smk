@@ -94,7 +94,8 @@ _reported = lambda artifact: {
     for key, path in ARTIFACTS[artifact].items()
 }
 
-# papermill with `-p name value` for each input/output/param, then an HTML export. Kernel
+# papermill with `-p name value` for each input/output/param, its injected cell's id made
+# stable (prefopt.notebook_ids), then an HTML export. Kernel
 # start-up gets 10 min, not papermill's 60 s: on a loaded submit host (notebooks render there,
 # next to running jobs) a 60 s start failed in CI.
 _render_cmd = lambda artifact, inputs, params=(): (
@@ -105,6 +106,7 @@ _render_cmd = lambda artifact, inputs, params=(): (
         + [f"-p {k} {{params.{k}:q}}" for k in params]
     )
     + " > {log:q} 2>&1"
+    + " && python -m prefopt.notebook_ids {output.notebook:q}"  # papermill's random cell id
     + f" && jupyter nbconvert --to html {{output.notebook:q}} --output-dir {ART_NOTEBOOKS}"
     + " >> {log:q} 2>&1"
 )
