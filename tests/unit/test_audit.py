@@ -257,6 +257,7 @@ def test_snakemake_script(tmp_path: Path, with_authors: bool) -> None:
             params=NS(missing_reason={reason!r}, lc_assets_dir=None,
                       provenance_stamp="code abc, config 0123456789ab"),
             log=[{str(tmp_path / "a.log")!r}],
+            config={{"mirror_dir": None}},
         )
         runpy.run_path({str(ROOT / "workflow" / "scripts" / "audit_paper.py")!r},
                        init_globals={{"snakemake": sm}})

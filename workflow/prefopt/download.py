@@ -514,4 +514,7 @@ def source_root(config: dict[str, Any]) -> str:
 def check_sources(smk: Any) -> int:
     """A rule script's sources checked before it reads them (`verify_sources` of its inputs
     under the run's mirror or download folder); the number of files checked."""
-    return verify_sources(smk.input, source_root(smk.config))
+    paths = []
+    for item in smk.input:  # a named input may be a list (an optional source: [] when absent)
+        paths.extend(item if isinstance(item, list | tuple) else [item])
+    return verify_sources(paths, source_root(smk.config))

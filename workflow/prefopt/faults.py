@@ -232,7 +232,7 @@ CHECKED_BY_TESTS = (
     "uninterrupted run's weights (tests/unit/test_resume.py, tests/integration/test_e2e_tiny.py)",
     "secrets: API judges through the DAG with a sentinel key, a server echoing it: 0 files "
     "holding it under the run's folder (test_e2e_tiny.py::test_api_judges_leave_no_secret_behind)",
-    "kill -9 at 5 points of the tiny DAG (prepare, cache, generate, judge, render), results/ "
+    "kill -9 at 3 points of the tiny DAG (prepare, judge, render), results/ "
     "compared file by file with the uninterrupted run (test_e2e_tiny.py::"
     "test_killed_anywhere_the_rerun_ends_where_an_uninterrupted_run_ends; --kill runs all points)",
     "disk full and read-only results/ (a 40 MB tmpfs, then remounted read-only, in a mount "
