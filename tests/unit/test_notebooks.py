@@ -714,3 +714,38 @@ def test_rules_pass_the_local_judge_model(tmp_path, judges, expected):
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert f"-p local_judge_model {expected} " in proc.stdout + proc.stderr
+
+
+def test_executed_notebooks_are_made_byte_stable(tmp_path):
+    """papermill's injected cell gets a random id and the kernel splits printed text into as
+    many stream outputs as it flushed: after prefopt.notebook_ids the same run gives the same
+    notebook (found by the kill-anywhere campaign: two runs' notebooks differed only there)."""
+    import nbformat
+
+    from prefopt.notebook_ids import stabilise
+
+    def executed(chunks: list[str]) -> nbformat.NotebookNode:
+        nb = nbformat.v4.new_notebook()
+        injected = nbformat.v4.new_code_cell("x = 1")
+        injected.metadata["tags"] = ["injected-parameters"]
+        cell = nbformat.v4.new_code_cell("print('a'); print('b')")
+        cell.id = "plot"  # the template's own cells keep their ids
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in chunks]
+        cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text="w\n"))
+        nb.cells = [injected, cell]
+        return nb
+
+    paths = []
+    for i, chunks in enumerate((["a\n", "b\n"], ["a\nb\n"])):
+        paths.append(tmp_path / f"run{i}.ipynb")
+        nbformat.write(executed(chunks), str(paths[-1]))
+    assert paths[0].read_bytes() != paths[1].read_bytes()
+    assert stabilise(paths[0]) and stabilise(paths[1])
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    nb = nbformat.read(str(paths[0]), as_version=4)
+    assert nb.cells[0].id == "injected-parameters"
+    assert [(o.name, o.text) for o in nb.cells[1].outputs] == [
+        ("stdout", "a\nb\n"),
+        ("stderr", "w\n"),
+    ]
+    assert not stabilise(paths[0])  # already stable
