@@ -19,13 +19,11 @@ from typing import Any
 
 from prefopt.config import CACHE_TRAINING_KEYS
 from prefopt.data import read_jsonl, write_jsonl
-from prefopt.provenance import sha256_file
+from prefopt.provenance import DIR_MARKER, sha256_file
 from prefopt.runtime import read_json, write_json
 
 #: Bumped when the record's meaning changes (older caches are then refused, never misread).
 RECORD_VERSION = 1
-#: Snakemake's own marker inside a directory output (not part of the model).
-_DIR_MARKER = ".snakemake_timestamp"
 
 
 class ReferenceCacheError(ValueError):
@@ -44,7 +42,7 @@ def model_files(model_dir: str | Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): sha256_file(p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != _DIR_MARKER
+        if p.is_file() and p.name != DIR_MARKER
     }
 
 
