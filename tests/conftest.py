@@ -49,12 +49,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _deselect(config, items, "heavy", _deselected_heavy)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand what it deselected to the controller, which collects
+    nothing itself and prints the summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["deselected_heavy"] = _deselected_heavy
+        workeroutput["deselected_for_mirror"] = _deselected_for_mirror
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # pytest-xdist's hook, in the controller
+    output = getattr(node, "workeroutput", {})
+    for into, key in ((_deselected_heavy, "deselected_heavy"),
+                      (_deselected_for_mirror, "deselected_for_mirror")):  # fmt: skip
+        into.extend(n for n in output.get(key, []) if n not in into)  # every worker collects all
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _deselected_heavy:
         terminalreporter.write_line(
-            f"{len(_deselected_heavy)} tests marked 'heavy' deselected (about 24 min on a 2-core "
+            f"{len(_deselected_heavy)} tests marked 'heavy' deselected (about 31 min on a 2-core "
             f"AVX2 CPU: every loss trained through the DAG, the seed-method branches end to end, "
-            f"the stock-TRL training benchmark); "
+            f"the stock-TRL training benchmark, the kill-anywhere chain); "
             f"run them with bash workflow/bin/test --heavy ({HEAVY_ENV}=1)",
             yellow=True,
         )

@@ -313,11 +313,11 @@ def test_api_judges_leave_no_secret_behind(workdir):
 
 
 #: Kill points of the test suite's chain (fault-report --kill runs all of prefopt.kill_anywhere's):
-#: three stages the end-to-end test does not already kill (training is killed above), to fit CI
-#: (~6 min on 2 cores).
+#: three stages the end-to-end test does not already kill (training is killed above).
 CHAIN_POINTS = ("prepare_model", "judge_mt_bench", "render_*")
 
 
+@pytest.mark.heavy  # ~7 min on 2 cores: the rest of CI's 45 minutes has no room for it
 def test_killed_anywhere_the_rerun_ends_where_an_uninterrupted_run_ends(tmp_path, uninterrupted):
     """SIGKILL to Snakemake and its jobs at points over the DAG (prepare, judge, render), each
     time --unlock and the same command with --rerun-incomplete: the
