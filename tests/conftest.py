@@ -40,9 +40,30 @@ def _deselect(
         items[:] = keep
 
 
+#: Test files that take minutes, longest first: they run first, so that with two pytest-xdist
+#: workers (one file per worker at a time) the end-to-end run and the SLURM run overlap each
+#: other and the short files fill the gaps, instead of the SLURM run starting last, alone.
+SLOW_FILES_FIRST = (
+    "test_e2e_tiny.py",
+    "test_slurm.py",
+    "test_disk_full.py",
+    "test_benchmark_generation.py",
+    "test_heldout.py",
+    "test_gpu_required.py",
+    "test_local_judge.py",
+)
+
+
+def _slow_first(item: pytest.Item) -> int:
+    name = item.path.name
+    return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect `mirror` tests when no mirror is configured, and `heavy` tests unless asked for
-    (counted in the summary, not skipped one by one, so nothing is left out silently)."""
+    (counted in the summary, not skipped one by one, so nothing is left out silently); run the
+    slow files first (a stable sort: each file keeps its own order)."""
+    items.sort(key=_slow_first)
     if not os.environ.get(MIRROR_ENV):
         _deselect(config, items, "mirror", _deselected_for_mirror)
     if os.environ.get(HEAVY_ENV) != "1":
