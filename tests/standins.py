@@ -17,6 +17,11 @@ connection), ``"corrupt"`` (flip one byte, same length) and ``"missing"`` (404).
   failures scripted per item (429, 5xx, timeouts, 400 content filter, 401, 404, hangs) and the
   ``model`` field of its answers (the served model) settable. Point ``base_url`` at
   ``.base_url``.
+- ``StandInVllm``: vLLM's offline API (``vllm.LLM``, ``vllm.SamplingParams``,
+  ``vllm.inputs.TokensPrompt``) as modules put in ``sys.modules``, for the vLLM engine on a
+  machine without a GPU (vLLM has no CPU build on PyPI). Keyword names and checks are vLLM
+  0.33.0's; each request is decoded alone, in shuffled order as a scheduler would, by
+  prefopt's HF decoding loop with that request's own parameters.
 """
 
 from __future__ import annotations
@@ -445,3 +450,125 @@ class FakeOpenAI:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(data)
+
+
+# ----------------------------------------------------------------------------- vLLM
+#: `vllm.SamplingParams` keywords of vLLM 0.33.0 (vllm/sampling_params.py) that a caller may
+#: pass; anything else is a TypeError there, and here.
+VLLM_SAMPLING_FIELDS = frozenset(
+    "n presence_penalty frequency_penalty repetition_penalty temperature top_p top_k min_p "
+    "seed stop stop_token_ids bad_words include_stop_str_in_output ignore_eos max_tokens "
+    "min_tokens logprobs prompt_logprobs detokenize skip_special_tokens "
+    "spaces_between_special_tokens output_kind".split()
+)
+VLLM_SAMPLING_EPS = 1e-5  # vllm/sampling_params.py: below it, temperature means greedy
+
+
+class StandInVllm:
+    """Install with ``install(monkeypatch)``; ``llm_kwargs`` and ``requests`` record what the
+    engine asked for (every LLM(...) call; every request's prompt ids and parameters)."""
+
+    version = "0.33.0+standin"
+
+    def __init__(self) -> None:
+        self.llm_kwargs: list[dict[str, Any]] = []
+        self.requests: list[tuple[list[int], dict[str, Any]]] = []
+
+    def install(self, monkeypatch: Any) -> None:
+        import sys
+        import types
+
+        import torch
+
+        vllm = types.ModuleType("vllm")
+        inputs = types.ModuleType("vllm.inputs")
+        vllm.__version__ = self.version
+        vllm.SamplingParams = _sampling_params_class()
+        vllm.LLM = self._llm_class()
+        inputs.TokensPrompt = dict  # a TypedDict there: a plain dict at run time
+        vllm.inputs = inputs
+        monkeypatch.setitem(sys.modules, "vllm", vllm)
+        monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    def _llm_class(self) -> type:
+        stand_in = self
+
+        class LLM:
+            def __init__(self, model: str, *, tokenizer: str | None = None, dtype: str = "auto",
+                         seed: int = 0, gpu_memory_utilization: float = 0.92,
+                         **engine_args: Any) -> None:  # fmt: skip
+                from prefopt.modeling import load_model
+
+                stand_in.llm_kwargs.append(
+                    {"model": model, "tokenizer": tokenizer, "dtype": dtype, "seed": seed,
+                     "gpu_memory_utilization": gpu_memory_utilization, **engine_args}
+                )  # fmt: skip
+                # float32 on the CPU, whatever was asked: the answers must not depend on batching
+                self.model, self.tokenizer = load_model(model, device="cpu")
+
+            def generate(self, prompts: Any, sampling_params: Any, *, use_tqdm: bool = True,
+                         **kwargs: Any) -> list[Any]:  # fmt: skip
+                import random
+                from types import SimpleNamespace
+
+                from prefopt.generation import _decode_batch
+
+                if not isinstance(sampling_params, list | tuple):
+                    sampling_params = [sampling_params] * len(prompts)
+                if len(sampling_params) != len(prompts):
+                    raise ValueError("The lengths of prompts and sampling_params must be the same.")
+                outputs: list[Any] = [None] * len(prompts)
+                order = list(range(len(prompts)))
+                random.Random(len(prompts)).shuffle(order)
+                for i in order:
+                    ids, params = list(prompts[i]["prompt_token_ids"]), sampling_params[i]
+                    if not all(isinstance(t, int) for t in ids):
+                        raise TypeError("prompt_token_ids must be a list of int")
+                    stand_in.requests.append((ids, dict(params.kwargs)))
+                    eos = set(params.stop_token_ids or []) | {self.tokenizer.eos_token_id}
+                    (tokens,) = _decode_batch(
+                        self.model, [ids], pad_id=self.tokenizer.eos_token_id, eos_ids=eos,
+                        temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+                        max_new_tokens=params.max_tokens,
+                        repetition_penalty=params.repetition_penalty,
+                        seeds=[params.seed if params.seed is not None else 0],
+                    )  # fmt: skip
+                    outputs[i] = SimpleNamespace(
+                        prompt_token_ids=ids,
+                        outputs=[SimpleNamespace(index=0, token_ids=tuple(tokens), text="")],
+                    )
+                return outputs
+
+        return LLM
+
+
+def _sampling_params_class() -> type:
+    class SamplingParams:
+        def __init__(self, **kwargs: Any) -> None:
+            unknown = set(kwargs) - VLLM_SAMPLING_FIELDS
+            if unknown:
+                raise TypeError(f"SamplingParams got unexpected keyword(s) {sorted(unknown)}")
+            self.kwargs = kwargs
+            self.n = kwargs.get("n", 1)
+            self.temperature = float(kwargs.get("temperature", 1.0))
+            self.top_p = float(kwargs.get("top_p", 1.0))
+            self.top_k = kwargs.get("top_k", 0)
+            self.repetition_penalty = float(kwargs.get("repetition_penalty", 1.0))
+            self.max_tokens = kwargs.get("max_tokens", 16)
+            self.seed = kwargs.get("seed")
+            self.stop_token_ids = kwargs.get("stop_token_ids")
+            if not isinstance(self.top_k, int) or self.top_k < -1:
+                raise ValueError(f"top_k must be 0 (disable), or at least 1, got {self.top_k}.")
+            if not 0.0 < self.top_p <= 1.0:
+                raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+            if self.repetition_penalty <= 0.0:
+                raise ValueError("repetition_penalty must be greater than zero")
+            if self.n != 1 or self.max_tokens is None or self.max_tokens < 1:
+                raise ValueError(f"n={self.n}, max_tokens={self.max_tokens}")
+            if self.temperature < VLLM_SAMPLING_EPS:  # zero temperature means greedy sampling
+                self.temperature, self.top_p, self.top_k = 0.0, 1.0, 0
+            if self.top_k == -1:
+                self.top_k = 0
+
+    return SamplingParams

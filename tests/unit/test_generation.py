@@ -19,6 +19,7 @@ from transformers.generation.logits_process import (
 from prefopt.benchmark_generation import distribution_check
 from prefopt.data import read_jsonl
 from prefopt.generation import (
+    HfEngine,
     _messages,
     answer_seed,
     generate_alpaca_eval,
@@ -131,13 +132,11 @@ def test_answers_stay_in_benchmark_order_whatever_the_batching(fp32, items):
 
     def run(items, settings, batch_size):
         return generate_alpaca_eval(
-            model,
-            tok,
+            HfEngine(model, tok, batch_size),
             items,
             generator="m",
             system_prompt=SYSTEM,
             settings=settings,
-            batch_size=batch_size,
             seed=3,
         )
 
@@ -205,25 +204,87 @@ def test_mt_bench_answers_both_turns_in_question_order(fp32, embedded_data):
     settings = {"temperature": "fastchat", "top_p": 1.0, "max_new_tokens": 6}
     settings["repetition_penalty"] = 1.0
     out = generate_mt_bench(
-        model,
-        tok,
+        HfEngine(model, tok, 2),
         questions,
         model_id="m",
         system_prompt=SYSTEM,
         settings=settings,
-        batch_size=2,
         seed=0,
     )
     assert [o["question_id"] for o in out] == [q["question_id"] for q in questions]
     assert all(len(o["choices"][0]["turns"]) == 2 for o in out)
     again = generate_mt_bench(
-        model,
-        tok,
+        HfEngine(model, tok, 3),
         questions,
         model_id="m",
         system_prompt=SYSTEM,
         settings=settings,
-        batch_size=3,
         seed=0,
     )
     assert [o["choices"] for o in again] == [o["choices"] for o in out]
+
+
+def test_vllm_engine_writes_what_the_hf_engine_writes(monkeypatch, fp32, smollm2_dir, items):
+    """`generation.engine: vllm` against a stand-in of vLLM's offline API (no GPU here; see
+    tests/standins.py): vLLM is given the HF engine's prompt token ids, per-answer seeds,
+    sampling settings, top-k and end-of-sequence tokens, and the answers land in the same
+    records in benchmark order. The stand-in decodes with the HF loop, so equal parameters give
+    equal files; real vLLM samples with its own kernels (workflow/bin/gpu-smoke runs it)."""
+    from standins import StandInVllm
+
+    from prefopt.generation import default_top_k, eos_ids, load_engine
+
+    model, tok = fp32
+    stand_in = StandInVllm()
+    stand_in.install(monkeypatch)
+    generation = {
+        "engine": "vllm",
+        "dtype": "float16",
+        "vllm": {"gpu_memory_utilization": 0.85, "max_model_len": None},
+    }
+    engine = load_engine(str(smollm2_dir), generation, seed=3)
+    assert stand_in.llm_kwargs == [
+        {"model": str(smollm2_dir), "tokenizer": str(smollm2_dir), "dtype": "float16",
+         "seed": 3, "gpu_memory_utilization": 0.85}
+    ]  # fmt: skip
+    assert engine.describe() == {
+        "engine": "vllm", "engine_version": f"vllm {StandInVllm.version}", "dtype": "float16",
+        "device": "cuda",
+    }  # fmt: skip
+    hf = HfEngine(model, tok, 2)
+    for chosen in ({**GREEDY, "max_new_tokens": 8}, SAMPLED):
+        kw = {"generator": "m", "system_prompt": SYSTEM, "settings": chosen, "seed": 3}
+        assert generate_alpaca_eval(engine, items, **kw) == generate_alpaca_eval(hf, items, **kw)
+    sampled = [params for _, params in stand_in.requests[-len(items) :]]  # in scheduling order
+    seeds = {answer_seed(3, "alpaca_eval", i) for i in range(len(items))}
+    assert {p["seed"] for p in sampled} == seeds and len(sampled) == len(items)
+    config = model.generation_config
+    assert {p["top_k"] for p in sampled} == {default_top_k(config)}
+    assert {tuple(p["stop_token_ids"]) for p in sampled} == {tuple(sorted(eos_ids(config, tok)))}
+    assert {(p["temperature"], p["top_p"], p["repetition_penalty"], p["max_tokens"])
+            for p in sampled} == {(0.7, 0.9, 1.1, 8)}  # fmt: skip
+
+    questions = [
+        q
+        for q in read_jsonl(EMBEDDED_DATA / "mt_bench" / "question.jsonl")
+        if q["category"] in ("writing", "math")
+    ][::5][:2]
+    settings = {"temperature": "fastchat", "top_p": 1.0, "max_new_tokens": 6}
+    settings["repetition_penalty"] = 1.0
+    kw = {"model_id": "m", "system_prompt": SYSTEM, "settings": settings, "seed": 0}
+    ours = generate_mt_bench(engine, questions, **kw)
+    theirs = generate_mt_bench(hf, questions, **kw)
+    assert [o["choices"] for o in ours] == [o["choices"] for o in theirs]
+    assert [o["answer_id"] for o in ours] == [o["answer_id"] for o in theirs]
+
+
+def test_vllm_engine_without_a_gpu_says_how_to_expose_one(smollm2_dir):
+    """vLLM has no CPU build: asked for on a machine where torch sees no CUDA device, the
+    engine stops before importing vLLM or loading anything, naming --nv and the HF engine."""
+    from prefopt.generation import load_engine
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    generation = {"engine": "vllm", "dtype": "float16", "vllm": {"gpu_memory_utilization": 0.8}}
+    with pytest.raises(RuntimeError, match=r"--nv.*generation\.engine: hf"):
+        load_engine(str(smollm2_dir), generation, seed=0)

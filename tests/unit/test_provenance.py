@@ -70,9 +70,17 @@ def test_build_provenance_hashes_files_and_reads_served_judges(tmp_path):
         {"judge": ["api", "api"], "served_model": ["gpt-4-1106-preview", None], "x": [1, 2]}
     ).to_csv(scores, index=False)
     code = {"commit": "f" * 40, "dirty": False}
+    hf = {"engine": "hf", "engine_version": "transformers 5.23.0", "dtype": "float32"}
+    engines = []
+    for i, rec in enumerate([hf, {**hf, "dtype": "float32"}, {**hf, "dtype": "bfloat16"}]):
+        engines.append(tmp_path / f"seed{i}.engine.json")
+        engines[-1].write_text(json.dumps(rec))
     record = provenance.build_provenance(
-        CONFIG, code, [data], [model], [scores], snakemake_version="9.9", generation_engine="hf"
-    )
+        CONFIG, code, [data], [model], [scores], snakemake_version="9.9",
+        generation_engine_files=engines,
+    )  # fmt: skip
+    # one entry per distinct engine record, whatever the number of generation jobs
+    assert record["generation_engines"] == [{**hf, "dtype": "bfloat16"}, hf]
     assert record["data_sha256"] == {data.as_posix(): provenance.sha256_file(data)}
     assert list(record["model"]["files_sha256"]) == [(model / "weights.bin").as_posix()]
     assert record["model"]["revision"] == "abc"

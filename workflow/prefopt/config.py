@@ -301,10 +301,15 @@ def variant_params(config: dict[str, Any], variant: str, *keys: str) -> dict[str
 def generation_params(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
     """Generation settings shared by both benchmarks, plus `benchmark`'s own section."""
     gen = config["generation"]
-    return {
+    params = {
+        "engine": gen["engine"],
         "system_prompt": gen["system_prompt"],
         "dtype": gen["dtype"],
-        "cpu_dtype": gen["cpu_dtype"],
-        "batch_size": gen["batch_size"],
         benchmark: gen[benchmark],
     }
+    # only what the engine reads: changing the other engine's settings reruns nothing
+    if gen["engine"] == "vllm":
+        params["vllm"] = gen["vllm"]
+    else:
+        params.update(cpu_dtype=gen["cpu_dtype"], batch_size=gen["batch_size"])
+    return params

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -48,18 +48,50 @@ def answer_seed(seed: int, *key: Any) -> int:
     return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: any torch.Generator accepts it
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """The tokens that end an answer: the model's generation config, as `generate` reads it."""
-    eos = model.generation_config.eos_token_id
+def eos_ids(generation_config: Any, tokenizer: Any) -> set[int]:
+    """The tokens that end an answer: the model's generation config, as `generate` reads it
+    (both engines stop on exactly these)."""
+    eos = generation_config.eos_token_id
     if eos is None:
         eos = tokenizer.eos_token_id
     return set(eos) if isinstance(eos, list | tuple) else {int(eos)}
 
 
-def _top_k(model: Any) -> int:
-    """The top-k `generate` applies when sampling and the call does not set it (0 = off)."""
-    top_k = model.generation_config.top_k
+def default_top_k(generation_config: Any) -> int:
+    """The top-k `generate` applies when sampling and the call does not set it (0 = off); the
+    vLLM engine is given the same."""
+    top_k = generation_config.top_k
     return HF_DEFAULT_TOP_K if top_k is None else int(top_k)
+
+
+def chat_prompt_ids(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> list[list[int]]:
+    """Each conversation through the model's own chat template, ready for the answer: the
+    prompt token ids both engines are given."""
+    texts = [
+        tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+        for c in conversations
+    ]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+class GenerationEngine(Protocol):
+    """What the benchmark generators need of an engine (`generation.engine`): the tokenizer the
+    prompts are made with, the answers' token ids, and what to record about itself."""
+
+    tokenizer: Any
+
+    def token_ids(
+        self,
+        prompts: list[list[int]],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        repetition_penalty: float,
+        seeds: list[int],
+    ) -> list[list[int]]: ...
+
+    def describe(self) -> dict[str, str]: ...
 
 
 def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -255,6 +287,60 @@ def _decode_batch(
     return answers
 
 
+class HfEngine:
+    """`generation.engine: hf`: the decoding loop above on a transformers model, in batches of
+    `batch_size` prompts of similar length (descending: the largest batch first, so a memory
+    problem shows at once)."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int) -> None:
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def describe(self) -> dict[str, str]:
+        import transformers
+
+        return {
+            "engine": "hf",
+            "engine_version": f"transformers {transformers.__version__}",
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": str(self.model.device.type),
+        }
+
+    def token_ids(
+        self,
+        prompts: list[list[int]],
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        repetition_penalty: float,
+        seeds: list[int],
+    ) -> list[list[int]]:
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        answers: list[list[int]] = [[] for _ in prompts]
+        config = self.model.generation_config
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            new = _decode_batch(
+                self.model,
+                [prompts[i] for i in idx],
+                pad_id=self.tokenizer.pad_token_id,
+                eos_ids=eos_ids(config, self.tokenizer),
+                temperature=temperature,
+                top_p=top_p,
+                top_k=default_top_k(config),
+                max_new_tokens=max_new_tokens,
+                repetition_penalty=repetition_penalty,
+                seeds=[seeds[i] for i in idx],
+            )
+            for i, tokens in zip(idx, new, strict=True):
+                answers[i] = tokens
+        return answers
+
+
 def generate_token_ids(
     model: Any,
     tokenizer: Any,
@@ -267,41 +353,44 @@ def generate_token_ids(
     seeds: list[int],
     batch_size: int,
 ) -> list[list[int]]:
-    """New token ids of each conversation's answer, in their order; `seeds[i]` drives answer i.
-
-    Batches are formed in descending prompt length (the largest batch first: a memory problem
-    shows at once), so a batch pads to nearly its own length.
-    """
+    """New token ids of each conversation's answer with the HF engine, in their order;
+    `seeds[i]` drives answer i."""
     if len(seeds) != len(conversations):
         raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
-    if not conversations:
-        return []
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    texts = [
-        tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-        for c in conversations
-    ]
-    prompts = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    answers: list[list[int]] = [[] for _ in prompts]
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        new = _decode_batch(
-            model,
-            [prompts[i] for i in idx],
-            pad_id=tokenizer.pad_token_id,
-            eos_ids=_eos_ids(model, tokenizer),
-            temperature=temperature,
-            top_p=top_p,
-            top_k=_top_k(model),
-            max_new_tokens=max_new_tokens,
-            repetition_penalty=repetition_penalty,
-            seeds=[seeds[i] for i in idx],
-        )
-        for i, tokens in zip(idx, new, strict=True):
-            answers[i] = tokens
-    return answers
+    engine = HfEngine(model, tokenizer, batch_size)
+    return engine.token_ids(
+        chat_prompt_ids(tokenizer, conversations),
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        seeds=seeds,
+    )
+
+
+def engine_texts(
+    engine: GenerationEngine,
+    conversations: list[list[dict[str, str]]],
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    repetition_penalty: float,
+    seeds: list[int],
+) -> list[str]:
+    """Each conversation's answer as text (special tokens dropped, stripped), in their order:
+    the same templating and decoding whatever the engine."""
+    if len(seeds) != len(conversations):
+        raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
+    answers = engine.token_ids(
+        chat_prompt_ids(engine.tokenizer, conversations),
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        seeds=seeds,
+    )
+    return [t.strip() for t in engine.tokenizer.batch_decode(answers, skip_special_tokens=True)]
 
 
 def generate_texts(
@@ -316,43 +405,36 @@ def generate_texts(
     seeds: list[int],
     batch_size: int,
 ) -> list[str]:
-    """The answers of `generate_token_ids` as text, special tokens dropped, stripped."""
-    answers = generate_token_ids(
-        model,
-        tokenizer,
+    """`engine_texts` with the HF engine on `model`."""
+    return engine_texts(
+        HfEngine(model, tokenizer, batch_size),
         conversations,
         temperature=temperature,
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         repetition_penalty=repetition_penalty,
         seeds=seeds,
-        batch_size=batch_size,
     )
-    return [t.strip() for t in tokenizer.batch_decode(answers, skip_special_tokens=True)]
 
 
 def generate_alpaca_eval(
-    model: Any,
-    tokenizer: Any,
+    engine: GenerationEngine,
     items: list[dict[str, Any]],
     *,
     generator: str,
     system_prompt: str,
     settings: dict[str, Any],
-    batch_size: int,
     seed: int,
 ) -> list[dict[str, Any]]:
     """alpaca_eval model outputs for `items` (instruction, dataset), in the benchmark order."""
-    texts = generate_texts(
-        model,
-        tokenizer,
+    texts = engine_texts(
+        engine,
         [_messages(system_prompt, [it["instruction"]], []) for it in items],
         temperature=settings["temperature"],
         top_p=settings["top_p"],
         max_new_tokens=settings["max_new_tokens"],
         repetition_penalty=settings["repetition_penalty"],
         seeds=[answer_seed(seed, "alpaca_eval", i) for i in range(len(items))],
-        batch_size=batch_size,
     )
     return [
         {
@@ -366,14 +448,12 @@ def generate_alpaca_eval(
 
 
 def generate_mt_bench(
-    model: Any,
-    tokenizer: Any,
+    engine: GenerationEngine,
     questions: list[dict[str, Any]],
     *,
     model_id: str,
     system_prompt: str,
     settings: dict[str, Any],
-    batch_size: int,
     seed: int,
 ) -> list[dict[str, Any]]:
     """Both MT-Bench turns; turn 2 sees the model's own turn-1 answer, as in FastChat."""
@@ -388,9 +468,8 @@ def generate_mt_bench(
         for q in questions:
             by_temp.setdefault(temperature_of(q), []).append(q)
         for temp, qs in sorted(by_temp.items()):
-            texts = generate_texts(
-                model,
-                tokenizer,
+            texts = engine_texts(
+                engine,
                 [
                     _messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
                     for q in qs
@@ -400,7 +479,6 @@ def generate_mt_bench(
                 max_new_tokens=settings["max_new_tokens"],
                 repetition_penalty=settings["repetition_penalty"],
                 seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in qs],
-                batch_size=batch_size,
             )
             for q, text in zip(qs, texts, strict=True):
                 answers[q["question_id"]].append(text)
@@ -415,3 +493,18 @@ def generate_mt_bench(
         }
         for q in questions
     ]
+
+
+def load_engine(model_dir: str, generation: dict[str, Any], *, seed: int) -> GenerationEngine:
+    """The engine `generation.engine` names, on the model in `model_dir` (`generation`: the
+    rule's params from `prefopt.config.generation_params`)."""
+    if generation["engine"] == "vllm":
+        from prefopt.vllm_engine import VllmEngine
+
+        return VllmEngine(model_dir, dtype=generation["dtype"], seed=seed, **generation["vllm"])
+    from prefopt.modeling import load_model
+
+    model, tokenizer = load_model(
+        model_dir, dtype=generation["dtype"], cpu_dtype=generation["cpu_dtype"]
+    )
+    return HfEngine(model, tokenizer, generation["batch_size"])

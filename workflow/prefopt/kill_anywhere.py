@@ -74,6 +74,7 @@ RUN_SPECIFIC_KEYS = {
     "train_samples_per_second": "throughput",
     "train_steps_per_second": "throughput",
     "resumed_from_step": "where a killed training job resumed (None when it was not killed)",
+    "peak_gpu_memory_bytes": "the training job's GPU memory high-water mark (None on a CPU)",
     "papermill": "papermill's start/end times and durations",
     "execution": "the notebook cells' execution timestamps",
 }

@@ -146,6 +146,14 @@ def served_judges(score_files: Iterable[str | Path]) -> dict[str, list[str]]:
     return {judge: sorted(models) for judge, models in sorted(served.items())}
 
 
+def generation_engines(record_files: Iterable[str | Path]) -> list[dict[str, str]]:
+    """The distinct engines that generated the run's answers (engine, version, dtype, device),
+    from the record each generation job writes beside its answers."""
+    seen = {json.dumps(json.loads(Path(f).read_text(encoding="utf-8")), sort_keys=True)
+            for f in record_files}  # fmt: skip
+    return [json.loads(s) for s in sorted(seen)]
+
+
 def model_source(model: Mapping[str, Any]) -> dict[str, Any]:
     """Where the base model came from: the Hub id and revision for `huggingface`, else the
     source alone (its package version is under `packages`; the files' sha256 identify it)."""
@@ -162,7 +170,7 @@ def build_provenance(
     model_dirs: Iterable[str | Path],
     score_files: Iterable[str | Path],
     snakemake_version: str | None,
-    generation_engine: str,
+    generation_engine_files: Iterable[str | Path],
 ) -> dict[str, Any]:
     """The record written to results/provenance.json (see the module docstring)."""
     packages = package_versions()
@@ -179,7 +187,7 @@ def build_provenance(
             "files_sha256": file_hashes(model_dirs),
         },
         "data_sha256": file_hashes(data_files),
-        "generation_engine": generation_engine,
+        "generation_engines": generation_engines(generation_engine_files),
         "judges": {
             "configured": {k: config["judges"][k] for k in ("alpaca_eval", "mt_bench")},
             "served": served_judges(score_files),

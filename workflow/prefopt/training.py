@@ -463,6 +463,10 @@ def train_and_save(
         * trainer.args.gradient_accumulation_steps,
         "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "train_runtime_s": result.metrics.get("train_runtime"),
+        # torch's own count on the GPU (None on a CPU), for workflow/bin/gpu-smoke
+        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated()
+        if torch.cuda.is_available()
+        else None,
         "log_history": trainer.state.log_history,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "precision": training["precision"],

@@ -60,6 +60,7 @@ rule write_provenance:
         data=[PAIRS, ALPACA_EVAL_ITEMS, MT_BENCH_QUESTIONS]
         + ([HELDOUT_PAIRS] if HELDOUT_VARIANTS else []),
         model=MODEL_DIR,
+        generation_engines=generation_engine_records(),
     output:
         report(PROVENANCE, category="Provenance", caption="../report/provenance.rst"),
     log:
@@ -74,8 +75,6 @@ rule write_provenance:
         code=CODE_STATE,
         config=results_config(config),  # without thread counts: they change no result
         snakemake_version=SNAKEMAKE_VERSION,
-        # the only engine today: transformers' generate (its version is under `packages`)
-        generation_engine="hf",
     script:
         "../scripts/write_provenance.py"
 

@@ -156,6 +156,19 @@ def collect(pattern, **extra):
     return expand(pattern, variant=RUN_VARIANTS, seed=RUN_SEEDS, **extra)
 
 
+#: `generation.engine: vllm` runs in the vllm stack (vLLM pins its own torch), hf in torch.
+GENERATION_STACK = "vllm" if config["generation"]["engine"] == "vllm" else "torch"
+#: Beside each answers file: the engine, its version, dtype and device that wrote it.
+GENERATION_ENGINE_RECORD = {
+    "alpaca_eval": "results/generations/alpaca_eval/{variant}/seed{seed}.engine.json",
+    "mt_bench": "results/generations/mt_bench/{variant}/seed{seed}.engine.json",
+}
+
+
+def generation_engine_records():
+    return [f for pattern in GENERATION_ENGINE_RECORD.values() for f in collect(pattern)]
+
+
 def score_files():
     return [
         "results/scores/alpaca_eval.csv",

@@ -1,4 +1,6 @@
-"""Answers to AlpacaEval and MT-Bench (both turns) with the chat template and the paper's system prompt."""
+"""Answers to AlpacaEval and MT-Bench (both turns) with the chat template and the paper's system prompt,
+by the engine `generation.engine` names (hf: our decoding loop in the torch stack; vllm: vLLM on
+a GPU, in its own stack), each with a record of what generated it."""
 
 
 rule generate_alpaca_eval:
@@ -6,15 +8,16 @@ rule generate_alpaca_eval:
         model=policy_dir,
         prompts=ALPACA_EVAL_ITEMS,
     output:
-        "results/generations/alpaca_eval/{variant}/seed{seed}.json",
+        answers="results/generations/alpaca_eval/{variant}/seed{seed}.json",
+        engine=GENERATION_ENGINE_RECORD["alpaca_eval"],
     log:
         "results/logs/generate_alpaca_eval/{variant}/seed{seed}.log",
     benchmark:
         "results/benchmarks/generate_alpaca_eval/{variant}/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        f"../../envs/{GENERATION_STACK}.yaml"
     container:
-        config["containers"]["torch"]
+        config["containers"][GENERATION_STACK]
     threads: config["generation"]["threads"]
     resources:
         gpu=1,
@@ -30,15 +33,16 @@ rule generate_mt_bench:
         model=policy_dir,
         questions=MT_BENCH_QUESTIONS,
     output:
-        "results/generations/mt_bench/{variant}/seed{seed}.jsonl",
+        answers="results/generations/mt_bench/{variant}/seed{seed}.jsonl",
+        engine=GENERATION_ENGINE_RECORD["mt_bench"],
     log:
         "results/logs/generate_mt_bench/{variant}/seed{seed}.log",
     benchmark:
         "results/benchmarks/generate_mt_bench/{variant}/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        f"../../envs/{GENERATION_STACK}.yaml"
     container:
-        config["containers"]["torch"]
+        config["containers"][GENERATION_STACK]
     threads: config["generation"]["threads"]
     resources:
         gpu=1,

@@ -1,31 +1,26 @@
-"""Snakemake wiring: MT-Bench answers (both turns) of one (variant, seed), FastChat format."""
+"""Snakemake wiring: MT-Bench answers (both turns) of one (variant, seed), FastChat format, and
+what generated them (engine, version, dtype, device)."""
 
 import torch
 
 from prefopt.data import read_jsonl, write_jsonl
-from prefopt.generation import generate_mt_bench
-from prefopt.modeling import load_model
-from prefopt.runtime import require_gpu, setup_logging
+from prefopt.generation import generate_mt_bench, load_engine
+from prefopt.runtime import require_gpu, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
 require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
 torch.set_num_threads(snakemake.threads)
 gen = snakemake.params.generation
-model, tokenizer = load_model(snakemake.input.model, dtype=gen["dtype"], cpu_dtype=gen["cpu_dtype"])
+seed = int(snakemake.wildcards.seed)
+engine = load_engine(snakemake.input.model, gen, seed=seed)
 answers = generate_mt_bench(
-    model,
-    tokenizer,
+    engine,
     read_jsonl(snakemake.input.questions),
     model_id=snakemake.params.generator,
     system_prompt=gen["system_prompt"],
     settings=gen["mt_bench"],
-    batch_size=gen["batch_size"],
-    seed=int(snakemake.wildcards.seed),
+    seed=seed,
 )
-write_jsonl(answers, snakemake.output[0])
-log.info(
-    "generated MT-Bench answers for %d questions on %s (%s)",
-    len(answers),
-    model.device,
-    model.dtype,
-)
+write_jsonl(answers, snakemake.output.answers)
+write_json(engine.describe(), snakemake.output.engine)
+log.info("generated MT-Bench answers for %d questions: %s", len(answers), engine.describe())

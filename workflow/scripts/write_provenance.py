@@ -15,7 +15,7 @@ record = build_provenance(
     model_dirs=[inp.model],
     score_files=inp.scores,
     snakemake_version=par.snakemake_version,
-    generation_engine=par.generation_engine,
+    generation_engine_files=inp.generation_engines,
 )
 Path(snakemake.output[0]).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 log.info("provenance: %s", record["stamp"])
