@@ -234,7 +234,8 @@ CHECKED_BY_TESTS = (
     "holding it under the run's folder (test_e2e_tiny.py::test_api_judges_leave_no_secret_behind)",
     "kill -9 at 3 points of the tiny DAG (prepare, judge, render), results/ "
     "compared file by file with the uninterrupted run (test_e2e_tiny.py::"
-    "test_killed_anywhere_the_rerun_ends_where_an_uninterrupted_run_ends; --kill runs all points)",
+    "test_killed_anywhere_the_rerun_ends_where_an_uninterrupted_run_ends, marked heavy: "
+    "workflow/bin/test --heavy; --kill runs all 12 points)",
     "disk full and read-only results/ (a 40 MB tmpfs, then remounted read-only, in a mount "
     "namespace): the job stops saying why and what to do, no half-written output is kept, "
     "earlier results stay, the same command then plans only the unfinished job "
