@@ -355,8 +355,6 @@ def generate_token_ids(
 ) -> list[list[int]]:
     """New token ids of each conversation's answer with the HF engine, in their order;
     `seeds[i]` drives answer i."""
-    if len(seeds) != len(conversations):
-        raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
     engine = HfEngine(model, tokenizer, batch_size)
     return engine.token_ids(
         chat_prompt_ids(tokenizer, conversations),
@@ -380,8 +378,6 @@ def engine_texts(
 ) -> list[str]:
     """Each conversation's answer as text (special tokens dropped, stripped), in their order:
     the same templating and decoding whatever the engine."""
-    if len(seeds) != len(conversations):
-        raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
     answers = engine.token_ids(
         chat_prompt_ids(engine.tokenizer, conversations),
         temperature=temperature,
