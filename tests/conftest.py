@@ -9,6 +9,8 @@ Tests find data through the repository (workflow/resources/data, tests/fixtures)
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,21 @@ def mirror() -> Path:
     if not path.is_dir():
         raise pytest.UsageError(f"{MIRROR_ENV}={path} is not a folder")
     return path
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A folder for one module's shared fixtures (a DAG run, a cluster's work folder), deleted
+    when the module is done unless one of its tests failed. The suite copies a 0.5 GB model into
+    dozens of runs; kept until the session ends (pytest's default for fixture folders) they
+    filled a CI disk. Function folders go the same way (``tmp_path_retention_policy``)."""
+    failed_before = request.session.testsfailed
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

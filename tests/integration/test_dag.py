@@ -16,9 +16,9 @@ from helpers import copy_workflow
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def work(module_tmp_path):
     """A copy of the workflow: dry runs must not see (or lock) the user's own results/."""
-    return copy_workflow(tmp_path_factory.mktemp("dag") / "repo")
+    return copy_workflow(module_tmp_path / "repo")
 
 
 RUNTIME_RULE = "runtime_by_rule"

@@ -63,10 +63,10 @@ def run(work: Path, servers, *args: str, mirror: str | None = None):
 
 
 @pytest.fixture(scope="module")
-def routes(tmp_path_factory, servers):
+def routes(module_tmp_path, servers):
     """The prepared data by both routes, each in its own copy of the workflow."""
-    shipped = copy_workflow(tmp_path_factory.mktemp("shipped") / "repo")
-    fetched = copy_workflow(tmp_path_factory.mktemp("fetched") / "repo")
+    shipped = copy_workflow(module_tmp_path / "shipped")
+    fetched = copy_workflow(module_tmp_path / "fetched")
     a = run(shipped, servers, *DATA_TARGETS, mirror="workflow/resources/data")
     assert a.returncode == 0, a.stderr[-4000:]
     b = run(fetched, servers, *DATA_TARGETS)

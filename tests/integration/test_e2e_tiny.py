@@ -41,10 +41,10 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(module_tmp_path):
     """A copy of the workflow alone in an otherwise empty folder: nothing beside it to lean on,
     committed to a git repository of its own, as a clone is (its provenance names the commit)."""
-    return clone_workflow(tmp_path_factory.mktemp("e2e") / "repo")
+    return clone_workflow(module_tmp_path / "repo")
 
 
 @pytest.fixture(scope="module")

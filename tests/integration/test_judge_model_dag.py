@@ -17,8 +17,8 @@ JUDGE_RULES = ("judge_alpaca_eval_local", "judge_mt_bench_local")
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return copy_workflow(tmp_path_factory.mktemp("judge_dag") / "repo")
+def work(module_tmp_path):
+    return copy_workflow(module_tmp_path / "repo")
 
 
 def judge_inputs(stdout: str) -> set[str]:

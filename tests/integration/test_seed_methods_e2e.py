@@ -18,8 +18,8 @@ STUDENTS = ["dckd", "adpa", "adpa_plus", "lambda_dpo"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("seed_methods"))
+def run(module_tmp_path):
+    work = copy_workflow(module_tmp_path / "repo")
     proc = run_snakemake(
         work, "--cores", "2",
         "--configfile", "tests/config.tiny.yaml", "tests/config.seed_methods.tiny.yaml",
