@@ -64,3 +64,48 @@ def tatsu_annotations(model: str, annotator: str):
             "preference": df["preference"],
         }
     )
+
+
+#: Pairs for training tests on `tiny_training_job`'s model (fast steps, the real data path).
+TINY_PAIRS = [
+    {
+        "pair_id": f"p{i}",
+        "prompt": f"Question {i}: name a colour.",
+        "chosen": f"Blue, {i}.",
+        "rejected": f"Seven {i} times.",
+    }
+    for i in range(8)
+]
+
+
+def tiny_training_job(root: Path, tokenizer_dir: Path, training: dict) -> dict[str, Path]:
+    """A small random Llama with SmolLM2's tokenizer and chat template, `TINY_PAIRS` and their
+    reference cache under `root`: the arguments `train_policy` reads."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from prefopt.data import write_jsonl
+    from prefopt.training import compute_reference_logps
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model_dir = root / "model"
+    LlamaForCausalLM(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    pairs = root / "pairs.jsonl"
+    write_jsonl(TINY_PAIRS, pairs)
+    reference = root / "reference.jsonl"
+    compute_reference_logps(model_dir, pairs, reference, training)
+    return {"model_dir": model_dir, "pairs_path": pairs, "reference_path": reference}

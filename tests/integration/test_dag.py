@@ -88,6 +88,29 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(work):
     assert jobs["heldout_preference"] == 9 * 3 and jobs["aggregate_heldout"] == 1
 
 
+def test_ddp_training_jobs_ask_for_their_gpus(work):
+    """training.gpus_per_job: 2 makes every train_policy job ask for 2 GPUs (the other GPU rules
+    keep 1), granted only where the run allows 2: Snakemake caps a job at --resources gpu=N
+    (profiles/default: 1), which the training job then refuses (prefopt.ddp.require_job_gpus).
+    (Switching the key reruns nothing: tests/integration/test_e2e_tiny.py.)"""
+    (work / "ddp.yaml").write_text("training: {gpus_per_job: 2}\n")
+
+    def gpus(*args: str) -> dict[str, set[str]]:
+        log: list[str] = []
+        dry_run(work, *args, log=log)
+        found: dict[str, set[str]] = {}
+        for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", log[0], flags=re.M):
+            if m := re.search(r"^    resources: .*\bgpu=(\d+)", body, flags=re.M):
+                found.setdefault(rule, set()).add(m.group(1))
+        return found
+
+    granted = gpus("--configfile", "ddp.yaml", "--resources", "gpu=2")
+    assert granted["train_policy"] == {"2"}
+    assert granted["generate_alpaca_eval"] == granted["cache_reference_logps"] == {"1"}
+    capped = gpus("--configfile", "ddp.yaml", "--resources", "gpu=1")  # as profiles/default
+    assert capped["train_policy"] == {"1"}
+
+
 def test_embedded_config_reads_the_shipped_data(work):
     log: list[str] = []
     jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", log=log)

@@ -194,7 +194,10 @@ def test_tiny_dag_end_to_end(workdir, uninterrupted):
     assert "train_policy" in lr and "cache_reference_logps" not in lr, lr
     assert "cache_reference_logps" in planned_with("training: {max_length: 80}\n")
     assert (
-        planned_with("training: {threads: 2, checkpoint_steps: 1}\njudges: {threads: 2}\n") == set()
+        planned_with(
+            "training: {threads: 2, checkpoint_steps: 1, gpus_per_job: 2}\njudges: {threads: 2}\n"
+        )
+        == set()
     )
     assert planned_with("variants: {apo_hinge_zero: {label: renamed}}\n") <= {
         "aggregate_scores",

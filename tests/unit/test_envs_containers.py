@@ -388,3 +388,19 @@ def test_site_profile_adds_partition_and_account_to_every_job(tmp_path):
         assert res["slurm_partition"] == ("gpu" if res.get("gpu") else "cpu"), rule
         assert res["slurm_account"] == "lab"
     assert set(site) == {"default-resources", "set-resources"}  # nothing else overridden
+
+
+def test_site_profile_gives_training_jobs_the_configured_gpus():
+    """--training-gpus N (config training.gpus_per_job: N, DDP) sets train_policy's GPUs only:
+    profiles/slurm's gpu: 1 would otherwise replace the rule's request."""
+    import yaml
+
+    from prefopt.slurm_profile import site_profile
+
+    slurm = _profile("slurm")
+    site = site_profile(yaml.safe_load(yaml.safe_dump(slurm)), gpu_partition="gpu", training_gpus=4)
+    assert site["set-resources"]["train_policy"]["gpu"] == 4
+    assert site["set-resources"]["train_policy"]["slurm_partition"] == "gpu"
+    others = {r: v for r, v in site["set-resources"].items() if r != "train_policy"}
+    assert all(v.get("gpu") in (None, 1) for v in others.values())
+    assert site_profile(slurm)["set-resources"]["train_policy"]["gpu"] == 1

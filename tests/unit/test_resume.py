@@ -17,19 +17,9 @@ import textwrap
 
 import pytest
 import torch
+from helpers import tiny_training_job
 from safetensors.torch import load_file
 
-from prefopt.data import write_jsonl
-
-PAIRS = [
-    {
-        "pair_id": f"p{i}",
-        "prompt": f"Question {i}: name a colour.",
-        "chosen": f"Blue, {i}.",
-        "rejected": f"Seven {i} times.",
-    }
-    for i in range(8)
-]
 # 8 pairs, batch 2, 2 epochs: 8 optimiser steps; a checkpoint every 2
 TRAINING = {
     "max_length": 40,
@@ -68,35 +58,9 @@ train_policy(**args)
 
 
 @pytest.fixture(scope="module")
-def job(smollm2_dir, tmp_path_factory):
+def job(smollm2_dir, module_tmp_path):
     """A small random model, the pairs and their reference cache."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from prefopt.training import compute_reference_logps
-
-    root = tmp_path_factory.mktemp("resume")
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model_dir = root / "model"
-    LlamaForCausalLM(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    pairs = root / "pairs.jsonl"
-    write_jsonl(PAIRS, pairs)
-    reference = root / "reference.jsonl"
-    compute_reference_logps(model_dir, pairs, reference, TRAINING)
-    return {"model_dir": model_dir, "pairs_path": pairs, "reference_path": reference}
+    return tiny_training_job(module_tmp_path, smollm2_dir, TRAINING)
 
 
 def _args(job, out, **training):
@@ -129,8 +93,8 @@ def _weights(out):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(job, tmp_path_factory):
-    out = tmp_path_factory.mktemp("uninterrupted")
+def uninterrupted(job, module_tmp_path):
+    out = module_tmp_path / "uninterrupted"
     summary = _train(_args(job, out))
     return out, summary
 

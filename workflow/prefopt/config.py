@@ -102,6 +102,15 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             f"training.logging_steps ({logging}); a checkpoint must fall on a logging step, "
             "where the diagnostics and the loss total are complete"
         )
+    training = config["training"]
+    gpus, batch = training["gpus_per_job"], training["per_device_train_batch_size"]
+    if batch % gpus:
+        raise ConfigError(
+            f"config error at training.gpus_per_job: {gpus} processes cannot split "
+            f"training.per_device_train_batch_size ({batch}) evenly; the global batch stays the "
+            "configured one, so each process takes per_device_train_batch_size / gpus_per_job "
+            "pairs (prefopt.ddp)"
+        )
     variants = config["variants"]
     for i, name in enumerate(config["run"]["variants"]):
         if name not in variants:
@@ -268,6 +277,7 @@ def loss_params(spec: dict[str, Any]) -> dict[str, Any]:
 RESOURCE_KEYS = (
     ("training", "threads"),
     ("training", "checkpoint_steps"),
+    ("training", "gpus_per_job"),  # the global batch stays the configured one (prefopt.ddp)
     ("generation", "threads"),
     ("judges", "threads"),
     ("judges", "max_concurrency"),

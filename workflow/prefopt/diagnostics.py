@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 from transformers import TrainerCallback
 
+from prefopt.ddp import is_main_process
 from prefopt.losses import pairwise_loss, validate_params
 
 __all__ = [
@@ -254,6 +255,20 @@ class DiagnosticsAccumulator:
     def n_pairs(self) -> int:
         return self._n
 
+    def sum_across_processes(self) -> None:
+        """In a DDP job (`prefopt.ddp`): every process's sums and counts added up, so the row
+        covers the whole global batch. Every process must call it."""
+        from prefopt.ddp import sum_across_processes
+
+        kinds = list(self._bucket_counts)
+        counts = [c for kind in kinds for c in self._bucket_counts[kind]]
+        total = sum_across_processes([self._n, *self._sums.values(), *counts])
+        self._n = round(total[0])
+        self._sums = dict(zip(self._sums, total[1 : 1 + len(self._sums)], strict=True))
+        rest = iter(total[1 + len(self._sums) :])
+        for kind in kinds:
+            self._bucket_counts[kind] = [round(next(rest)) for _ in self._bucket_counts[kind]]
+
     def update(
         self,
         chosen_logps: Tensor,
@@ -394,6 +409,9 @@ class StatsAccumulator:
     def n_pairs(self) -> int:
         return self._n
 
+    def sum_across_processes(self) -> None:
+        """Nothing: the seed-method trainers run in one process (`prefopt.ddp`)."""
+
     def update(self, n_pairs: int, **stats: float) -> None:
         """Add one micro-batch of ``n_pairs`` training rows and its scalar statistics."""
         self._n += int(n_pairs)
@@ -417,6 +435,8 @@ class RowAccumulator(Protocol):
     @property
     def n_pairs(self) -> int: ...
 
+    def sum_across_processes(self) -> None: ...
+
     def flush(self, step: int, epoch: float) -> dict[str, Any]: ...
 
 
@@ -438,6 +458,10 @@ class DiagnosticsWriter(TrainerCallback):
         self.path = Path(path)
         self.accumulator = accumulator
         self.columns = list(accumulator.columns) if accumulator.columns else None
+        #: one writer in a DDP job; every process flushes its accumulator (`prefopt.ddp`)
+        self.writes = is_main_process()
+        if not self.writes:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w", newline="") as fh:
             if self.columns:
@@ -445,6 +469,8 @@ class DiagnosticsWriter(TrainerCallback):
 
     def continue_from(self, saved: str | Path) -> None:
         """Resume the file a checkpoint saved (`prefopt.resume`): its rows, then ours."""
+        if not self.writes:
+            return
         shutil.copyfile(saved, self.path)
         with open(self.path, newline="") as fh:
             header = next(csv.reader(fh), None)
@@ -452,9 +478,12 @@ class DiagnosticsWriter(TrainerCallback):
 
     def write_row(self, step: int, epoch: float) -> dict[str, Any] | None:
         """Append the row of everything accumulated since the last one (none if nothing was)."""
+        self.accumulator.sum_across_processes()
         if not self.accumulator.n_pairs:
             return None
         row = self.accumulator.flush(step=step, epoch=epoch)
+        if not self.writes:
+            return row
         with open(self.path, "a", newline="") as fh:
             if self.columns is None:
                 self.columns = list(row)

@@ -27,6 +27,7 @@ import torch
 from transformers import TrainerCallback
 
 from prefopt.config import RESOURCE_KEYS
+from prefopt.ddp import barrier, is_main_process
 from prefopt.provenance import file_hashes
 
 #: Written last into a checkpoint: without it the checkpoint is incomplete and never resumed.
@@ -60,7 +61,8 @@ class Checkpoints:
     """The checkpoint folder of one training job (`work_dir`, the trainer's `output_dir`).
 
     `latest` is the newest complete checkpoint of this job, or None; constructing the object
-    deletes everything else in the folder (another job's checkpoints, incomplete ones).
+    deletes everything else in the folder (another job's checkpoints, incomplete ones). In a
+    DDP job (`prefopt.ddp`) rank 0 does that, before the other processes only read.
     """
 
     def __init__(
@@ -72,15 +74,17 @@ class Checkpoints:
         self.dir = Path(work_dir)
         self.diagnostics_path = Path(diagnostics_path) if diagnostics_path else None
         stamp = self.dir / FINGERPRINT
-        if stamp.is_file() and json.loads(stamp.read_text()) != fingerprint:
+        main = is_main_process()
+        if main and stamp.is_file() and json.loads(stamp.read_text()) != fingerprint:
             shutil.rmtree(self.dir)  # another job's (other data, settings or seed)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
+        if main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
         complete = []
         for path in self.dir.glob("checkpoint-*"):
             if (path / MARKER).is_file():
                 complete.append(path)
-            else:
+            elif main:
                 shutil.rmtree(path)  # killed while saving
         self.latest = max(complete, key=checkpoint_step) if complete else None
         #: The latest checkpoint's marker (step, running loss total, carried records), read now:
@@ -134,6 +138,9 @@ class _CompleteCheckpoint(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        barrier()  # a DDP job: every process has saved its part (its RNG state)
+        if not is_main_process():
+            return
         if self.diagnostics_path is not None and self.diagnostics_path.is_file():
             shutil.copyfile(self.diagnostics_path, folder / DIAGNOSTICS)
         if hasattr(self.trainer, "resume_state"):

@@ -90,13 +90,17 @@ def unwritable_reason(folder: str | Path) -> str | None:
     )
 
 
-def setup_logging(log_path: str | Path | None) -> logging.Logger:
+def setup_logging(log_path: str | Path | None, append: bool = False) -> logging.Logger:
     """Send this job's logging and warnings to its Snakemake `log:` file (and stderr), without
-    absolute machine paths."""
+    absolute machine paths. `append`: a process the job started (`prefopt.ddp`) adds to it."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        if not append:
+            Path(log_path).write_text("")
+        # appending (O_APPEND) even to a file of its own: the processes a job starts write to
+        # the same file, and a handler at its own offset would overwrite their lines
+        handlers.append(logging.FileHandler(log_path, mode="a"))
     formatter = MachineFreeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
         handler.setFormatter(formatter)

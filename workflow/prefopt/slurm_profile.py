@@ -23,9 +23,11 @@ def site_profile(
     partition: str | None = None,
     gpu_partition: str | None = None,
     account: str | None = None,
+    training_gpus: int | None = None,
 ) -> dict[str, Any]:
     """profiles/slurm's resource keys with `partition` for CPU jobs, `gpu_partition` (default:
-    `partition`) for the rules that request a GPU, and `account` for every job."""
+    `partition`) for the rules that request a GPU, `account` for every job, and
+    `training_gpus` GPUs for each train_policy job (config training.gpus_per_job, DDP)."""
     site: dict[str, Any] = {}
     if account:
         site["slurm_account"] = account
@@ -35,6 +37,8 @@ def site_profile(
     per_rule = {}
     for rule, res in (profile.get("set-resources") or {}).items():
         res = {**res, **site}
+        if training_gpus and rule == "train_policy":
+            res["gpu"] = training_gpus
         chosen = (gpu_partition or partition) if res.get("gpu") else partition
         if chosen:
             res["slurm_partition"] = chosen
@@ -47,10 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partition", help="partition of CPU jobs (default: the cluster's)")
     ap.add_argument("--gpu-partition", help="partition of GPU jobs (default: --partition)")
     ap.add_argument("--account", help="account (-A) of every job (default: none)")
+    ap.add_argument(
+        "--training-gpus",
+        type=int,
+        help="GPUs of each train_policy job: the config's training.gpus_per_job (default 1)",
+    )
     ap.add_argument("--out", default="profiles/site", help="profile folder to write")
     args = ap.parse_args(argv)
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
-    site = site_profile(profile, args.partition, args.gpu_partition, args.account)
+    site = site_profile(
+        profile, args.partition, args.gpu_partition, args.account, args.training_gpus
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     header = (

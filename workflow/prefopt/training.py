@@ -23,6 +23,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from prefopt.data import read_jsonl, to_conversational, truncate_prompt
+from prefopt.ddp import barrier, init_process_group, is_main_process, per_device_batch
 from prefopt.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.losses import pairwise_loss
 from prefopt.modeling import check_model_dir, resolve_precision
@@ -68,7 +69,8 @@ def trainer_arguments(
     return {
         "output_dir": str(output_dir),
         "num_train_epochs": training["epochs"],
-        "per_device_train_batch_size": training["per_device_train_batch_size"],
+        # the configured batch split over the processes of a DDP job (prefopt.ddp)
+        "per_device_train_batch_size": per_device_batch(training),
         "gradient_accumulation_steps": training["gradient_accumulation_steps"],
         "learning_rate": learning_rate or training["learning_rate"],
         "lr_scheduler_type": training["lr_scheduler_type"],
@@ -129,13 +131,16 @@ def sequence_logps(
     included, tile by tile; here the backbone's hidden states of the completion tokens alone go
     through the LM head in one matmul and a fused cross-entropy, the same log-probs for less
     work. Both the reference cache and training call this, so their numerics are the same.
+    A DDP-wrapped model (`prefopt.ddp`) takes the fused head on the CPU too: DDP synchronises
+    gradients only for a forward through its own wrapper, which the backbone call would skip.
     """
     completion_mask = inputs["completion_mask"]
     mask = completion_mask[:, 1:].bool()
     model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
     model_kwargs["use_cache"] = False
     lengths = mask.sum(dim=1)
-    if inputs["input_ids"].device.type != "cpu" or not _plain_lm_head(model):
+    wrapped = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    if inputs["input_ids"].device.type != "cpu" or wrapped or not _plain_lm_head(model):
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
         per_token = model(**model_kwargs, labels=labels, fused_lm_head=True).log_probs
         return per_token[:, -mask.size(1) :].sum(dim=1), lengths
@@ -447,8 +452,6 @@ def train_and_save(
         log.info("resuming from %s (step %d)", resumed.name, checkpoint_step(resumed))
     result = trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
     out_dir = Path(out_dir)
-    trainer.model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
     steps = trainer.state.global_step
     summary = {
         **head,
@@ -462,6 +465,7 @@ def train_and_save(
         * max(1, trainer.args.world_size)
         * trainer.args.gradient_accumulation_steps,
         "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "processes": max(1, trainer.args.world_size),
         "train_runtime_s": result.metrics.get("train_runtime"),
         # torch's own count on the GPU (None on a CPU), for workflow/bin/gpu-smoke
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated()
@@ -472,9 +476,13 @@ def train_and_save(
         "precision": training["precision"],
         "precision_resolved": resolve_precision(training["precision"], torch.cuda.is_available()),
     }
-    (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
-    if checkpoints:
-        checkpoints.clear()
+    if is_main_process():  # one writer in a DDP job (prefopt.ddp)
+        trainer.model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
+        if checkpoints:
+            checkpoints.clear()
+    barrier()
     return summary
 
 
@@ -488,7 +496,8 @@ def job_checkpoints(
     """The job's checkpoint folder when `training.checkpoint_steps` asks for checkpoints, else
     None (and any folder a run with checkpoints left there is deleted)."""
     if not training.get("checkpoint_steps"):
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if is_main_process():
+            shutil.rmtree(work_dir, ignore_errors=True)
         return None
     fingerprint = job_fingerprint(inputs, training, **settings)
     return Checkpoints(work_dir, fingerprint, diagnostics_path)
@@ -550,16 +559,20 @@ def train_policy(
     With `training.checkpoint_steps`, resume from the job's latest checkpoint (`prefopt.resume`).
     """
     work_dir = Path(out_dir).parent / "checkpoints"
-    checkpoints = job_checkpoints(
-        work_dir,
-        training,
-        [model_dir, pairs_path, reference_path],
-        diagnostics_path,
-        loss=loss_name,
-        params=loss_params,
-        seed=seed,
-        learning_rate=learning_rate,
-    )
+    init_process_group()  # a DDP job (prefopt.ddp): rank 0 sets up the checkpoint folder first
+    for turn in ("main", "others"):
+        if (turn == "main") == is_main_process():
+            checkpoints = job_checkpoints(
+                work_dir,
+                training,
+                [model_dir, pairs_path, reference_path],
+                diagnostics_path,
+                loss=loss_name,
+                params=loss_params,
+                seed=seed,
+                learning_rate=learning_rate,
+            )
+        barrier()
     trainer, tokenizer = build_policy_trainer(
         model_dir,
         pairs_path,

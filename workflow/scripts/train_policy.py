@@ -1,7 +1,11 @@
 """Snakemake wiring: train one variant with one seed from the cached reference log-probs."""
 
+import os
+from pathlib import Path
+
 from prefopt.config import loss_params
-from prefopt.runtime import require_gpu, setup_logging, versions
+from prefopt.ddp import launch, require_job_gpus
+from prefopt.runtime import ALLOW_CPU_ENV, require_gpu, setup_logging, versions
 from prefopt.training import train_policy
 
 log = setup_logging(snakemake.log[0])
@@ -12,8 +16,9 @@ training = {
     **snakemake.params.training,
     "threads": snakemake.threads,
     "checkpoint_steps": snakemake.config["training"]["checkpoint_steps"],
+    "gpus_per_job": snakemake.config["training"]["gpus_per_job"],
 }
-summary = train_policy(
+args = dict(
     model_dir=snakemake.input.model,
     pairs_path=snakemake.input.pairs,
     reference_path=snakemake.input.reference_logps,
@@ -25,6 +30,13 @@ summary = train_policy(
     seed=int(snakemake.wildcards.seed),
     learning_rate=variant.get("learning_rate"),
 )
+if training["gpus_per_job"] > 1:  # one job on several GPUs: DDP under torchrun
+    allow_cpu = os.environ.get(ALLOW_CPU_ENV) == "1"
+    require_job_gpus(snakemake.resources.gpu, training["gpus_per_job"], allow_cpu)
+    args_path = Path(snakemake.output.model).parent / "ddp_args.json"
+    summary = launch(training["gpus_per_job"], {**args, "log_path": snakemake.log[0]}, args_path)
+else:
+    summary = train_policy(**args)
 log.info(
     "trained %s seed %s: %d steps, loss %.4f, %.1f s; versions %s",
     variant["loss"],
