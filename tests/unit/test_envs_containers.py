@@ -294,13 +294,14 @@ def _profile(name: str) -> dict:
 
 
 def _rules_declaring_gpu() -> set[str]:
-    """Rules whose `resources:` block declares gpu=1, read from workflow/rules/*.smk."""
+    """Rules whose `resources:` block declares a GPU (gpu=1, or train_policy's
+    gpu=config["training"]["gpus_per_job"]), read from workflow/rules/*.smk."""
     import re
 
     found = set()
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M):
-            if re.search(r"^\s+resources:\n\s+gpu=1,", body, re.M):
+            if re.search(r"^\s+resources:\n\s+gpu=(1|config\[.*\]),", body, re.M):
                 found.add(name)
     return found
 
