@@ -14,6 +14,7 @@ from prefopt.config import load_config
 from prefopt.data import check_pairs, read_jsonl, write_jsonl
 from prefopt.heldout import (
     REFERENCE_NOTE,
+    SEPARATION_COLUMNS,
     SUMMARY_COLUMNS,
     HeldoutOverlapError,
     bootstrap_ci,
@@ -21,6 +22,7 @@ from prefopt.heldout import (
     preference_margins,
     preference_summary,
     select_heldout_pairs,
+    separation,
     summary_table,
     table_over_seeds,
 )
@@ -102,7 +104,9 @@ def test_summary_with_bootstrap_intervals():
     assert s["mean_margin_ci_low"] < s["mean_margin"] < s["mean_margin_ci_high"]
     assert s["n_zero_margin"] == 0
     # seeded and pure: the same inputs give the same intervals
-    assert preference_summary(margins, np.zeros(300, bool), n_bootstrap=500, seed=7) == s
+    again = preference_summary(margins, np.zeros(300, bool), n_bootstrap=500, seed=7)
+    assert again == pytest.approx(s, nan_ok=True)
+    assert math.isnan(s["mean_chosen_shift"])  # no shifts given: not a zero
 
 
 def test_base_convention_accuracy_half_with_a_zero_width_interval():
@@ -141,8 +145,12 @@ def test_bootstrap_over_seeds_resamples_the_same_pairs_for_every_seed():
 # --------------------------------------------------------------------------- tables
 
 
-def _per_pair(variant, seed, margins, ties=None, reference=False):
+def _per_pair(variant, seed, margins, ties=None, reference=False, chosen_shift=None):
+    """Per-pair rows; the chosen log-prob moves by `chosen_shift` (default 0), the rejected by
+    chosen_shift - margin, so the margin is the given one."""
     n = len(margins)
+    shift = np.zeros(n) if chosen_shift is None else np.asarray(chosen_shift, dtype=float)
+    ref_c, ref_r = np.full(n, -100.0), np.full(n, -110.0)
     return pd.DataFrame(
         {
             "variant": variant,
@@ -150,6 +158,10 @@ def _per_pair(variant, seed, margins, ties=None, reference=False):
             "pair_id": [f"p{i}" for i in range(n)],
             "score_tie": ties if ties is not None else [False] * n,
             "policy_is_reference": reference,
+            "chosen_logps": ref_c + shift,
+            "rejected_logps": ref_r + shift - np.asarray(margins, dtype=float),
+            "ref_chosen_logps": ref_c,
+            "ref_rejected_logps": ref_r,
             "margin": margins,
         }
     )
@@ -190,6 +202,75 @@ def test_table_over_seeds_means_sds_and_a_shared_pair_bootstrap():
     assert dpo["mean_margin_ci_low"] <= dpo["mean_margin_mean"] <= dpo["mean_margin_ci_high"]
     one_seed = table_over_seeds(_per_pair("dpo", 0, a), n_bootstrap=3, seed=0)
     assert math.isnan(one_seed.loc[0, "accuracy_sd"])
+
+
+def test_shifts_are_the_mean_log_prob_moves_over_evaluated_pairs():
+    # pair 3 is a score tie: left out of every statistic, its shift too
+    per_pair = _per_pair(
+        "dpo",
+        0,
+        [1.0, 2.0, 3.0, 40.0],
+        ties=[False, False, False, True],
+        chosen_shift=[-1.0, -2.0, -3.0, -90.0],
+    )
+    row = summary_table(per_pair, "test", n_bootstrap=10, seed=0).iloc[0]
+    assert row["mean_chosen_shift"] == pytest.approx(-2.0)
+    assert row["mean_rejected_shift"] == pytest.approx(np.mean([-2.0, -4.0, -6.0]))
+    assert row["mean_chosen_shift"] - row["mean_rejected_shift"] == pytest.approx(
+        row["mean_margin"]
+    )
+    base = summary_table(_per_pair("base", 0, [0.0] * 3, reference=True), "t", 10, 0).iloc[0]
+    assert (base["mean_chosen_shift"], base["mean_rejected_shift"]) == (0.0, 0.0)
+    over = table_over_seeds(
+        pd.concat(
+            [per_pair, _per_pair("dpo", 1, [1.0] * 4, per_pair["score_tie"], False, [-4.0] * 4)]
+        ),
+        10,
+        0,
+    ).iloc[0]
+    assert over["mean_chosen_shift_mean"] == pytest.approx((-2.0 - 4.0) / 2)
+    assert over["mean_chosen_shift_sd"] == pytest.approx(np.std([-2.0, -4.0], ddof=1))
+
+
+def _seeds_summary(chosen_shifts: dict[str, list[float]]) -> pd.DataFrame:
+    """summary_table of variants whose seeds moved the chosen log-prob by the given amounts
+    (margin 1 everywhere), plus the base model."""
+    parts = [_per_pair("base", s, [0.0] * 3, reference=True) for s in (0, 1, 2)]
+    for variant, shifts in chosen_shifts.items():
+        parts += [
+            _per_pair(variant, s, [1.0] * 3, chosen_shift=[x] * 3) for s, x in enumerate(shifts)
+        ]
+    return summary_table(pd.concat(parts), "test", n_bootstrap=10, seed=0)
+
+
+def test_separation_needs_disjoint_seed_ranges_and_reports_paired_differences():
+    summary = _seeds_summary(
+        {"dpo": [-6.0, -9.0, -7.0], "hinge": [-3.0, -5.0, -2.0], "close": [-5.0, -10.0, -6.5]}
+    )
+    table = separation(summary, "dpo")
+    assert list(table.columns) == SEPARATION_COLUMNS
+    assert set(table["variant"]) == {"hinge", "close"}  # neither base nor the baseline itself
+    rows = table.set_index(["variant", "metric"])
+    hinge = rows.loc[("hinge", "mean_chosen_shift")]
+    assert hinge["separated"] and hinge["difference"] == pytest.approx((-10 / 3) - (-22 / 3))
+    assert (hinge["variant_min"], hinge["baseline_max"]) == (-5.0, -6.0)
+    assert (hinge["n_paired"], hinge["paired_positive"]) == (3, 3)
+    assert hinge["paired_mean"] == pytest.approx(np.mean([3.0, 4.0, 5.0]))
+    assert hinge["paired_sd"] == pytest.approx(1.0)
+    # overlapping ranges are not separated, even when every paired difference is positive
+    close = rows.loc[("close", "mean_chosen_shift")]
+    assert not close["separated"] and close["paired_positive"] == 2
+    # equal margins everywhere: nothing separates on the margin, the differences are 0
+    margin = rows.loc[("hinge", "mean_margin")]
+    assert not margin["separated"] and margin["paired_mean"] == pytest.approx(0.0)
+
+
+def test_separation_pairs_only_the_seeds_both_ran_and_is_empty_without_the_baseline():
+    summary = _seeds_summary({"dpo": [-6.0, -9.0, -7.0], "hinge": [-3.0, -5.0]})
+    row = separation(summary, "dpo").set_index(["variant", "metric"]).loc[("hinge", "accuracy")]
+    assert (row["n_seeds"], row["n_paired"]) == (2, 2)
+    empty = separation(summary, "ipo")
+    assert empty.empty and list(empty.columns) == SEPARATION_COLUMNS
 
 
 def test_table_over_seeds_needs_the_same_pairs_in_every_seed():

@@ -16,6 +16,12 @@ numerics), π_ref the base model (the reference of every trained variant). Per v
   in `note`. A trained policy's Δ is a difference of float sums and is never exactly 0 in
   practice.
 * **mean_margin** — the mean Δ over evaluated pairs, in nats.
+* **mean_chosen_shift / mean_rejected_shift** — the mean of log π_θ(y|x) − log π_ref(y|x) over
+  evaluated pairs for the chosen and for the rejected response, in nats: Δ is their difference.
+  They say *how* a loss moved the margin. A sigmoid loss keeps pushing every pair and drags both
+  likelihoods down together ("likelihood displacement"); a hinge stops pushing a pair once it is
+  past the margin, so its log-probs move less. In the embedded run this is where the losses
+  separate beyond their seed spread (`separation`), while the margins themselves overlap.
 * **evaluated pairs** — pairs whose preference is defined: pairs with
   ``score_chosen == score_rejected`` (about a tenth of UltraFeedback; their chosen/rejected
   labels are arbitrary) are kept in the per-pair files but excluded from both statistics
@@ -80,7 +86,35 @@ SUMMARY_COLUMNS = [
     "mean_margin",
     "mean_margin_ci_low",
     "mean_margin_ci_high",
+    "mean_chosen_shift",
+    "mean_rejected_shift",
     "note",
+]
+#: The per-seed statistics `separation` compares between variants, with their labels.
+SEPARATION_METRICS = {
+    "accuracy": "held-out accuracy",
+    "mean_margin": "mean reward margin (nats)",
+    "mean_chosen_shift": "mean log-prob shift, chosen (nats)",
+    "mean_rejected_shift": "mean log-prob shift, rejected (nats)",
+}
+#: Columns of `separation`'s table (one row per variant x metric).
+SEPARATION_COLUMNS = [
+    "variant",
+    "baseline",
+    "metric",
+    "n_seeds",
+    "variant_mean",
+    "variant_min",
+    "variant_max",
+    "baseline_mean",
+    "baseline_min",
+    "baseline_max",
+    "difference",
+    "separated",
+    "n_paired",
+    "paired_mean",
+    "paired_sd",
+    "paired_positive",
 ]
 
 
@@ -231,18 +265,27 @@ def preference_summary(
     n_bootstrap: int,
     seed: int,
     level: float = CI_LEVEL,
+    chosen_shift: Any = None,
+    rejected_shift: Any = None,
 ) -> dict[str, Any]:
     """Accuracy and mean margin of one variant x seed over its evaluated (non-tie) pairs, each
-    with its bootstrap CI (`bootstrap_ci`, one set of resampled pairs for both)."""
+    with its bootstrap CI (`bootstrap_ci`, one set of resampled pairs for both), and the mean
+    chosen/rejected log-prob shifts over the same pairs (NaN when not given)."""
     m = np.asarray(margins, dtype=float)
     tie = np.asarray(ties, dtype=bool)
     if m.shape != tie.shape:
         raise ValueError(f"margins {m.shape} and ties {tie.shape} differ in shape")
     used = m[~tie]
     correct = pair_correct(used)
+    shifts = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no evaluated pairs: NaN means
         acc, margin = float(np.mean(correct)), float(np.mean(used))
+        for side, values in (("chosen", chosen_shift), ("rejected", rejected_shift)):
+            v = np.full(m.shape, np.nan) if values is None else np.asarray(values, dtype=float)
+            if v.shape != m.shape:
+                raise ValueError(f"{side} shifts {v.shape} and margins {m.shape} differ in shape")
+            shifts[f"mean_{side}_shift"] = float(np.mean(v[~tie]))
     acc_lo, acc_hi = bootstrap_ci(correct, n_bootstrap, seed, level)
     m_lo, m_hi = bootstrap_ci(used, n_bootstrap, seed, level)
     return {
@@ -256,7 +299,16 @@ def preference_summary(
         "mean_margin": margin,
         "mean_margin_ci_low": m_lo,
         "mean_margin_ci_high": m_hi,
+        **shifts,
     }
+
+
+def log_prob_shifts(per_pair: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per pair: log π_θ − log π_ref of the chosen and of the rejected response (nats)."""
+    return (
+        per_pair["chosen_logps"] - per_pair["ref_chosen_logps"],
+        per_pair["rejected_logps"] - per_pair["ref_rejected_logps"],
+    )
 
 
 def _note(group: pd.DataFrame) -> str:
@@ -269,7 +321,10 @@ def summary_table(
     """results/scores/heldout_preference.csv: one row per variant x seed (`SUMMARY_COLUMNS`)."""
     rows = []
     for (variant, run_seed), group in per_pair.groupby(["variant", "seed"], sort=False):
-        stats = preference_summary(group["margin"], group["score_tie"], n_bootstrap, seed, level)
+        chosen, rejected = log_prob_shifts(group)
+        stats = preference_summary(
+            group["margin"], group["score_tie"], n_bootstrap, seed, level, chosen, rejected
+        )
         rows.append(
             {
                 "variant": variant,
@@ -291,8 +346,9 @@ def table_over_seeds(
     per_pair: pd.DataFrame, n_bootstrap: int, seed: int, level: float = CI_LEVEL
 ) -> pd.DataFrame:
     """One row per variant, over its seeds (for Table 1): the mean and sd over seeds of the
-    accuracy and the mean margin, and a bootstrap CI over pairs of the mean over seeds (every
-    seed resampled with the same pair indices: they scored the same pairs).
+    accuracy, the mean margin and the mean chosen/rejected log-prob shifts, and a bootstrap CI
+    over pairs of the mean over seeds for the first two (every seed resampled with the same pair
+    indices: they scored the same pairs).
 
     Reads results/scores/heldout_preference_per_pair.csv (or the per-job files concatenated);
     variants keep their order of first appearance.
@@ -306,6 +362,11 @@ def table_over_seeds(
         margins = table.to_numpy(dtype=float)
         correct = pair_correct(margins)
         acc_seed, margin_seed = correct.mean(axis=1), margins.mean(axis=1)
+        chosen, rejected = log_prob_shifts(group)
+        shift_seed = {
+            side: values.groupby(group["seed"]).mean().reindex(table.index).to_numpy(float)
+            for side, values in (("chosen", chosen), ("rejected", rejected))
+        }
         acc_lo, acc_hi = bootstrap_ci(correct, n_bootstrap, seed, level)
         m_lo, m_hi = bootstrap_ci(margins, n_bootstrap, seed, level)
         rows.append(
@@ -321,10 +382,68 @@ def table_over_seeds(
                 "mean_margin_sd": _sd(margin_seed),
                 "mean_margin_ci_low": m_lo,
                 "mean_margin_ci_high": m_hi,
+                **{
+                    f"mean_{side}_shift_{stat}": fn(values) if len(table) else math.nan
+                    for side, values in shift_seed.items()
+                    for stat, fn in (("mean", lambda v: float(v.mean())), ("sd", _sd))
+                },
                 "note": _note(group) if len(group) else "",
             }
         )
     return pd.DataFrame(rows)
+
+
+def separation(
+    summary: pd.DataFrame, baseline: str, metrics: Sequence[str] = tuple(SEPARATION_METRICS)
+) -> pd.DataFrame:
+    """Each trained variant against `baseline` on every metric of the per-seed summary
+    (`summary_table`'s rows), one row per variant x metric (`SEPARATION_COLUMNS`).
+
+    Two readings of "beyond the seed spread", both over seeds:
+
+    * **separated** (unpaired): every seed of the variant lies beyond every seed of the baseline
+      (their min-max ranges do not touch): the gap is larger than either's seed spread.
+    * **paired**: the per-seed differences variant − baseline for the seeds both ran (a seed
+      fixes the data order and the dropout draws for every variant): their mean, sd and how
+      many are > 0.
+
+    Variants whose policy is the reference (`base`) and the baseline itself are left out; an
+    empty table when the baseline did not run.
+    """
+    trained = summary[summary["note"].fillna("") != REFERENCE_NOTE]
+    base = trained[trained["variant"] == baseline].set_index("seed")
+    rows = []
+    if base.empty:
+        return pd.DataFrame(rows, columns=SEPARATION_COLUMNS)
+    for variant, group in trained.groupby("variant", sort=False):
+        if variant == baseline:
+            continue
+        group = group.set_index("seed")
+        shared = sorted(set(group.index) & set(base.index))
+        for metric in metrics:
+            a, b = group[metric].to_numpy(float), base[metric].to_numpy(float)
+            paired = (group.loc[shared, metric] - base.loc[shared, metric]).to_numpy(float)
+            rows.append(
+                {
+                    "variant": variant,
+                    "baseline": baseline,
+                    "metric": metric,
+                    "n_seeds": len(a),
+                    "variant_mean": float(a.mean()),
+                    "variant_min": float(a.min()),
+                    "variant_max": float(a.max()),
+                    "baseline_mean": float(b.mean()),
+                    "baseline_min": float(b.min()),
+                    "baseline_max": float(b.max()),
+                    "difference": float(a.mean() - b.mean()),
+                    "separated": bool(a.min() > b.max() or a.max() < b.min()),
+                    "n_paired": len(paired),
+                    "paired_mean": float(paired.mean()) if len(paired) else math.nan,
+                    "paired_sd": _sd(paired),
+                    "paired_positive": int((paired > 0).sum()),
+                }
+            )
+    return pd.DataFrame(rows, columns=SEPARATION_COLUMNS)
 
 
 def heldout_scores(

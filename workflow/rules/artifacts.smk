@@ -23,6 +23,8 @@ ART_HELDOUT_PER_PAIR = (
     if globals().get("HELDOUT_VARIANTS", True)
     else []
 )
+# the variant the held-out separation compares every other trained variant with
+ART_HELDOUT_BASELINE = "dpo"
 # the judge whose rows the notebooks use ("auto": the only one / the API judge)
 ART_ALPACA_JUDGE = config.get("judges", {}).get("alpaca_eval", "auto")
 ART_MT_BENCH_JUDGE = config.get("judges", {}).get("mt_bench", "auto")
@@ -65,11 +67,18 @@ ARTIFACTS = {
         **{f"table_{k}": p for k, p in _table("length_analysis").items()},
     },
     "paired_comparisons": {f"out_{k}": p for k, p in _table("paired_comparisons").items()},
+    "heldout_preference": {
+        **{f"table_{k}": p for k, p in _table("heldout_preference").items()},
+        **{f"separation_{k}": p for k, p in _table("heldout_separation").items()},
+        **{f"fig_{k}": p for k, p in _figure("heldout_preference").items()},
+    },
 }
+# the artifacts this run renders: the held-out one only when held-out pairs are scored
+ARTIFACTS_RENDERED = [a for a in ARTIFACTS if a != "heldout_preference" or ART_HELDOUT_PER_PAIR]
 
 # everything `rule all` should depend on: artifacts + executed notebooks + HTML exports
-ARTIFACT_OUTPUTS = [p for outs in ARTIFACTS.values() for p in outs.values()] + [
-    f"{ART_NOTEBOOKS}/{a}.{ext}" for a in ARTIFACTS for ext in ("ipynb", "html")
+ARTIFACT_OUTPUTS = [p for a in ARTIFACTS_RENDERED for p in ARTIFACTS[a].values()] + [
+    f"{ART_NOTEBOOKS}/{a}.{ext}" for a in ARTIFACTS_RENDERED for ext in ("ipynb", "html")
 ]
 
 
@@ -82,6 +91,7 @@ localrules:
     render_training_dynamics,
     render_length_analysis,
     render_paired_comparisons,
+    render_heldout_preference,
 
 
 # The artifact's outputs wrapped for `snakemake --report` (category from the extension).
@@ -340,4 +350,36 @@ rule render_paired_comparisons:
             "paired_comparisons",
             ["per_prompt_csv", "variants_csv"],
             ["judge", "local_judge_model", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
+        )
+
+
+# Held-out accuracy, margin and log-prob shifts per variant x seed, and each trained variant's
+# separation from a baseline over seeds (prefopt.heldout.separation).
+rule render_heldout_preference:
+    input:
+        notebook="notebooks/heldout_preference.ipynb",
+        per_pair_csv=ART_HELDOUT_PER_PAIR,
+        variants_csv=f"{ART_SCORES}/variants.csv",
+    output:
+        **_reported("heldout_preference"),
+        notebook=f"{ART_NOTEBOOKS}/heldout_preference.ipynb",
+        html=f"{ART_NOTEBOOKS}/heldout_preference.html",
+    log:
+        "results/logs/render_heldout_preference.log",
+    benchmark:
+        "results/benchmarks/render_heldout_preference.tsv"
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        **ART_BOOTSTRAP,
+        heldout=(config.get("data") or {}).get("heldout", {}).get("name", ""),
+        baseline=ART_HELDOUT_BASELINE,
+        provenance_stamp=ART_STAMP,
+    shell:
+        _render_cmd(
+            "heldout_preference",
+            ["per_pair_csv", "variants_csv"],
+            ["heldout", "baseline", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
         )

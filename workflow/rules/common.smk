@@ -377,7 +377,7 @@ def run_jobs():
         add("download_authors_annotations")
     add("write_provenance")
     add("audit_paper")
-    for artifact in ARTIFACTS:
+    for artifact in ARTIFACTS_RENDERED:
         add(f"render_{artifact}")
     return jobs
 
