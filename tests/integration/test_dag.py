@@ -121,6 +121,17 @@ def test_embedded_config_reads_the_shipped_data(work):
     assert jobs["judge_alpaca_eval_local"] == 3 * 2  # and the untrained base
     assert jobs["cache_reference_logps"] == 1
     assert jobs["heldout_preference"] == 3 * 2 and jobs["cache_heldout_reference_logps"] == 1
+    assert jobs["render_heldout_preference"] == 1  # the separation from DPO, over seeds
+
+
+def test_a_run_without_held_out_pairs_renders_no_held_out_artifact(work):
+    """lambda-DPO's prompts are not checked against the held-out pairs: a run of it alone scores
+    none, and the held-out notebook (which would have no input) is not planned."""
+    (work / "lambda_only.yaml").write_text("run: {variants: [lambda_dpo], seeds: [0]}\n")
+    layers = ["workflow/configs/embedded.yaml", "workflow/configs/lambda-dpo-fixture.yaml"]
+    jobs = dry_run(work, "--configfile", *layers, "lambda_only.yaml")
+    assert jobs["train_lambda_dpo"] == 1 and "heldout_preference" not in jobs
+    assert "render_heldout_preference" not in jobs and jobs["render_table1_alpaca_eval"] == 1
 
 
 @pytest.mark.parametrize("judge_rule", ["judge_alpaca_eval_local", "judge_mt_bench_local"])

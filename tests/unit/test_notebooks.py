@@ -49,6 +49,7 @@ NOTEBOOK_IDS = [
     "training_dynamics",
     "length_analysis",
     "paired_comparisons",
+    "heldout_preference",
 ]
 CATEGORIES = list(mt_bench.CATEGORIES)
 
@@ -244,8 +245,9 @@ def test_figures_are_real_pictures(rendered):
     import matplotlib.image as mpimg
 
     pngs = _png_outputs(rendered)
-    # fig1, fig2, fig3, training dynamics, length buckets, length analysis, seed-method dynamics
-    assert len(pngs) == 7
+    # fig1, fig2, fig3, training dynamics, length buckets, length analysis, seed-method dynamics,
+    # held-out preference
+    assert len(pngs) == 8
     # the fixtures hold no seed-method variant: that figure says so (tested with one below)
     pngs = [p for p in pngs if p.name != "seed_method_dynamics.png"]
     for png in pngs:
@@ -418,6 +420,71 @@ def test_paired_comparisons(rendered):
     assert "not run in this config" in rendered["paired_comparisons"]["out_md"].read_text()
 
 
+def _heldout_expected(scores_dir: Path = FIXTURES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the held-out notebook should show: prefopt.heldout on the per-pair scores, with the
+    notebook's own bootstrap parameters and baseline."""
+    params = {k: literal(v) for k, v in defaults("heldout_preference").items()}
+    per_pair = pd.read_csv(scores_dir / "heldout_preference_per_pair.csv", dtype={"pair_id": str})
+    boot = (params["n_bootstrap"], params["bootstrap_seed"], params["ci_level"])
+    over = heldout.table_over_seeds(per_pair, *boot).set_index("variant")
+    per_seed = heldout.summary_table(per_pair, params["heldout"], *boot)
+    return over, heldout.separation(per_seed, params["baseline"])
+
+
+def test_heldout_preference_tables_are_the_package_statistics(rendered):
+    outputs = rendered["heldout_preference"]
+    over, sep = _heldout_expected()
+    table = pd.read_csv(outputs["table_csv"]).set_index("variant")
+    assert list(table.index) == fixture_methods("heldout_preference_per_pair.csv")
+    for col in (
+        "accuracy_mean",
+        "mean_margin_sd",
+        "mean_chosen_shift_mean",
+        "mean_rejected_shift_sd",
+    ):
+        np.testing.assert_allclose(table[col], over.loc[table.index, col], rtol=1e-12)
+    md = outputs["table_md"].read_text()
+    dpo = over.loc["dpo"]
+    assert (
+        f"| {artifacts.fmt_pm(dpo['mean_chosen_shift_mean'], dpo['mean_chosen_shift_sd'], 2)} "
+        in md
+    )
+    assert "Instruct (baseline) †" in md and "not a measurement" in md
+    got = pd.read_csv(outputs["separation_csv"])
+    assert set(got["variant"]) == {"apo_zero", "margin_sigmoid", "apo_hinge_zero"}
+    assert (got["baseline"] == "dpo").all() and len(got) == 3 * len(heldout.SEPARATION_METRICS)
+    key = ["variant", "metric"]
+    merged = got.merge(sep, on=key, suffixes=("", "_expected"))
+    assert len(merged) == len(got)
+    assert (merged["separated"] == merged["separated_expected"]).all()
+    np.testing.assert_allclose(merged["paired_mean"], merged["paired_mean_expected"], rtol=1e-12)
+    sep_md = outputs["separation_md"].read_text()
+    assert sep_md.count("| yes ") == int(got["separated"].sum()) > 0
+    assert sep_md.count("| no ") == int((~got["separated"]).sum()) > 0
+
+
+def test_heldout_separation_follows_the_scores(tmp_path):
+    """Moving one variant's chosen log-probs far down on every pair separates it from DPO."""
+    scores = tmp_path / "scores"
+    shutil.copytree(FIXTURES, scores)
+    pp = pd.read_csv(scores / "heldout_preference_per_pair.csv", dtype={"pair_id": str})
+    hit = pp["variant"] == "apo_zero"
+    pp.loc[hit, ["chosen_logps", "rejected_logps"]] -= 50.0  # same margin, both sides moved
+    pp.to_csv(scores / "heldout_preference_per_pair.csv", index=False)
+    outputs = run_notebook("heldout_preference", tmp_path / "out", scores)
+    got = pd.read_csv(outputs["separation_csv"]).set_index(["variant", "metric"])
+    _, expected = _heldout_expected(scores)
+    assert got.loc[("apo_zero", "mean_chosen_shift"), "separated"]
+    assert got.loc[("apo_zero", "mean_rejected_shift"), "separated"]
+    assert not got.loc[("apo_zero", "mean_margin"), "separated"]
+    assert got.loc[("apo_zero", "mean_chosen_shift"), "paired_mean"] == pytest.approx(
+        expected.set_index(["variant", "metric"]).loc[
+            ("apo_zero", "mean_chosen_shift"), "paired_mean"
+        ]
+    )
+    assert got.loc[("apo_zero", "mean_chosen_shift"), "paired_positive"] == 0
+
+
 #: Notebook -> its judged Markdown tables (training_dynamics uses no judge).
 JUDGED_TABLES = {
     "table1_alpaca_eval": ["out_md"],
@@ -578,6 +645,7 @@ def test_absent_variants_and_single_seed_do_not_break(tmp_path):
         "fig1_alpaca_eval_bars",
         "fig2_3_mt_bench_radar",
         "table1_alpaca_eval",
+        "heldout_preference",
     ]:
         outputs = run_notebook(nb_id, out, scores)
         for p in outputs.values():
@@ -597,6 +665,8 @@ def test_absent_variants_and_single_seed_do_not_break(tmp_path):
     assert paired["status"].str.startswith("not run in this config").all()
     radar = pd.read_csv(out / "tables" / "mt_bench_per_category.csv")
     assert list(radar["variant"]) == ["base", "dpo"] and (radar["n_seeds"] == 1).all()
+    # DPO is the held-out baseline and the only trained variant: nothing to separate
+    assert pd.read_csv(out / "tables" / "heldout_separation.csv").empty
 
 
 def test_seed_method_terms_get_their_own_panels(tmp_path):

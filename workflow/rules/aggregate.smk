@@ -57,7 +57,8 @@ rule aggregate_scores:
 rule write_provenance:
     input:
         scores=score_files(),
-        data=[PAIRS, ALPACA_EVAL_ITEMS, MT_BENCH_QUESTIONS]
+        data=([PAIRS] if reads_preference_pairs() else [])
+        + [ALPACA_EVAL_ITEMS, MT_BENCH_QUESTIONS]
         + ([HELDOUT_PAIRS] if HELDOUT_VARIANTS else []),
         model=MODEL_DIR,
         generation_engines=generation_engine_records(),

@@ -306,6 +306,13 @@ def trained_variants_needed():
     return needed
 
 
+def reads_preference_pairs():
+    """Whether the run reads the pairwise preference data: pairwise losses, DCKD and ADPA train
+    on it, the held-out check compares against it; a lambda-DPO-only run does neither."""
+    losses = {config["variants"][v]["loss"] for v in trained_variants_needed()}
+    return bool(losses - {"lambda_dpo"} or HELDOUT_VARIANTS)
+
+
 def run_jobs():
     """Every job the run's targets need, as {rule: [wildcards]}: the same choices the inputs
     above make (a mirror or a download; the local or an API judge; the rules each loss trains
@@ -318,8 +325,7 @@ def run_jobs():
     losses = {config["variants"][v]["loss"] for v in variants}
 
     add("prepare_model")
-    # pairwise losses, DCKD and ADPA read the preference pairs; the held-out check reads them too
-    if losses - {"lambda_dpo"} or HELDOUT_VARIANTS:
+    if reads_preference_pairs():
         splits = [config["data"]["train"]["split"]]
         if HELDOUT_VARIANTS:
             splits.append(HELDOUT["split"])
