@@ -101,7 +101,8 @@ def check_provenance(workdir: Path) -> None:
         else:
             assert f"Provenance: {record['stamp']}" in path.read_text(), path
     notebooks = {nb.stem: nb.read_text() for nb in (res / "notebooks").glob("*.ipynb")}
-    assert len(notebooks) == 7 and all(record["stamp"] in text for text in notebooks.values())
+    assert set(notebooks) == {nb.stem for nb in (workdir / "notebooks").glob("*.ipynb")}
+    assert all(record["stamp"] in text for text in notebooks.values())
     for figure in (res / "figures").glob("*.png"):  # the executed notebook prints its notes
         if figure.stem != "runtime_by_rule":
             drawn_by = [nb for nb, text in notebooks.items() if f"{figure.stem}.png" in text]
@@ -164,6 +165,13 @@ def test_tiny_dag_end_to_end(workdir, uninterrupted):
     assert heldout["accuracy"].between(0, 1).all() and heldout["note"].notna().sum() == 1
     table1_heldout = table1.set_index("variant")["heldout_accuracy_mean"]
     assert table1_heldout["base"] == 0.5 and table1_heldout.notna().all()
+    hinge = heldout.loc["apo_hinge_zero"]  # how far training moved each likelihood
+    shifts = hinge["mean_chosen_shift"] - hinge["mean_rejected_shift"]
+    assert shifts == pytest.approx(hinge["mean_margin"], abs=1e-6)
+    assert hinge["mean_chosen_shift"] != 0
+    assert heldout.loc["base", ["mean_chosen_shift", "mean_rejected_shift"]].tolist() == [0, 0]
+    # no DPO in the tiny run: nothing to separate from, and the table says so by being empty
+    assert pd.read_csv(res / "tables" / "heldout_separation.csv").empty
     check_provenance(workdir)
     check_no_machine_paths(workdir)
 
