@@ -529,7 +529,7 @@ class StandInVllm:
                     eos = set(params.stop_token_ids or []) | {self.tokenizer.eos_token_id}
                     (tokens,) = _decode_batch(
                         self.model, [ids], pad_id=self.tokenizer.eos_token_id, eos_ids=eos,
-                        temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+                        temperatures=[params.temperature], top_p=params.top_p, top_k=params.top_k,
                         max_new_tokens=params.max_tokens,
                         repetition_penalty=params.repetition_penalty,
                         seeds=[params.seed if params.seed is not None else 0],

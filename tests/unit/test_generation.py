@@ -224,6 +224,55 @@ def test_mt_bench_answers_both_turns_in_question_order(fp32, embedded_data):
     assert [o["choices"] for o in again] == [o["choices"] for o in out]
 
 
+def test_mt_bench_turn_mixes_temperatures_in_one_batch_without_changing_an_answer(
+    fp32, embedded_data
+):
+    """Each turn is one batch over every question at its category's FastChat temperature
+    (writing 0.7, stem 0.1, math greedy). In float32 an answer does not depend on its batch, so
+    every question gets exactly the answer it gets when its category is generated alone; the
+    greedy rows (math) ignore the seed and the sampled rows do not."""
+    model, tok = fp32
+    by_category = {
+        c: [q for q in read_jsonl(embedded_data / "mt_bench" / "question.jsonl")
+            if q["category"] == c][:2]
+        for c in ("writing", "math", "stem")
+    }  # fmt: skip
+    questions = [q for qs in zip(*by_category.values(), strict=True) for q in qs]
+    settings = {"temperature": "fastchat", "top_p": 1.0, "max_new_tokens": 6}
+    settings["repetition_penalty"] = 1.0
+
+    def answers(qs, seed):
+        engine = HfEngine(model, tok, len(qs))
+        out = generate_mt_bench(
+            engine, qs, model_id="m", system_prompt=SYSTEM, settings=settings, seed=seed
+        )
+        return {o["question_id"]: o["choices"][0]["turns"] for o in out}
+
+    mixed = answers(questions, 0)
+    alone = {}
+    for qs in by_category.values():
+        alone |= answers(qs, 0)
+    assert mixed == alone
+    other_seed = answers(questions, 1)
+    changed = {
+        c: [other_seed[q["question_id"]] != mixed[q["question_id"]] for q in qs]
+        for c, qs in by_category.items()
+    }
+    assert not any(changed["math"]) and any(changed["writing"]), changed
+
+
+def test_engines_reject_per_prompt_lists_of_the_wrong_length_or_a_negative_temperature(fp32):
+    model, tok = fp32
+    engine = HfEngine(model, tok, 2)
+    kw = {"top_p": 1.0, "max_new_tokens": 2, "repetition_penalty": 1.0}
+    with pytest.raises(ValueError, match="2 prompts but 1 temperatures"):
+        engine.token_ids([[1, 2], [3]], temperatures=[0.0], seeds=[0, 1], **kw)
+    with pytest.raises(ValueError, match="2 prompts but 3 seeds"):
+        engine.token_ids([[1, 2], [3]], temperatures=[0.0, 0.0], seeds=[0, 1, 2], **kw)
+    with pytest.raises(ValueError, match=r"temperature -0\.5: must be a number >= 0"):
+        engine.token_ids([[1, 2], [3]], temperatures=[0.0, -0.5], seeds=[0, 1], **kw)
+
+
 def test_vllm_engine_writes_what_the_hf_engine_writes(monkeypatch, fp32, smollm2_dir, items):
     """`generation.engine: vllm` against a stand-in of vLLM's offline API (no GPU here; see
     tests/standins.py): vLLM is given the HF engine's prompt token ids, per-answer seeds,

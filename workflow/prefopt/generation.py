@@ -74,6 +74,17 @@ def chat_prompt_ids(tokenizer: Any, conversations: list[list[dict[str, str]]]) -
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
+def check_per_prompt(prompts: list[list[int]], **per_prompt: list[Any]) -> None:
+    """Each per-prompt list (seeds, temperatures) has one entry per prompt; a temperature is a
+    number >= 0 (0 = greedy)."""
+    for name, values in per_prompt.items():
+        if len(values) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(values)} {name}")
+    for t in per_prompt.get("temperatures", []):
+        if not t >= 0:
+            raise ValueError(f"temperature {t!r}: must be a number >= 0 (0 = greedy)")
+
+
 class GenerationEngine(Protocol):
     """What the benchmark generators need of an engine (`generation.engine`): the tokenizer the
     prompts are made with, the answers' token ids, and what to record about itself."""
@@ -84,7 +95,7 @@ class GenerationEngine(Protocol):
         self,
         prompts: list[list[int]],
         *,
-        temperature: float,
+        temperatures: list[float],
         top_p: float,
         max_new_tokens: int,
         repetition_penalty: float,
@@ -106,9 +117,10 @@ def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -
 
 
 def sampling_candidates(
-    logits: torch.Tensor, *, temperature: float, top_k: int, top_p: float
+    logits: torch.Tensor, *, temperature: float | torch.Tensor, top_k: int, top_p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities, token ids) of each row's candidates, most likely first; 0 = cut by top-p.
+    `temperature`: one for every row, or a column (rows x 1) of one per row.
 
     `generate`'s warpers in its order (Temperature, TopK, TopP with min_tokens_to_keep=1), but
     top-p works on the k sorted candidates instead of sorting the whole vocabulary: the same
@@ -130,21 +142,27 @@ def _next_tokens(
     seen: torch.Tensor | None,
     *,
     repetition_penalty: float,
-    temperature: float,
+    temperatures: torch.Tensor,
     top_k: int,
     top_p: float,
-    generators: list[torch.Generator] | None,
+    generators: list[torch.Generator | None],
 ) -> torch.Tensor:
-    """One token per row: greedy without generators, else row r draws with `generators[r]`."""
+    """One token per row: greedy where the row's generator is None (temperature 0), else row r
+    draws at `temperatures[r]` with `generators[r]`."""
     if seen is not None:
         logits = penalise_repeats(logits, seen, repetition_penalty)
-    if generators is None:
-        return logits.argmax(dim=-1)
-    probs, candidates = sampling_candidates(
-        logits, temperature=temperature, top_k=top_k, top_p=top_p
-    )
-    picks = [torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)]
-    return candidates.gather(1, torch.stack(picks)).squeeze(1)
+    tokens = logits.argmax(dim=-1)
+    sampled = [r for r, g in enumerate(generators) if g is not None]
+    if sampled:
+        rows = torch.tensor(sampled, device=logits.device)
+        probs, candidates = sampling_candidates(
+            logits[rows], temperature=temperatures[rows, None], top_k=top_k, top_p=top_p
+        )
+        picks = [
+            torch.multinomial(probs[k], 1, generator=generators[r]) for k, r in enumerate(sampled)
+        ]
+        tokens[rows] = candidates.gather(1, torch.stack(picks)).squeeze(1)
+    return tokens
 
 
 def _growing_cache() -> Any:
@@ -211,14 +229,15 @@ def _decode_batch(
     *,
     pad_id: int,
     eos_ids: set[int],
-    temperature: float,
+    temperatures: list[float],
     top_p: float,
     top_k: int,
     max_new_tokens: int,
     repetition_penalty: float,
     seeds: list[int],
 ) -> list[list[int]]:
-    """New token ids for each prompt (the end-of-sequence token included when one came)."""
+    """New token ids for each prompt (the end-of-sequence token included when one came):
+    greedy where the prompt's temperature is 0, else sampled with its own seed."""
     device = model.device
     n, width = len(prompts), max(len(p) for p in prompts)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
@@ -243,9 +262,11 @@ def _decode_batch(
         # also penalises the pad token in padded rows, which would tie an answer to its batch):
         # a pad is replaced by the row's last prompt token, which is seen anyway.
         seen = torch.where(mask.bool(), input_ids, input_ids[:, -1:])
-    generators = None
-    if temperature > 0:
-        generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    temps = torch.tensor(temperatures, dtype=torch.float32, device=device)
+    generators = [
+        torch.Generator(device=device).manual_seed(s) if t > 0 else None
+        for s, t in zip(seeds, temperatures, strict=True)
+    ]
     next_pos = positions[:, -1] + 1
     live = list(range(n))  # prompt index of each row still generating
     answers: list[list[int]] = [[] for _ in range(n)]
@@ -254,7 +275,7 @@ def _decode_batch(
             out.logits[:, -1, :].float(),
             seen,
             repetition_penalty=repetition_penalty,
-            temperature=temperature,
+            temperatures=temps,
             top_k=top_k,
             top_p=top_p,
             generators=generators,
@@ -269,9 +290,9 @@ def _decode_batch(
         if len(keep) < len(live):  # drop finished rows: no compute past an answer's end
             idx = torch.tensor(keep, device=device)
             cache.reorder_cache(idx)
-            mask, tokens, next_pos = mask[idx], tokens[idx], next_pos[idx]
+            mask, tokens, next_pos, temps = mask[idx], tokens[idx], next_pos[idx], temps[idx]
             seen = seen[idx] if seen is not None else None
-            generators = [generators[r] for r in keep] if generators is not None else None
+            generators = [generators[r] for r in keep]
             live = [live[r] for r in keep]
         if seen is not None:
             seen = torch.cat([seen, tokens[:, None]], dim=1)
@@ -311,14 +332,13 @@ class HfEngine:
         self,
         prompts: list[list[int]],
         *,
-        temperature: float,
+        temperatures: list[float],
         top_p: float,
         max_new_tokens: int,
         repetition_penalty: float,
         seeds: list[int],
     ) -> list[list[int]]:
-        if len(seeds) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        check_per_prompt(prompts, seeds=seeds, temperatures=temperatures)
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         answers: list[list[int]] = [[] for _ in prompts]
         config = self.model.generation_config
@@ -329,7 +349,7 @@ class HfEngine:
                 [prompts[i] for i in idx],
                 pad_id=self.tokenizer.pad_token_id,
                 eos_ids=eos_ids(config, self.tokenizer),
-                temperature=temperature,
+                temperatures=[temperatures[i] for i in idx],
                 top_p=top_p,
                 top_k=default_top_k(config),
                 max_new_tokens=max_new_tokens,
@@ -353,12 +373,12 @@ def generate_token_ids(
     seeds: list[int],
     batch_size: int,
 ) -> list[list[int]]:
-    """New token ids of each conversation's answer with the HF engine, in their order;
-    `seeds[i]` drives answer i."""
+    """New token ids of each conversation's answer with the HF engine, in their order, all at
+    one `temperature`; `seeds[i]` drives answer i."""
     engine = HfEngine(model, tokenizer, batch_size)
     return engine.token_ids(
         chat_prompt_ids(tokenizer, conversations),
-        temperature=temperature,
+        temperatures=[temperature] * len(conversations),
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         repetition_penalty=repetition_penalty,
@@ -370,17 +390,18 @@ def engine_texts(
     engine: GenerationEngine,
     conversations: list[list[dict[str, str]]],
     *,
-    temperature: float,
+    temperatures: list[float],
     top_p: float,
     max_new_tokens: int,
     repetition_penalty: float,
     seeds: list[int],
 ) -> list[str]:
     """Each conversation's answer as text (special tokens dropped, stripped), in their order:
-    the same templating and decoding whatever the engine."""
+    the same templating and decoding whatever the engine. Answer i is drawn at
+    `temperatures[i]` with `seeds[i]` (0 = greedy)."""
     answers = engine.token_ids(
         chat_prompt_ids(engine.tokenizer, conversations),
-        temperature=temperature,
+        temperatures=temperatures,
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         repetition_penalty=repetition_penalty,
@@ -401,11 +422,11 @@ def generate_texts(
     seeds: list[int],
     batch_size: int,
 ) -> list[str]:
-    """`engine_texts` with the HF engine on `model`."""
+    """`engine_texts` with the HF engine on `model`, all at one `temperature`."""
     return engine_texts(
         HfEngine(model, tokenizer, batch_size),
         conversations,
-        temperature=temperature,
+        temperatures=[temperature] * len(conversations),
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         repetition_penalty=repetition_penalty,
@@ -426,7 +447,7 @@ def generate_alpaca_eval(
     texts = engine_texts(
         engine,
         [_messages(system_prompt, [it["instruction"]], []) for it in items],
-        temperature=settings["temperature"],
+        temperatures=[float(settings["temperature"])] * len(items),
         top_p=settings["top_p"],
         max_new_tokens=settings["max_new_tokens"],
         repetition_penalty=settings["repetition_penalty"],
@@ -452,7 +473,12 @@ def generate_mt_bench(
     settings: dict[str, Any],
     seed: int,
 ) -> list[dict[str, Any]]:
-    """Both MT-Bench turns; turn 2 sees the model's own turn-1 answer, as in FastChat."""
+    """Both MT-Bench turns; turn 2 sees the model's own turn-1 answer, as in FastChat.
+
+    Each turn is one engine call over every question, each at its category's temperature
+    (greedy rows and sampled rows share the batch): one decoding loop per turn instead of one
+    per temperature group, so the questions of the three FastChat temperatures no longer wait
+    for each other's loops."""
     answers: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
 
     def temperature_of(q: dict[str, Any]) -> float:
@@ -460,24 +486,20 @@ def generate_mt_bench(
         return FASTCHAT_TEMPERATURE[q["category"]] if t == "fastchat" else float(t)
 
     for turn in range(2):
-        by_temp: dict[float, list[dict[str, Any]]] = {}
-        for q in questions:
-            by_temp.setdefault(temperature_of(q), []).append(q)
-        for temp, qs in sorted(by_temp.items()):
-            texts = engine_texts(
-                engine,
-                [
-                    _messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
-                    for q in qs
-                ],
-                temperature=temp,
-                top_p=settings["top_p"],
-                max_new_tokens=settings["max_new_tokens"],
-                repetition_penalty=settings["repetition_penalty"],
-                seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in qs],
-            )
-            for q, text in zip(qs, texts, strict=True):
-                answers[q["question_id"]].append(text)
+        texts = engine_texts(
+            engine,
+            [
+                _messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
+                for q in questions
+            ],
+            temperatures=[temperature_of(q) for q in questions],
+            top_p=settings["top_p"],
+            max_new_tokens=settings["max_new_tokens"],
+            repetition_penalty=settings["repetition_penalty"],
+            seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in questions],
+        )
+        for q, text in zip(questions, texts, strict=True):
+            answers[q["question_id"]].append(text)
     now = time.time()
     return [
         {

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefopt.generation import default_top_k, eos_ids
+from prefopt.generation import check_per_prompt, default_top_k, eos_ids
 
 #: What to say when vLLM is asked for without a CUDA device (it has no CPU build on PyPI).
 NO_GPU_MESSAGE = (
@@ -107,7 +107,7 @@ class VllmEngine:
         self,
         prompts: list[list[int]],
         *,
-        temperature: float,
+        temperatures: list[float],
         top_p: float,
         max_new_tokens: int,
         repetition_penalty: float,
@@ -116,8 +116,7 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        if len(seeds) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        check_per_prompt(prompts, seeds=seeds, temperatures=temperatures)
         params = [
             SamplingParams(
                 **sampling_kwargs(
@@ -130,7 +129,7 @@ class VllmEngine:
                     stop_token_ids=self.stop_token_ids,
                 )
             )
-            for seed in seeds
+            for seed, temperature in zip(seeds, temperatures, strict=True)
         ]
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
