@@ -25,6 +25,7 @@ def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_pat
             *("--configfile", str(REPO / "workflow/configs/embedded.yaml")),
             *("--configfile", str(greedy), "--prompts", "3", "--max-new-tokens", "6"),
             *("--judge-pairs", "2", "--repeats", "1", "--threads", "1"),
+            *("--mt-bench-per-category", "1"),
             *("--work-dir", str(tmp_path / "work"), "--model-dir", str(smollm2_dir)),
             *("--json", str(out)),
         ]
@@ -42,7 +43,12 @@ def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_pat
     assert before.shape == (2, 2)
     assert (judge["engine float32"] - before).abs().max() < 1e-4
     assert (judge["engine bfloat16"] - before).abs().max() < 0.075
+    # MT-Bench: the former loop per temperature group and one batch per turn answer alike
+    mt = report["mt_bench"]
+    assert list(mt) == ["baseline", "engine"]
+    assert len(mt["baseline"]["result"]) == 8 and all(len(t) == 2 for t in mt["baseline"]["result"])
     printed = capsys.readouterr().out
+    assert "| one batch per turn (now) | 16 |" in printed
     assert "| HF generate, float32, benchmark order (before) | 18 |" in printed
     assert "| prefopt engine, bfloat16 (config) | 18 |" in printed
     assert "| last position only, bfloat16 (config) | 2 |" in printed

@@ -13,7 +13,11 @@ it times
   pairs of the AlpacaEval reference and the baseline's own answers, with the largest change of
   a judge probability;
 - the dtype's effect on the distribution: the mean per-token KL(float32 || cpu_dtype) and the
-  top-1 agreement of next-token distributions along the baseline's answers.
+  top-1 agreement of next-token distributions along the baseline's answers;
+- MT-Bench generation (both turns, FastChat's per-category temperatures, the config's MT-Bench
+  settings and questions per category): one decoding loop per temperature group as the code did
+  it before (`baseline_mt_bench`) against one batch per turn (`generate_mt_bench`), both with
+  our engine in `generation.cpu_dtype`, and whether the answers are the same.
 
 The baselines live here only to be measured against. Each case runs in its own process (so
 its peak RSS is its own, as a rule's job would see it), `--repeats` times; the fastest run is
@@ -34,9 +38,19 @@ from typing import Any
 import torch
 
 from prefopt.config import load_config
-from prefopt.generation import _messages, answer_seed, generate_token_ids
+from prefopt.data import read_jsonl
+from prefopt.generation import (
+    GenerationEngine,
+    HfEngine,
+    _messages,
+    answer_seed,
+    engine_texts,
+    generate_mt_bench,
+    generate_token_ids,
+)
 from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
+from prefopt.mt_bench import FASTCHAT_TEMPERATURE
 from prefopt.runtime import read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +58,7 @@ EMBEDDED = REPO / "workflow" / "configs" / "embedded.yaml"
 SHIPPED_ALPACA_EVAL = (
     REPO / "workflow/resources/data/alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json"
 )
+SHIPPED_MT_BENCH = REPO / "workflow/resources/data/mt_bench/question.jsonl"
 
 
 # -- baselines: the code as it was before, kept only to be measured against -------------------
@@ -112,6 +127,49 @@ class BaselineLocalJudge(LocalJudge):
         return first, None
 
 
+def baseline_mt_bench(
+    engine: GenerationEngine,
+    questions: list[dict[str, Any]],
+    *,
+    system_prompt: str,
+    settings: dict[str, Any],
+    seed: int,
+) -> dict[int, list[str]]:
+    """The former MT-Bench loop: per turn, one engine call per FastChat temperature group."""
+    answers: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
+    for turn in range(2):
+        groups: dict[float, list[dict[str, Any]]] = {}
+        for q in questions:
+            t = settings["temperature"]
+            temp = FASTCHAT_TEMPERATURE[q["category"]] if t == "fastchat" else float(t)
+            groups.setdefault(temp, []).append(q)
+        for temp, qs in sorted(groups.items()):
+            texts = engine_texts(
+                engine,
+                [_messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
+                 for q in qs],
+                temperatures=[temp] * len(qs),
+                top_p=settings["top_p"],
+                max_new_tokens=settings["max_new_tokens"],
+                repetition_penalty=settings["repetition_penalty"],
+                seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in qs],
+            )  # fmt: skip
+            for q, text in zip(qs, texts, strict=True):
+                answers[q["question_id"]].append(text)
+    return answers
+
+
+def first_questions(per_category: int | None) -> list[dict[str, Any]]:
+    """The shipped MT-Bench questions, the first `per_category` of each category (None: all)."""
+    seen: dict[str, int] = {}
+    out = []
+    for q in read_jsonl(SHIPPED_MT_BENCH):
+        seen[q["category"]] = seen.get(q["category"], 0) + 1
+        if per_category is None or seen[q["category"]] <= per_category:
+            out.append(q)
+    return out
+
+
 # -- measuring: each case in its own process, so that its peak RSS is its own ------------------
 def run_case(spec: dict[str, Any], task: str, impl: str, dtype: str) -> dict[str, Any]:
     """One case, `spec["repeats"]` times (in a child process): wall times, result, peak RSS."""
@@ -125,6 +183,17 @@ def run_case(spec: dict[str, Any], task: str, impl: str, dtype: str) -> dict[str
             return baseline_generate(
                 model, tokenizer, convs, settings=settings, batch_size=batch_size, seed=spec["seed"]
             )
+
+    elif task == "mt_bench":
+        engine, mt = HfEngine(model, tokenizer, batch_size), spec["mt_bench"]
+        kw = {"system_prompt": spec["system_prompt"], "settings": mt["settings"]}
+
+        def work() -> Any:
+            if impl == "baseline":
+                answers = baseline_mt_bench(engine, mt["questions"], **kw, seed=spec["seed"])
+                return [answers[q["question_id"]] for q in mt["questions"]]
+            out = generate_mt_bench(engine, mt["questions"], model_id="m", **kw, seed=spec["seed"])
+            return [o["choices"][0]["turns"] for o in out]
 
     elif task == "generate":
         seeds = [answer_seed(spec["seed"], "alpaca_eval", i) for i in range(len(convs))]
@@ -212,6 +281,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--prompts", type=int, default=32, help="first AlpacaEval prompts (~5 min)")
     p.add_argument("--judge-pairs", type=int, default=12, help="judged pairs (x2 orders; 0: none)")
+    p.add_argument(
+        "--mt-bench-per-category",
+        type=int,
+        help="MT-Bench questions per category (default: the config's; 0: no MT-Bench case)",
+    )
     p.add_argument("--batch-size", type=int, help="default: generation.batch_size")
     p.add_argument("--max-new-tokens", type=int, help="default: the config's AlpacaEval setting")
     p.add_argument("--threads", type=int, help="torch threads (default: generation.threads)")
@@ -301,6 +375,30 @@ def main(argv: list[str] | None = None) -> None:
         )
         report["distribution"] = {"kl": kl, "top1_agreement": agree, "answers": n}
         del fp32, other
+
+    # -- MT-Bench: one loop per temperature group (before) vs one batch per turn -------------
+    per_category = a.mt_bench_per_category
+    if per_category is None:
+        per_category = cfg["data"]["mt_bench"]["questions_per_category"]
+    if per_category != 0:
+        mt_settings = dict(gen["mt_bench"])
+        if a.max_new_tokens:
+            mt_settings["max_new_tokens"] = a.max_new_tokens
+        questions = first_questions(per_category)
+        spec["mt_bench"] = {"settings": mt_settings, "questions": questions}
+        spec_path.write_text(json.dumps(spec))
+        print(f"\nMT-Bench, {len(questions)} questions x 2 turns, {cpu_dtype}:", flush=True)
+        mt_rows, mt_report = [], {}
+        for impl, label in (
+            ("baseline", "one loop per temperature group (before)"),
+            ("engine", "one batch per turn (now)"),
+        ):
+            case = _in_subprocess(spec_path, "mt_bench", impl, cpu_dtype)
+            mt_report[impl] = case
+            same = case["result"] == mt_report["baseline"]["result"]
+            mt_rows.append((label, 2 * len(questions), case, f"same answers: {same}"))
+        print("\nMT-Bench generation (answers = questions x turns):\n" + _table("answers", mt_rows))
+        report["mt_bench"] = mt_report
 
     # -- local judge --------------------------------------------------------------------------
     if a.judge_pairs > 0:
