@@ -43,7 +43,8 @@ def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_pat
     assert before.shape == (2, 2)
     assert (judge["engine float32"] - before).abs().max() < 1e-4
     assert (judge["engine bfloat16"] - before).abs().max() < 0.075
-    # MT-Bench: the former loop per temperature group and one batch per turn answer alike
+    # MT-Bench: both cases answer both turns of every question (in float32 alike: see
+    # test_generation; the case runs in the configured bfloat16, where rounding may differ)
     mt = report["mt_bench"]
     assert list(mt) == ["baseline", "engine"]
     assert len(mt["baseline"]["result"]) == 8 and all(len(t) == 2 for t in mt["baseline"]["result"])
