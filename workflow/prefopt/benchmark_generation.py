@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from prefopt.config import load_config
-from prefopt.data import read_jsonl
+from prefopt.data import read_jsonl, subset_mt_bench
 from prefopt.generation import (
     GenerationEngine,
     HfEngine,
@@ -47,10 +47,10 @@ from prefopt.generation import (
     engine_texts,
     generate_mt_bench,
     generate_token_ids,
+    mt_bench_temperature,
 )
 from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
-from prefopt.mt_bench import FASTCHAT_TEMPERATURE
 from prefopt.runtime import read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,9 +140,7 @@ def baseline_mt_bench(
     for turn in range(2):
         groups: dict[float, list[dict[str, Any]]] = {}
         for q in questions:
-            t = settings["temperature"]
-            temp = FASTCHAT_TEMPERATURE[q["category"]] if t == "fastchat" else float(t)
-            groups.setdefault(temp, []).append(q)
+            groups.setdefault(mt_bench_temperature(settings, q["category"]), []).append(q)
         for temp, qs in sorted(groups.items()):
             texts = engine_texts(
                 engine,
@@ -157,17 +155,6 @@ def baseline_mt_bench(
             for q, text in zip(qs, texts, strict=True):
                 answers[q["question_id"]].append(text)
     return answers
-
-
-def first_questions(per_category: int | None) -> list[dict[str, Any]]:
-    """The shipped MT-Bench questions, the first `per_category` of each category (None: all)."""
-    seen: dict[str, int] = {}
-    out = []
-    for q in read_jsonl(SHIPPED_MT_BENCH):
-        seen[q["category"]] = seen.get(q["category"], 0) + 1
-        if per_category is None or seen[q["category"]] <= per_category:
-            out.append(q)
-    return out
 
 
 # -- measuring: each case in its own process, so that its peak RSS is its own ------------------
@@ -384,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         mt_settings = dict(gen["mt_bench"])
         if a.max_new_tokens:
             mt_settings["max_new_tokens"] = a.max_new_tokens
-        questions = first_questions(per_category)
+        questions = subset_mt_bench(read_jsonl(SHIPPED_MT_BENCH), per_category)
         spec["mt_bench"] = {"settings": mt_settings, "questions": questions}
         spec_path.write_text(json.dumps(spec))
         print(f"\nMT-Bench, {len(questions)} questions x 2 turns, {cpu_dtype}:", flush=True)

@@ -464,6 +464,13 @@ def generate_alpaca_eval(
     ]
 
 
+def mt_bench_temperature(settings: dict[str, Any], category: str) -> float:
+    """The temperature an MT-Bench answer is drawn at: FastChat's for its category when
+    `settings["temperature"]` is "fastchat", else that number."""
+    t = settings["temperature"]
+    return FASTCHAT_TEMPERATURE[category] if t == "fastchat" else float(t)
+
+
 def generate_mt_bench(
     engine: GenerationEngine,
     questions: list[dict[str, Any]],
@@ -480,11 +487,6 @@ def generate_mt_bench(
     per temperature group, so the questions of the three FastChat temperatures no longer wait
     for each other's loops."""
     answers: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
-
-    def temperature_of(q: dict[str, Any]) -> float:
-        t = settings["temperature"]
-        return FASTCHAT_TEMPERATURE[q["category"]] if t == "fastchat" else float(t)
-
     for turn in range(2):
         texts = engine_texts(
             engine,
@@ -492,7 +494,7 @@ def generate_mt_bench(
                 _messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
                 for q in questions
             ],
-            temperatures=[temperature_of(q) for q in questions],
+            temperatures=[mt_bench_temperature(settings, q["category"]) for q in questions],
             top_p=settings["top_p"],
             max_new_tokens=settings["max_new_tokens"],
             repetition_penalty=settings["repetition_penalty"],
