@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prefopt.judging.local import LocalJudge
+from prefopt.judging.local import MIN_SHARED_PREFIX, LocalJudge, shared_prefix_length
 from prefopt.modeling import load_model
-from prefopt.runtime import read_json
+from prefopt.runtime import read_json, read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,73 @@ def test_rating_distribution_in_bf16_stays_close(judge, smollm2_dir):
     ]
     want, got = judge.rating_distribution(prompts), judge16.rating_distribution(prompts)
     assert (got - want).abs().max().item() <= BF16_TOLERANCE
+
+
+def test_shared_prefix_length_leaves_each_row_a_token_and_skips_short_prefixes():
+    long = list(range(40))
+    assert shared_prefix_length([long, long[:30] + [99, 98]]) == 30
+    assert shared_prefix_length([long, long]) == 39  # the last token stays each row's own
+    assert shared_prefix_length([long[:20], long]) == 19
+    assert shared_prefix_length([long, long[:5] + [99] * 30]) == 0  # under MIN_SHARED_PREFIX
+    assert shared_prefix_length([long]) == 0  # nothing to share with
+    assert shared_prefix_length([[7] + long, long]) == 0
+
+
+class _TokensFed:
+    """Records the shape of every input the judge's model embeds."""
+
+    def __init__(self, model):
+        self.shapes = []
+        self.handle = model.get_input_embeddings().register_forward_hook(
+            lambda _m, args, _out: self.shapes.append(tuple(args[0].shape))
+        )
+
+    def __enter__(self):
+        return self.shapes
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def test_a_shared_prefix_runs_once_and_changes_no_probability(
+    smollm2_dir, real_pairs, embedded_data
+):
+    """AlpacaEval (one group) and MT-Bench (a group per FastChat template, with the "1" -> "0"
+    step): the template's common prefix is embedded once per group instead of in every row, and
+    every probability equals the one computed from each whole prompt (float32)."""
+    from prefopt import mt_bench
+
+    model, tokenizer = load_model(smollm2_dir, device="cpu")
+    shared = LocalJudge(model, tokenizer, max_length=640, batch_size=4)
+    whole = LocalJudge(model, tokenizer, max_length=640, batch_size=4, share_prefix=False)
+    keys = ("p_model_better_order1", "p_model_better_order2", "preference")
+    with _TokensFed(model) as fed_whole:
+        want = whole.judge_alpaca_eval_pairs(real_pairs)
+    with _TokensFed(model) as fed_shared:
+        got = shared.judge_alpaca_eval_pairs(real_pairs)
+    for g, w in zip(got, want, strict=True):
+        for k in keys:
+            assert g[k] == pytest.approx(w[k], abs=FP32_TOLERANCE), k
+    prefix = fed_shared[0]
+    assert prefix[0] == 1 and prefix[1] >= MIN_SHARED_PREFIX  # the prefix pass comes first
+    assert sum(b * n for b, n in fed_shared) < sum(b * n for b, n in fed_whole) - 3 * prefix[1]
+
+    mt = embedded_data / "mt_bench"
+    every = mt_bench.load_questions(mt / "question.jsonl")
+    questions = [q for q in every if q["category"] == "writing"][:2]
+    questions += [q for q in every if q["category"] == "math"][:2]
+    answers = {q["question_id"]: ["A short answer.", "Another one."] for q in questions}
+    prompts = mt_bench.load_judge_prompts(mt / "judge_prompts.jsonl")
+    refs = {
+        r["question_id"]: r["choices"][0]["turns"]
+        for r in read_jsonl(mt / "reference_answer" / "gpt-4.jsonl")
+    }
+    with _TokensFed(model) as fed_shared:
+        got = shared.judge_mt_bench(questions, answers, prompts, refs, model_name="m")
+    want = whole.judge_mt_bench(questions, answers, prompts, refs, model_name="m")
+    templates = {r["judge"][1] for r in got}
+    assert len(templates) == 4  # single and multi-turn, with and without a reference
+    prefix_passes = [n for b, n in fed_shared if b == 1 and n >= MIN_SHARED_PREFIX]
+    assert len(prefix_passes) == len(templates)  # one prefix pass per template
+    for g, w in zip(got, want, strict=True):
+        assert g["score"] == pytest.approx(w["score"], abs=1e-3)
