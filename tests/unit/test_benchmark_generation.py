@@ -38,11 +38,29 @@ def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_pat
     assert [len(a) for a in gen["engine bfloat16"]["result"]] == [6, 6, 6]
     assert report["distribution"]["kl"] < 0.01
     judge = {k: torch.tensor(v["result"]) for k, v in report["judge"].items()}
-    assert list(judge) == ["baseline float32", "engine float32", "engine bfloat16"]
+    assert list(judge) == [
+        "baseline float32",
+        "whole float32",
+        "engine float32",
+        "whole bfloat16",
+        "engine bfloat16",
+    ]
     before = judge["baseline float32"]
     assert before.shape == (2, 2)
+    assert (judge["whole float32"] - before).abs().max() < 1e-4
     assert (judge["engine float32"] - before).abs().max() < 1e-4
     assert (judge["engine bfloat16"] - before).abs().max() < 0.075
+    # MT-Bench judge: a score per question and turn, the shared prefix changing none in float32
+    mt_judge = {k: torch.tensor(v["result"]) for k, v in report["judge_mt_bench"].items()}
+    assert list(mt_judge) == [
+        "whole float32",
+        "engine float32",
+        "whole bfloat16",
+        "engine bfloat16",
+    ]
+    assert mt_judge["whole float32"].shape == (16,)
+    assert (mt_judge["engine float32"] - mt_judge["whole float32"]).abs().max() < 1e-3
+    assert ((mt_judge["engine bfloat16"] >= 1) & (mt_judge["engine bfloat16"] <= 10)).all()
     # MT-Bench: both cases answer both turns of every question (in float32 alike: see
     # test_generation; the case runs in the configured bfloat16, where rounding may differ)
     mt = report["mt_bench"]
@@ -52,4 +70,5 @@ def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_pat
     assert "| one batch per turn (now) | 16 |" in printed
     assert "| HF generate, float32, benchmark order (before) | 18 |" in printed
     assert "| prefopt engine, bfloat16 (config) | 18 |" in printed
-    assert "| last position only, bfloat16 (config) | 2 |" in printed
+    assert "| last position only, bfloat16, shared prefix (config) | 2 |" in printed
+    assert "| bfloat16, shared prefix (config) | 16 |" in printed

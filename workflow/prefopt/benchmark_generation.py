@@ -9,9 +9,11 @@ it times
   `prefopt.generation` (length-sorted batches, finished rows dropped, growing KV cache, top-k
   sampling, `generation.cpu_dtype`), also in float32 to separate the engine from the dtype;
 - the local judge: its former pass (`BaselineLocalJudge`: float32, logits at every position)
-  against `prefopt.judging.local.LocalJudge` (last position only, `judges.local_cpu_dtype`), on
-  pairs of the AlpacaEval reference and the baseline's own answers, with the largest change of
-  a judge probability;
+  against `prefopt.judging.local.LocalJudge` (last position only, `judges.local_cpu_dtype`),
+  each prompt whole and with the template's common prefix run once, on pairs of the AlpacaEval
+  reference and the baseline's own answers, with the largest change of a judge probability;
+  and the MT-Bench judge (whole prompts vs a shared prefix per FastChat template) on the
+  MT-Bench case's answers, with the largest change of a score;
 - the dtype's effect on the distribution: the mean per-token KL(float32 || cpu_dtype) and the
   top-1 agreement of next-token distributions along the baseline's answers;
 - MT-Bench generation (both turns, FastChat's per-category temperatures, the config's MT-Bench
@@ -51,6 +53,7 @@ from prefopt.generation import (
 )
 from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
+from prefopt.mt_bench import load_judge_prompts
 from prefopt.runtime import read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +62,8 @@ SHIPPED_ALPACA_EVAL = (
     REPO / "workflow/resources/data/alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json"
 )
 SHIPPED_MT_BENCH = REPO / "workflow/resources/data/mt_bench/question.jsonl"
+SHIPPED_MT_BENCH_JUDGE_PROMPTS = REPO / "workflow/resources/data/mt_bench/judge_prompts.jsonl"
+SHIPPED_MT_BENCH_REFERENCES = REPO / "workflow/resources/data/mt_bench/reference_answer/gpt-4.jsonl"
 
 
 # -- baselines: the code as it was before, kept only to be measured against -------------------
@@ -198,9 +203,36 @@ def run_case(spec: dict[str, Any], task: str, impl: str, dtype: str) -> dict[str
                 batch_size=batch_size,
             )
 
+    elif task == "judge_mt_bench":
+        judge = LocalJudge(
+            model, tokenizer, max_length=spec["judge_max_length"], share_prefix=impl == "engine"
+        )
+        mt = spec["mt_bench"]
+        answers = {
+            q["question_id"]: turns for q, turns in zip(mt["questions"], mt["answers"], strict=True)
+        }
+        judge_prompts = load_judge_prompts(SHIPPED_MT_BENCH_JUDGE_PROMPTS)
+        references = {
+            r["question_id"]: r["choices"][0]["turns"]
+            for r in read_jsonl(SHIPPED_MT_BENCH_REFERENCES)
+        }
+
+        def work() -> Any:
+            records = judge.judge_mt_bench(
+                mt["questions"], answers, judge_prompts, references, model_name="benchmark"
+            )
+            return [r["score"] for r in records]
+
     else:
-        cls = BaselineLocalJudge if impl == "baseline" else LocalJudge
-        judge = cls(model, tokenizer, max_length=spec["judge_max_length"])
+        if impl == "baseline":
+            judge = BaselineLocalJudge(model, tokenizer, max_length=spec["judge_max_length"])
+        else:
+            judge = LocalJudge(
+                model,
+                tokenizer,
+                max_length=spec["judge_max_length"],
+                share_prefix=impl == "engine",
+            )
 
         def work() -> Any:
             judged = judge.judge_alpaca_eval_pairs(spec["pairs"])
@@ -267,7 +299,9 @@ def main(argv: list[str] | None = None) -> None:
         help="layered on config.yaml like snakemake --configfile (default: the embedded one)",
     )
     p.add_argument("--prompts", type=int, default=32, help="first AlpacaEval prompts (~5 min)")
-    p.add_argument("--judge-pairs", type=int, default=12, help="judged pairs (x2 orders; 0: none)")
+    p.add_argument(
+        "--judge-pairs", type=int, default=12, help="judged pairs (x2 orders; 0: no judge cases)"
+    )
     p.add_argument(
         "--mt-bench-per-category",
         type=int,
@@ -386,6 +420,9 @@ def main(argv: list[str] | None = None) -> None:
             mt_rows.append((label, 2 * len(questions), case, f"same answers: {same}"))
         print("\nMT-Bench generation (answers = questions x turns):\n" + _table("answers", mt_rows))
         report["mt_bench"] = mt_report
+        if a.judge_pairs > 0:
+            spec["mt_bench"]["answers"] = mt_report["engine"]["result"]
+            report["judge_mt_bench"] = _judge_mt_bench(spec, spec_path, judge_dtype)
 
     # -- local judge --------------------------------------------------------------------------
     if a.judge_pairs > 0:
@@ -413,7 +450,8 @@ def _judge(spec: dict[str, Any], spec_path: Path, judge_dtype: str) -> dict[str,
     cases = [("baseline", "float32", "logits at every position, float32 (before)")]
     for dtype in dict.fromkeys(["float32", judge_dtype]):
         tag = " (config)" if dtype == judge_dtype else ""
-        cases.append(("engine", dtype, f"last position only, {dtype}{tag}"))
+        cases.append(("whole", dtype, f"last position only, {dtype}, whole prompts"))
+        cases.append(("engine", dtype, f"last position only, {dtype}, shared prefix{tag}"))
     rows, before, report = [], None, {}
     for impl, dtype, label in cases:
         case = _in_subprocess(spec_path, "judge", impl, dtype)
@@ -428,6 +466,29 @@ def _judge(spec: dict[str, Any], spec_path: Path, judge_dtype: str) -> dict[str,
     print(
         "\nLocal judge (AlpacaEval reference vs the baseline's answers):\n" + _table("pairs", rows)
     )
+    return report
+
+
+def _judge_mt_bench(spec: dict[str, Any], spec_path: Path, judge_dtype: str) -> dict[str, Any]:
+    """The local MT-Bench judge on the MT-Bench case's answers (both turns), whole prompts vs
+    a shared prefix per FastChat template: printed as a table, returned by case."""
+    spec_path.write_text(json.dumps(spec))
+    n = 2 * len(spec["mt_bench"]["questions"])
+    print(f"\nlocal MT-Bench judge, {n} judgments, max length {spec['judge_max_length']}:")
+    rows, before, report = [], None, {}
+    for dtype in dict.fromkeys(["float32", judge_dtype]):
+        tag = " (config)" if dtype == judge_dtype else ""
+        for impl, label in (("whole", "whole prompts"), ("engine", f"shared prefix{tag}")):
+            case = _in_subprocess(spec_path, "judge_mt_bench", impl, dtype)
+            report[f"{impl} {dtype}"] = case
+            scores = torch.tensor(case["result"])
+            before = scores if before is None else before
+            note = (
+                f"max abs diff of the score {(scores - before).abs().max().item():.1e}, "
+                f"mean score {scores.mean().item():.3f}"
+            )
+            rows.append((f"{dtype}, {label}", n, case, note))
+    print("\nLocal MT-Bench judge (the engine's answers):\n" + _table("judgments", rows))
     return report
 
 
