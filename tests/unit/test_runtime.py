@@ -180,3 +180,16 @@ def test_a_refused_write_is_explained_and_other_errors_are_not():
     assert "read-only" in write_failure_message(OSError(errno.EROFS, "Read-only file system"))
     assert write_failure_message(ValueError("No space in the prompt")) is None
     assert write_failure_message(OSError(errno.ENOENT, "No such file or directory")) is None
+
+
+def test_peak_rss_of_a_child_is_its_own_not_its_parents():
+    """A benchmark case runs in a child process; its peak memory must not include what the
+    parent held when it spawned the child (getrusage's ru_maxrss does on Linux)."""
+    held = bytearray(400 * 2**20)  # the parent holds 400 MiB, touched
+    held[::4096] = b"x" * len(held[::4096])
+    code = "from prefopt.runtime import peak_rss_mib; print(peak_rss_mib())"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "workflow")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert 1 < float(out.stdout) < 200, out.stdout
+    del held

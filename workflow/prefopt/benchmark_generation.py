@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -54,7 +53,7 @@ from prefopt.generation import (
 from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
 from prefopt.mt_bench import load_judge_prompts
-from prefopt.runtime import read_json
+from prefopt.runtime import peak_rss_mib, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 EMBEDDED = REPO / "workflow" / "configs" / "embedded.yaml"
@@ -243,7 +242,7 @@ def run_case(spec: dict[str, Any], task: str, impl: str, dtype: str) -> dict[str
         t0 = time.perf_counter()
         result = work()
         walls.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = peak_rss_mib()
     return {"walls": walls, "result": result, "peak_rss_mib": peak}
 
 

