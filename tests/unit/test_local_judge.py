@@ -236,3 +236,22 @@ def test_a_shared_prefix_runs_once_and_changes_no_probability(
     assert len(prefix_passes) == len(templates)  # one prefix pass per template
     for g, w in zip(got, want, strict=True):
         assert g["score"] == pytest.approx(w["score"], abs=1e-3)
+
+
+def test_a_cache_that_cannot_be_copied_into_a_batch_runs_whole_prompts(smollm2_dir, real_pairs):
+    """A judge model with sliding-window cache layers (Mistral-, Gemma-like) gets no shared
+    prefix: no prefix pass, and the same probabilities as whole prompts."""
+    model, tokenizer = load_model(smollm2_dir, device="cpu")
+    model.config.layer_types = ["sliding_attention"] * model.config.num_hidden_layers
+    model.config.sliding_window = 4096  # longer than any prompt: attention itself is unchanged
+    want = LocalJudge(model, tokenizer, max_length=640, share_prefix=False)
+    got = LocalJudge(model, tokenizer, max_length=640)
+    with _TokensFed(model) as fed_whole:
+        expected = want.judge_alpaca_eval_pairs(real_pairs[:2])
+    with _TokensFed(model) as fed:
+        judged = got.judge_alpaca_eval_pairs(real_pairs[:2])
+    probe, *rest = fed
+    assert probe[0] == 1 and probe[1] >= MIN_SHARED_PREFIX  # the prefix pass, found unusable
+    assert rest == fed_whole  # then every prompt whole, as without sharing
+    for g, w in zip(judged, expected, strict=True):
+        assert g["preference"] == pytest.approx(w["preference"], abs=FP32_TOLERANCE)

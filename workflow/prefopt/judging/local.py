@@ -129,6 +129,7 @@ class LocalJudge:
             members = [i for i, g in enumerate(groups) if g == key]
             shared = shared_prefix_length([ids[i] for i in members]) if self.share_prefix else 0
             prefix = self._prefix_cache(ids[members[0]][:shared]) if shared else None
+            shared = shared if prefix is not None else 0
             order = sorted(members, key=lambda i: len(ids[i]))
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
@@ -140,12 +141,21 @@ class LocalJudge:
                     second[idx] = probs[1]
         return first, second
 
-    def _prefix_cache(self, prefix_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Keys and values of every layer for `prefix_ids` (batch of one)."""
+    def _prefix_cache(
+        self, prefix_ids: list[int]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Keys and values of every layer for `prefix_ids` (batch of one); None where the model's
+        cache is not plain full attention (sliding windows, recurrent layers), which cannot be
+        copied into a batch this way: those prompts then run whole."""
+        from transformers.cache_utils import DynamicLayer
+
         out = self.model(
             input_ids=torch.tensor([prefix_ids], device=self.model.device), use_cache=True
         )
-        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        layers = getattr(out.past_key_values, "layers", None)
+        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            return None
+        return [(layer.keys, layer.values) for layer in layers]
 
     def _score_batch(
         self,
