@@ -441,6 +441,25 @@ def main(argv: list[str] | None = None) -> None:
         a.json.write_text(json.dumps(report))
 
 
+def _compared(
+    spec_path: Path, task: str, cases: list[tuple[str, str, str]], work: int, what: str
+) -> tuple[list[tuple[str, float, dict[str, Any], str]], dict[str, Any]]:
+    """Run `cases` ((impl, dtype, label)) of `task`; table rows noting the largest change of
+    `what` (each case's result) from the first case's, and the cases by "impl dtype"."""
+    rows, before, report = [], None, {}
+    for impl, dtype, label in cases:
+        case = _in_subprocess(spec_path, task, impl, dtype)
+        report[f"{impl} {dtype}"] = case
+        values = torch.tensor(case["result"])
+        before = values if before is None else before
+        note = (
+            f"max abs diff of {what} {(values - before).abs().max().item():.1e}, "
+            f"mean {what} {values.mean().item():.4f}"
+        )
+        rows.append((label, work, case, note))
+    return rows, report
+
+
 def _judge(spec: dict[str, Any], spec_path: Path, judge_dtype: str) -> dict[str, Any]:
     """The local judge's cases on `spec["pairs"]`: printed as a table, returned by case."""
     spec_path.write_text(json.dumps(spec))
@@ -451,17 +470,7 @@ def _judge(spec: dict[str, Any], spec_path: Path, judge_dtype: str) -> dict[str,
         tag = " (config)" if dtype == judge_dtype else ""
         cases.append(("whole", dtype, f"last position only, {dtype}, whole prompts"))
         cases.append(("engine", dtype, f"last position only, {dtype}, shared prefix{tag}"))
-    rows, before, report = [], None, {}
-    for impl, dtype, label in cases:
-        case = _in_subprocess(spec_path, "judge", impl, dtype)
-        report[f"{impl} {dtype}"] = case
-        probs = torch.tensor(case["result"])
-        before = probs if before is None else before
-        note = (
-            f"max abs diff of P(model better) {(probs - before).abs().max().item():.1e}, "
-            f"mean P(model better) {probs.mean().item():.4f}"
-        )
-        rows.append((label, n_pairs, case, note))
+    rows, report = _compared(spec_path, "judge", cases, n_pairs, "P(model better)")
     print(
         "\nLocal judge (AlpacaEval reference vs the baseline's answers):\n" + _table("pairs", rows)
     )
@@ -474,19 +483,12 @@ def _judge_mt_bench(spec: dict[str, Any], spec_path: Path, judge_dtype: str) -> 
     spec_path.write_text(json.dumps(spec))
     n = 2 * len(spec["mt_bench"]["questions"])
     print(f"\nlocal MT-Bench judge, {n} judgments, max length {spec['judge_max_length']}:")
-    rows, before, report = [], None, {}
+    cases = []
     for dtype in dict.fromkeys(["float32", judge_dtype]):
         tag = " (config)" if dtype == judge_dtype else ""
-        for impl, label in (("whole", "whole prompts"), ("engine", f"shared prefix{tag}")):
-            case = _in_subprocess(spec_path, "judge_mt_bench", impl, dtype)
-            report[f"{impl} {dtype}"] = case
-            scores = torch.tensor(case["result"])
-            before = scores if before is None else before
-            note = (
-                f"max abs diff of the score {(scores - before).abs().max().item():.1e}, "
-                f"mean score {scores.mean().item():.3f}"
-            )
-            rows.append((f"{dtype}, {label}", n, case, note))
+        cases.append(("whole", dtype, f"{dtype}, whole prompts"))
+        cases.append(("engine", dtype, f"{dtype}, shared prefix{tag}"))
+    rows, report = _compared(spec_path, "judge_mt_bench", cases, n, "score")
     print("\nLocal MT-Bench judge (the engine's answers):\n" + _table("judgments", rows))
     return report
 
