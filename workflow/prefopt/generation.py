@@ -222,6 +222,22 @@ def _growing_cache() -> Any:
     return Cache(layer_class_to_replicate=GrowingLayer)
 
 
+def left_padded(
+    rows: list[list[int]], pad_id: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`rows` of token ids as one left-padded batch on `device`: (input ids, attention mask,
+    position ids counting from each row's first real token, 0 on padding). Explicit positions
+    keep a row's arithmetic independent of how much padding the batch gave it."""
+    n, width = len(rows), max(map(len, rows))
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        input_ids[r, width - len(row) :] = torch.tensor(row)
+        mask[r, width - len(row) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    return input_ids, mask, (mask.cumsum(dim=-1) - 1).clamp_min(0)
+
+
 @torch.no_grad()
 def _decode_batch(
     model: Any,
@@ -239,14 +255,8 @@ def _decode_batch(
     """New token ids for each prompt (the end-of-sequence token included when one came):
     greedy where the prompt's temperature is 0, else sampled with its own seed."""
     device = model.device
-    n, width = len(prompts), max(len(p) for p in prompts)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        input_ids[r, width - len(p) :] = torch.tensor(p)
-        mask[r, width - len(p) :] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(dim=-1) - 1).clamp_min(0)
+    n = len(prompts)
+    input_ids, mask, positions = left_padded(prompts, pad_id, device)
     cache = _growing_cache()
     out = model(
         input_ids=input_ids,

@@ -170,14 +170,11 @@ class LocalJudge:
         prefix and a row's own tokens shifts nothing."""
         from transformers.cache_utils import DynamicCache
 
-        device, n, width = self.model.device, len(rows), max(map(len, rows))
-        input_ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            input_ids[r, width - len(row) :] = torch.tensor(row)
-            mask[r, width - len(row) :] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
-        positions = shared + (mask.cumsum(dim=-1) - 1).clamp_min(0)
+        from prefopt.generation import left_padded
+
+        device, n = self.model.device, len(rows)
+        input_ids, mask, positions = left_padded(rows, self.tokenizer.pad_token_id, device)
+        positions = shared + positions
         cache = None
         if prefix is not None:
             cache = DynamicCache(
