@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prefopt.kill_anywhere import clone_repository, copy_repository
+from prefopt_tools.kill_anywhere import clone_repository, copy_repository
 
 REPO = Path(__file__).resolve().parents[1]
 #: The samples the repository ships (the embedded default's mirror), and the test fixtures.
@@ -84,8 +84,8 @@ def tiny_training_job(root: Path, tokenizer_dir: Path, training: dict) -> dict[s
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from prefopt.data import write_jsonl
-    from prefopt.training import compute_reference_logps
+    from prefopt.data.prepare import write_jsonl
+    from prefopt.training.trainer import compute_reference_logps
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)

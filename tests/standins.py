@@ -1,7 +1,7 @@
 """Local stand-ins for the services the download rules talk to, on 127.0.0.1.
 
 They speak the real protocols with the bytes the real services would serve (the caller adds the
-files), so `prefopt.download` runs unchanged against them:
+files), so `prefopt.data.download` runs unchanged against them:
 
 - ``StandInHub``: the Hugging Face Hub's dataset API (``/api/datasets/{id}/revision/{rev}``
   with ``?blobs=true`` file metadata) and its ``/datasets/{id}/resolve/{rev}/{path}`` route,
@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefopt import download
+from prefopt.data import download
 
 #: Files the Hub stores in git itself (not LFS): small text files.
 NON_LFS = (".gitattributes", "README.md")
@@ -512,7 +512,7 @@ class StandInVllm:
                 import random
                 from types import SimpleNamespace
 
-                from prefopt.generation import _decode_batch
+                from prefopt.generation.engine import _decode_batch
 
                 if not isinstance(sampling_params, list | tuple):
                     sampling_params = [sampling_params] * len(prompts)

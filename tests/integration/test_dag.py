@@ -91,8 +91,9 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(work):
 def test_ddp_training_jobs_ask_for_their_gpus(work):
     """training.gpus_per_job: 2 makes every train_policy job ask for 2 GPUs (the other GPU rules
     keep 1), granted only where the run allows 2: Snakemake caps a job at --resources gpu=N
-    (profiles/default: 1), which the training job then refuses (prefopt.ddp.require_job_gpus).
-    (Switching the key reruns nothing: tests/integration/test_e2e_tiny.py.)"""
+    (profiles/default: 1), which the training job then refuses
+    (prefopt.training.ddp.require_job_gpus). (Switching the key reruns nothing:
+    tests/integration/test_e2e_tiny.py.)"""
     (work / "ddp.yaml").write_text("training: {gpus_per_job: 2}\n")
 
     def gpus(*args: str) -> dict[str, set[str]]:

@@ -1,7 +1,7 @@
-"""A DDP training job through Snakemake (training.gpus_per_job: 2, prefopt.ddp): the rule asks
-for two GPUs, its script launches two torchrun processes (CPU processes with gloo here, under
+"""A DDP training job through Snakemake (training.gpus_per_job: 2, prefopt.training.ddp): the rule
+asks for two GPUs, its script launches two torchrun processes (CPU processes with gloo here, under
 allow_cpu), they train with the configured global batch, and the job's one log holds both the
-processes' lines and the script's own, in order. tests/unit/test_ddp.py checks that the
+processes' lines and the script's own, in order. tests/unit/training/test_ddp.py checks that the
 processes train as one process does."""
 
 from __future__ import annotations

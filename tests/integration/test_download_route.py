@@ -18,7 +18,7 @@ import pytest
 from helpers import copy_workflow, run_snakemake, snakemake_env
 from standins import UF_REPO, shipped_github, shipped_hub
 
-from prefopt import download
+from prefopt.data import download
 
 pytestmark = pytest.mark.e2e
 

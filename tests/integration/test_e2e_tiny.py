@@ -323,8 +323,9 @@ def test_api_judges_leave_no_secret_behind(workdir):
     assert sentinel not in run.stdout + run.stderr
 
 
-#: Kill points of the test suite's chain (fault-report --kill runs all of prefopt.kill_anywhere's):
-#: three stages the end-to-end test does not already kill (training is killed above).
+#: Kill points of the test suite's chain (fault-report --kill runs all of
+#: prefopt_tools.kill_anywhere's): three stages the end-to-end test does not already kill (training
+#: is killed above).
 CHAIN_POINTS = ("prepare_model", "judge_mt_bench", "render_*")
 
 
@@ -333,8 +334,8 @@ def test_killed_anywhere_the_rerun_ends_where_an_uninterrupted_run_ends(tmp_path
     """SIGKILL to Snakemake and its jobs at points over the DAG (prepare, judge, render), each
     time --unlock and the same command with --rerun-incomplete: the
     finished results/ equal the uninterrupted run's, file by file, except what
-    prefopt.kill_anywhere documents as run-specific (logs, timings, timestamps)."""
-    from prefopt.kill_anywhere import KILL_POINTS, compare_results, run_chain, survived
+    prefopt_tools.kill_anywhere documents as run-specific (logs, timings, timestamps)."""
+    from prefopt_tools.kill_anywhere import KILL_POINTS, compare_results, run_chain, survived
 
     run, snapshot = uninterrupted
     assert run.returncode == 0, run.stderr[-3000:]

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from helpers import copy_workflow, run_snakemake
 
-from prefopt.losses import LOSSES
+from prefopt.training.losses import LOSSES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 

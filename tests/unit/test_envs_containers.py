@@ -396,7 +396,7 @@ def test_site_profile_gives_training_jobs_the_configured_gpus():
     profiles/slurm's gpu: 1 would otherwise replace the rule's request."""
     import yaml
 
-    from prefopt.slurm_profile import site_profile
+    from prefopt_tools.slurm_profile import site_profile
 
     slurm = _profile("slurm")
     site = site_profile(yaml.safe_load(yaml.safe_dump(slurm)), gpu_partition="gpu", training_gpus=4)

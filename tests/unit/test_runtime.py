@@ -153,7 +153,7 @@ def test_visible_devices_and_slurm_are_respected(tmp_path, monkeypatch):
 def test_a_training_job_that_sees_two_gpus_stops_rather_than_data_parallel(monkeypatch):
     import torch
 
-    from prefopt.training import check_one_gpu
+    from prefopt.training.trainer import check_one_gpu
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

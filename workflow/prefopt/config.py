@@ -109,7 +109,7 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             f"config error at training.gpus_per_job: {gpus} processes cannot split "
             f"training.per_device_train_batch_size ({batch}) evenly; the global batch stays the "
             "configured one, so each process takes per_device_train_batch_size / gpus_per_job "
-            "pairs (prefopt.ddp)"
+            "pairs (prefopt.training.ddp)"
         )
     variants = config["variants"]
     for i, name in enumerate(config["run"]["variants"]):
@@ -122,7 +122,7 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
         if spec["loss"] in SEED_METHOD_KEYS:
             _check_seed_method(config, name, spec)
     try:
-        from prefopt.losses import LOSSES, LossConfigError, validate_params
+        from prefopt.training.losses import LOSSES, LossConfigError, validate_params
     except ImportError:  # a Snakemake process without torch: the training job re-checks
         return
     for name, spec in variants.items():
@@ -146,7 +146,8 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             raise ConfigError(f"config error at variants.{name}: {err}") from None
 
 
-# Seed-method objectives (prefopt.seed_training) and the variant keys each one requires.
+# Seed-method objectives (prefopt.training.seed_methods.trainer) and the variant keys each one
+# requires.
 SEED_METHOD_KEYS: dict[str, tuple[str, ...]] = {
     "lambda_dpo": (
         "beta", "lambda_scheme", "dirichlet_alpha", "length_normalize", "target_temperature",
@@ -277,7 +278,10 @@ def loss_params(spec: dict[str, Any]) -> dict[str, Any]:
 RESOURCE_KEYS = (
     ("training", "threads"),
     ("training", "checkpoint_steps"),
-    ("training", "gpus_per_job"),  # the global batch stays the configured one (prefopt.ddp)
+    (
+        "training",
+        "gpus_per_job",
+    ),  # the global batch stays the configured one (prefopt.training.ddp)
     ("generation", "threads"),
     ("judges", "threads"),
     ("judges", "max_concurrency"),

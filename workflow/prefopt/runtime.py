@@ -93,7 +93,8 @@ def unwritable_reason(folder: str | Path) -> str | None:
 
 def setup_logging(log_path: str | Path | None, append: bool = False) -> logging.Logger:
     """Send this job's logging and warnings to its Snakemake `log:` file (and stderr), without
-    absolute machine paths. `append`: a process the job started (`prefopt.ddp`) adds to it."""
+    absolute machine paths. `append`: a process the job started (`prefopt.training.ddp`) adds to
+    it."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ rule aggregate_scores:
 
 
 # What produced the scores: code commit, config hash, package versions, sha256 of the data and
-# model files, judges as served (prefopt.provenance). Reruns when any score, the config, the
+# model files, judges as served (prefopt.reporting.provenance). Reruns when any score, the config, the
 # commit or the checkout's cleanliness changes; every artifact is stamped from it.
 rule write_provenance:
     input:

@@ -11,7 +11,7 @@ ART_TABLES = "results/tables"
 ART_FIGURES = "results/figures"
 ART_NOTEBOOKS = "results/notebooks"
 ART_PAPER = "workflow/resources/paper"
-# "code <commit>, config <hash>" under every table and figure (prefopt.provenance; the full
+# "code <commit>, config <hash>" under every table and figure (prefopt.reporting.provenance; the full
 # record: rule write_provenance). A param, not an input: a new commit or config restamps every
 # artifact, while a changed score file still reruns only the artifacts that read it. (This file
 # alone, as in its tests, has no stamp.)
@@ -105,7 +105,7 @@ _reported = lambda artifact: {
 }
 
 # papermill with `-p name value` for each input/output/param, its injected cell's id made
-# stable (prefopt.notebook_ids), then an HTML export. Kernel
+# stable (prefopt.reporting.notebook_ids), then an HTML export. Kernel
 # start-up gets 10 min, not papermill's 60 s: on a loaded submit host (notebooks render there,
 # next to running jobs) a 60 s start failed in CI.
 _render_cmd = lambda artifact, inputs, params=(): (
@@ -116,7 +116,7 @@ _render_cmd = lambda artifact, inputs, params=(): (
         + [f"-p {k} {{params.{k}:q}}" for k in params]
     )
     + " > {log:q} 2>&1"
-    + " && python -m prefopt.notebook_ids {output.notebook:q}"  # papermill's random cell id
+    + " && python -m prefopt.reporting.notebook_ids {output.notebook:q}"  # papermill's random cell id
     + f" && jupyter nbconvert --to html {{output.notebook:q}} --output-dir {ART_NOTEBOOKS}"
     + " >> {log:q} 2>&1"
 )
@@ -354,7 +354,7 @@ rule render_paired_comparisons:
 
 
 # Held-out accuracy, margin and log-prob shifts per variant x seed, and each trained variant's
-# separation from a baseline over seeds (prefopt.heldout.separation).
+# separation from a baseline over seeds (prefopt.evaluation.heldout.separation).
 rule render_heldout_preference:
     input:
         notebook="notebooks/heldout_preference.ipynb",

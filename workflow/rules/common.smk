@@ -32,9 +32,9 @@ from prefopt.config import (
 )
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
 from prefopt.runtime import ALLOW_CPU_ENV, unwritable_reason
-from prefopt.download import DOWNLOADS_DIR
-from prefopt.reference_cache import meta_path
-from prefopt.provenance import (
+from prefopt.data.download import DOWNLOADS_DIR
+from prefopt.training.reference_cache import meta_path
+from prefopt.reporting.provenance import (
     PROVENANCE_PATH,
     code_state,
     config_hash,
@@ -79,7 +79,7 @@ DOWNLOADS = DOWNLOADS_DIR
 MODEL_DIR = f"results/models/{MODEL}"
 PAIRS = "results/data/train_pairs.jsonl"
 REFERENCE_LOGPS = f"results/reference_logps/{MODEL}/{DATASET}-maxlen{MAX_LENGTH}.jsonl"
-#: What a reference cache was computed from (prefopt.reference_cache), checked by its readers.
+#: What a reference cache was computed from (prefopt.training.reference_cache), checked by its readers.
 REFERENCE_META = str(meta_path(REFERENCE_LOGPS))
 ALPACA_EVAL_ITEMS = "results/data/alpaca_eval.json"
 MT_BENCH_QUESTIONS = "results/data/mt_bench_questions.jsonl"

@@ -1,5 +1,6 @@
 """Pinned sources (downloaded, or read from a mirror such as the shipped samples) and the checked
-inputs every stage reads. Downloads are verified (prefopt.download) and record what they got."""
+inputs every stage reads. Downloads are verified (prefopt.data.download) and record what they
+got."""
 
 
 # Network-bound or light: on a cluster they run on the submit host (compute nodes often lack

@@ -1,5 +1,6 @@
 """Held-out preference accuracy and implicit reward margin per variant x seed: a signal that
-needs no generation and no judge (prefopt.heldout; formats: workflow/docs/results-layout.md)."""
+needs no generation and no judge (prefopt.evaluation.heldout; formats:
+workflow/docs/results-layout.md)."""
 
 # Same bootstrap as Table 1's intervals over prompts (artifacts.smk).
 HELDOUT_BOOTSTRAP = {"n_bootstrap": 2000, "bootstrap_seed": 20250811}

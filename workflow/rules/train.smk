@@ -46,7 +46,7 @@ rule train_policy:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=config["training"]["gpus_per_job"],  # > 1: one DDP job (prefopt.ddp)
+        gpu=config["training"]["gpus_per_job"],  # > 1: one DDP job (prefopt.training.ddp)
     params:
         training=training_params(config),
         variant=lambda wc: variant_params(config, wc.variant),

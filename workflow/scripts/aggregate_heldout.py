@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from prefopt.heldout import summary_table
+from prefopt.evaluation.heldout import summary_table
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

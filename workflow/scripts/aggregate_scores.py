@@ -1,7 +1,12 @@
 """Snakemake wiring: score tables for the notebooks (alpaca_eval metrics via alpaca_eval)."""
 
-from prefopt.aggregate import alpaca_eval_tables, diagnostics_table, mt_bench_table, variants_table
-from prefopt.download import check_sources
+from prefopt.data.download import check_sources
+from prefopt.reporting.aggregate import (
+    alpaca_eval_tables,
+    diagnostics_table,
+    mt_bench_table,
+    variants_table,
+)
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

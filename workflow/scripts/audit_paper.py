@@ -1,7 +1,7 @@
 """Snakemake wiring: audit Table 1 against the authors' published AlpacaEval artefacts."""
 
-from prefopt.audit import write_audit
-from prefopt.download import check_sources
+from prefopt.data.download import check_sources
+from prefopt.reporting.audit import write_audit
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -3,7 +3,7 @@
 import torch
 
 from prefopt.runtime import require_gpu, setup_logging, versions
-from prefopt.training import compute_reference_logps
+from prefopt.training.trainer import compute_reference_logps
 
 log = setup_logging(snakemake.log[0])
 require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from prefopt import download
+from prefopt.data import download
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -3,8 +3,8 @@ what generated them (engine, version, dtype, device)."""
 
 import torch
 
-from prefopt.data import read_jsonl, write_jsonl
-from prefopt.generation import generate_mt_bench, load_engine
+from prefopt.data.prepare import read_jsonl, write_jsonl
+from prefopt.generation.engine import generate_mt_bench, load_engine
 from prefopt.runtime import require_gpu, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])

@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from prefopt.heldout import heldout_scores, preference_summary
+from prefopt.evaluation.heldout import heldout_scores, preference_summary
 from prefopt.runtime import require_gpu, setup_logging, versions
 
 log = setup_logging(snakemake.log[0])

@@ -1,6 +1,6 @@
 """Snakemake wiring: MT-Bench single-answer grading by the API judge (FastChat prompts)."""
 
-from prefopt.data import read_jsonl, write_jsonl
+from prefopt.data.prepare import read_jsonl, write_jsonl
 from prefopt.judging.api import ApiJudgeClient, judge_mt_bench
 from prefopt.runtime import setup_logging
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from prefopt.data import read_jsonl, write_jsonl
+from prefopt.data.prepare import read_jsonl, write_jsonl
 from prefopt.judging.local import LocalJudge
 from prefopt.modeling import load_model
 from prefopt.runtime import require_gpu, setup_logging

@@ -1,7 +1,7 @@
 """Snakemake wiring: the AlpacaEval 1.0 items (with text-davinci-003 references) this run uses."""
 
-from prefopt.data import subset_alpaca_eval
-from prefopt.download import check_sources
+from prefopt.data.download import check_sources
+from prefopt.data.prepare import subset_alpaca_eval
 from prefopt.runtime import read_json, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])

@@ -1,8 +1,8 @@
 """Snakemake wiring: held-out preference pairs, checked and disjoint from the training prompts."""
 
-from prefopt.data import read_jsonl, rejected_rows_message, write_jsonl
-from prefopt.download import check_sources, sha256_file
-from prefopt.heldout import select_heldout_pairs
+from prefopt.data.download import check_sources, sha256_file
+from prefopt.data.prepare import read_jsonl, rejected_rows_message, write_jsonl
+from prefopt.evaluation.heldout import select_heldout_pairs
 from prefopt.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])

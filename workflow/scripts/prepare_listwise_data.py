@@ -2,10 +2,10 @@
 
 import json
 
-from prefopt.data import read_jsonl, write_jsonl
-from prefopt.download import check_sources
+from prefopt.data.download import check_sources
+from prefopt.data.prepare import read_jsonl, write_jsonl
 from prefopt.runtime import setup_logging
-from prefopt.seed_training import prepare_listwise
+from prefopt.training.seed_methods.trainer import prepare_listwise
 
 log = setup_logging(snakemake.log[0])
 log.info("sources checked against their records: %d files", check_sources(snakemake))

@@ -2,8 +2,8 @@
 
 import shutil
 
-from prefopt.data import read_jsonl, subset_mt_bench, write_jsonl
-from prefopt.download import check_sources
+from prefopt.data.download import check_sources
+from prefopt.data.prepare import read_jsonl, subset_mt_bench, write_jsonl
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -1,7 +1,7 @@
 """Snakemake wiring: schema-check preference pairs and keep the configured number."""
 
-from prefopt.data import check_pairs, read_jsonl, rejected_rows_message, write_jsonl
-from prefopt.download import check_sources, sha256_file
+from prefopt.data.download import check_sources, sha256_file
+from prefopt.data.prepare import check_pairs, read_jsonl, rejected_rows_message, write_jsonl
 from prefopt.runtime import setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])

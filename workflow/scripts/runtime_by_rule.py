@@ -1,7 +1,7 @@
 """Snakemake wiring: the run's runtime by rule, from the benchmark files of its jobs (named
 inputs, one per rule), stamped with the run's provenance."""
 
-from prefopt.benchmarks import write_runtime_outputs
+from prefopt.reporting.rule_cost import write_runtime_outputs
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

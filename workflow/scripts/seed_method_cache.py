@@ -1,10 +1,10 @@
 """Snakemake wiring: one seed-method cache (listwise reference, teacher top-k, student
-responses, teacher advantage); the computation lives in prefopt.seed_training."""
+responses, teacher advantage); the computation lives in prefopt.training.seed_methods.trainer."""
 
 import torch
 
-from prefopt import seed_training as st
 from prefopt.runtime import require_gpu, setup_logging, versions
+from prefopt.training.seed_methods import trainer as st
 
 log = setup_logging(snakemake.log[0])
 require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)

@@ -4,9 +4,9 @@ import os
 from pathlib import Path
 
 from prefopt.config import loss_params
-from prefopt.ddp import launch, require_job_gpus
 from prefopt.runtime import ALLOW_CPU_ENV, require_gpu, setup_logging, versions
-from prefopt.training import train_policy
+from prefopt.training.ddp import launch, require_job_gpus
+from prefopt.training.trainer import train_policy
 
 log = setup_logging(snakemake.log[0])
 require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)

@@ -2,7 +2,7 @@
 
 from prefopt.config import loss_params
 from prefopt.runtime import require_gpu, setup_logging, versions
-from prefopt.seed_training import train_seed_method
+from prefopt.training.seed_methods.trainer import train_seed_method
 
 log = setup_logging(snakemake.log[0])
 require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)

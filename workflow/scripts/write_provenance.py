@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from prefopt.provenance import build_provenance
+from prefopt.reporting.provenance import build_provenance
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -25,7 +25,7 @@ Why this exists instead of alpaca_eval's / FastChat's own API callers:
 
 Two task front-ends sit on top: :func:`judge_alpaca_eval_pairs` (the ``alpaca_eval_gpt4_turbo_fn``
 ranking annotator, reproduced from the vendored config) and :func:`judge_mt_bench` (FastChat
-single-answer grading via :mod:`prefopt.mt_bench`).
+single-answer grading via :mod:`prefopt.judging.mt_bench`).
 """
 
 from __future__ import annotations
@@ -714,7 +714,7 @@ def mt_bench_items(
     model_id: str,
 ) -> list[tuple[dict[str, Any], int, str, str, JudgeItem]]:
     """(question, turn, prompt_name, user_prompt, request) for every FastChat single match."""
-    from prefopt import mt_bench
+    from prefopt.judging import mt_bench
 
     if not isinstance(answers, dict):
         answers = {a["question_id"]: a for a in answers}
@@ -753,7 +753,7 @@ def judge_mt_bench(
     answer, so a rerun reproduces the file byte for byte. A request the API refused is written
     as FastChat writes a failed judgment (``$ERROR$``, score -1) with ``judge_error`` set.
     """
-    from prefopt import mt_bench
+    from prefopt.judging import mt_bench
 
     plan = mt_bench_items(questions, answers, judge_prompts, reference_answers, model_id=model_id)
     got = client.judge([item for *_, item in plan])

@@ -170,7 +170,7 @@ class LocalJudge:
         prefix and a row's own tokens shifts nothing."""
         from transformers.cache_utils import DynamicCache
 
-        from prefopt.generation import left_padded
+        from prefopt.generation.engine import left_padded
 
         device, n = self.model.device, len(rows)
         input_ids, mask, positions = left_padded(rows, self.tokenizer.pad_token_id, device)
@@ -261,7 +261,7 @@ class LocalJudge:
         model_name: str,
     ) -> list[dict[str, Any]]:
         """FastChat single-answer judgments (both turns) with expected scores."""
-        from prefopt.mt_bench import build_judge_prompt, judgment_record
+        from prefopt.judging.mt_bench import build_judge_prompt, judgment_record
 
         budget = max(64, self.max_length // 3)
         jobs = []

@@ -1,0 +1,63 @@
+"""Preference rows are schema-checked with counted rejects; eval subsets keep benchmark order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prefopt.data.prepare import check_pairs, read_jsonl, subset_alpaca_eval, subset_mt_bench
+
+
+def test_rejects_are_counted_by_reason():
+    rows = [
+        {"prompt": "p1", "chosen": "good", "rejected": "bad"},
+        {"prompt": "", "chosen": "good", "rejected": "bad"},
+        {"prompt": "p3", "chosen": None, "rejected": "bad"},
+        {"prompt": "p4", "chosen": "same", "rejected": "same"},
+        {"prompt": "p5", "chosen": "   ", "rejected": "bad"},
+        {"prompt": "p6", "chosen": "good", "rejected": "bad"},
+    ]
+    kept, report = check_pairs(rows)
+    assert [r["prompt"] for r in kept] == ["p1", "p6"]
+    assert report["rows_rejected"] == 4
+    assert report["rejected_by_reason"] == {
+        "prompt is empty": 1,
+        "chosen is not a string": 1,
+        "chosen equals rejected": 1,
+        "chosen is empty": 1,
+    }
+    assert report["rejected_row_examples"]["prompt is empty"] == [1]
+
+
+def test_trl_message_lists_are_flattened_and_ids_are_stable():
+    row = {
+        "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a+"}],
+        "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a-"}],
+        "score_chosen": 8.0,
+        "score_rejected": 3.0,
+    }
+    kept, _ = check_pairs([row])
+    assert (kept[0]["prompt"], kept[0]["chosen"], kept[0]["rejected"]) == ("q", "a+", "a-")
+    assert check_pairs([row])[0][0]["pair_id"] == kept[0]["pair_id"]
+
+
+def test_max_pairs_and_all_invalid(embedded_data):
+    rows = read_jsonl(embedded_data / "ultrafeedback_binarized" / "train.jsonl")
+    kept, report = check_pairs(rows, max_pairs=16)
+    assert len(kept) == 16 and report["rows_read"] == 256
+    assert [r["source_index"] for r in kept] == list(range(16))  # the file's own order
+    with pytest.raises(ValueError, match="no valid preference pairs"):
+        check_pairs([{"prompt": "", "chosen": "x", "rejected": "y"}])
+
+
+def test_eval_subsets(embedded_data):
+    ae = json.loads(
+        (embedded_data / "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json").read_text()
+    )
+    assert len(subset_alpaca_eval(ae, 4)) == 4 and len(subset_alpaca_eval(ae, None)) == 805
+    questions = read_jsonl(embedded_data / "mt_bench" / "question.jsonl")
+    sub = subset_mt_bench(questions, 2)
+    assert len(sub) == 16 and len({q["category"] for q in sub}) == 8
+    with pytest.raises(ValueError, match="bad category"):
+        subset_mt_bench([{"question_id": 1, "category": "poetry", "turns": ["a", "b"]}], 1)

@@ -1,0 +1,540 @@
+"""Batched generation with the model's own chat template and the paper's system prompt.
+
+Writes alpaca_eval `model_outputs.json` and FastChat `model_answer` JSONL.
+
+The decoding loop is our own rather than `model.generate`: on this project's CPU, `generate`
+spent half of each decoding step outside the model in bfloat16 (a third in float32) on a
+full-vocabulary sort for top-p and a full-vocabulary multinomial draw per row, it concatenates
+its KV cache anew every token, and it keeps computing rows that already finished. This loop
+samples from the same distribution with the same settings (repetition penalty, temperature,
+top-k: the model's `generation_config.top_k`, else Hugging Face's default 50; top-p) but works
+on the top-k candidates only, grows its KV cache in place, and drops finished rows from the
+batch. Prompts run in batches of similar token length (less padding), answers come back in
+the caller's order.
+
+Each answer draws from its own seeded random stream, and left padding with per-row positions
+keeps a row's arithmetic independent of the other rows: in float32 neither the batch size nor
+the length sorting changes an answer (tested). bfloat16 kernels round differently for different
+batch shapes, so there an answer can change with the batch size; never between runs of the same
+config. `workflow/bin/benchmark-generation` measures the speed and the dtype's effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any, Protocol
+
+import torch
+
+from prefopt.judging.mt_bench import FASTCHAT_TEMPERATURE
+
+HF_DEFAULT_TOP_K = 50  # what `generate` uses when neither the call nor the model sets top_k
+
+
+def _messages(system_prompt: str, turns: list[str], answers: list[str]) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system_prompt}]
+    for i, turn in enumerate(turns):
+        msgs.append({"role": "user", "content": turn})
+        if i < len(answers):
+            msgs.append({"role": "assistant", "content": answers[i]})
+    return msgs
+
+
+def answer_seed(seed: int, *key: Any) -> int:
+    """The seed of one answer's random stream: a stable hash of the run seed and the item key."""
+    digest = hashlib.sha256("/".join(map(str, (seed, *key))).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: any torch.Generator accepts it
+
+
+def eos_ids(generation_config: Any, tokenizer: Any) -> set[int]:
+    """The tokens that end an answer: the model's generation config, as `generate` reads it
+    (both engines stop on exactly these)."""
+    eos = generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return set(eos) if isinstance(eos, list | tuple) else {int(eos)}
+
+
+def default_top_k(generation_config: Any) -> int:
+    """The top-k `generate` applies when sampling and the call does not set it (0 = off); the
+    vLLM engine is given the same."""
+    top_k = generation_config.top_k
+    return HF_DEFAULT_TOP_K if top_k is None else int(top_k)
+
+
+def chat_prompt_ids(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> list[list[int]]:
+    """Each conversation through the model's own chat template, ready for the answer: the
+    prompt token ids both engines are given."""
+    texts = [
+        tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+        for c in conversations
+    ]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+def check_per_prompt(prompts: list[list[int]], **per_prompt: list[Any]) -> None:
+    """Each per-prompt list (seeds, temperatures) has one entry per prompt; a temperature is a
+    number >= 0 (0 = greedy)."""
+    for name, values in per_prompt.items():
+        if len(values) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(values)} {name}")
+    for t in per_prompt.get("temperatures", []):
+        if not t >= 0:
+            raise ValueError(f"temperature {t!r}: must be a number >= 0 (0 = greedy)")
+
+
+class GenerationEngine(Protocol):
+    """What the benchmark generators need of an engine (`generation.engine`): the tokenizer the
+    prompts are made with, the answers' token ids, and what to record about itself."""
+
+    tokenizer: Any
+
+    def token_ids(
+        self,
+        prompts: list[list[int]],
+        *,
+        temperatures: list[float],
+        top_p: float,
+        max_new_tokens: int,
+        repetition_penalty: float,
+        seeds: list[int],
+    ) -> list[list[int]]: ...
+
+    def describe(self) -> dict[str, str]: ...
+
+
+def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """`generate`'s repetition penalty: the logits of the token ids in `seen` (one row of ids
+    per row of logits; repeats allowed) divided by `penalty` if positive, else multiplied.
+
+    Gathers and scatters the seen ids only, as `generate` does, rather than passing over the
+    whole vocabulary.
+    """
+    score = logits.gather(1, seen)
+    return logits.scatter(1, seen, torch.where(score < 0, score * penalty, score / penalty))
+
+
+def sampling_candidates(
+    logits: torch.Tensor, *, temperature: float | torch.Tensor, top_k: int, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, token ids) of each row's candidates, most likely first; 0 = cut by top-p.
+    `temperature`: one for every row, or a column (rows x 1) of one per row.
+
+    `generate`'s warpers in its order (Temperature, TopK, TopP with min_tokens_to_keep=1), but
+    top-p works on the k sorted candidates instead of sorting the whole vocabulary: the same
+    set, since tokens outside the top k have probability 0 there.
+    """
+    logits = logits / temperature
+    k = top_k if 0 < top_k < logits.shape[-1] else logits.shape[-1]
+    values, candidates = logits.topk(k, dim=-1)  # sorted, most likely first
+    probs = values.softmax(dim=-1)
+    if top_p < 1.0:
+        # generate drops a token when the ascending cumulative mass up to it is <= 1 - top_p,
+        # i.e. when the mass strictly above it is >= top_p.
+        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, 0.0)
+    return probs, candidates
+
+
+def _next_tokens(
+    logits: torch.Tensor,
+    seen: torch.Tensor | None,
+    *,
+    repetition_penalty: float,
+    temperatures: torch.Tensor,
+    top_k: int,
+    top_p: float,
+    generators: list[torch.Generator | None],
+) -> torch.Tensor:
+    """One token per row: greedy where the row's generator is None (temperature 0), else row r
+    draws at `temperatures[r]` with `generators[r]`."""
+    if seen is not None:
+        logits = penalise_repeats(logits, seen, repetition_penalty)
+    tokens = logits.argmax(dim=-1)
+    sampled = [r for r, g in enumerate(generators) if g is not None]
+    if sampled:
+        rows = torch.tensor(sampled, device=logits.device)
+        probs, candidates = sampling_candidates(
+            logits[rows], temperature=temperatures[rows, None], top_k=top_k, top_p=top_p
+        )
+        picks = [
+            torch.multinomial(probs[k], 1, generator=generators[r]) for k, r in enumerate(sampled)
+        ]
+        tokens[rows] = candidates.gather(1, torch.stack(picks)).squeeze(1)
+    return tokens
+
+
+def _growing_cache() -> Any:
+    """A KV cache whose per-layer buffers grow by doubling and are written in place.
+
+    Hugging Face's DynamicCache concatenates at every step, copying the whole cache each token
+    (quadratic in the answer length: 10% of a CPU step at 80 new tokens; this cache gave 1.2-1.3x
+    the tokens/s at 256). A static cache avoids the copies but attends over its whole reserved
+    length from the first step (no faster than the dynamic one here). Here a layer copies only
+    when its buffer doubles, and attention sees a view of the filled part. (A factory, so that
+    transformers is imported only when generating.)
+    """
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            super().lazy_initialization(key_states, value_states)
+            self.length = 0
+            self.key_buffer = key_states.new_empty((*key_states.shape[:2], 0, key_states.shape[3]))
+            self.value_buffer = value_states.new_empty(
+                (*value_states.shape[:2], 0, value_states.shape[3])
+            )
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self.length + key_states.shape[-2]
+            if end > self.key_buffer.shape[-2]:
+                self.key_buffer = self._grown(self.key_buffer, end)
+                self.value_buffer = self._grown(self.value_buffer, end)
+            self.key_buffer[:, :, self.length : end] = key_states
+            self.value_buffer[:, :, self.length : end] = value_states
+            self.length = end
+            self.keys = self.key_buffer[:, :, :end]
+            self.values = self.value_buffer[:, :, :end]
+            return self.keys, self.values
+
+        def _grown(self, buffer: torch.Tensor, needed: int) -> torch.Tensor:
+            shape = list(buffer.shape)
+            shape[-2] = max(needed, 2 * shape[-2])
+            grown = buffer.new_empty(shape)
+            grown[:, :, : self.length] = buffer[:, :, : self.length]
+            return grown
+
+        def get_seq_length(self) -> int:
+            return self.length if self.is_initialized else 0
+
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            if self.is_initialized:
+                self.key_buffer = self.key_buffer[beam_idx.to(self.key_buffer.device)]
+                self.value_buffer = self.value_buffer[beam_idx.to(self.value_buffer.device)]
+                self.keys = self.key_buffer[:, :, : self.length]
+                self.values = self.value_buffer[:, :, : self.length]
+
+    return Cache(layer_class_to_replicate=GrowingLayer)
+
+
+def left_padded(
+    rows: list[list[int]], pad_id: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`rows` of token ids as one left-padded batch on `device`: (input ids, attention mask,
+    position ids counting from each row's first real token, 0 on padding). Explicit positions
+    keep a row's arithmetic independent of how much padding the batch gave it."""
+    n, width = len(rows), max(map(len, rows))
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        input_ids[r, width - len(row) :] = torch.tensor(row)
+        mask[r, width - len(row) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    return input_ids, mask, (mask.cumsum(dim=-1) - 1).clamp_min(0)
+
+
+@torch.no_grad()
+def _decode_batch(
+    model: Any,
+    prompts: list[list[int]],
+    *,
+    pad_id: int,
+    eos_ids: set[int],
+    temperatures: list[float],
+    top_p: float,
+    top_k: int,
+    max_new_tokens: int,
+    repetition_penalty: float,
+    seeds: list[int],
+) -> list[list[int]]:
+    """New token ids for each prompt (the end-of-sequence token included when one came):
+    greedy where the prompt's temperature is 0, else sampled with its own seed."""
+    device = model.device
+    n = len(prompts)
+    input_ids, mask, positions = left_padded(prompts, pad_id, device)
+    cache = _growing_cache()
+    out = model(
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    seen = None
+    if repetition_penalty != 1.0:
+        # The token ids each row has seen: prompt and answer, but not the padding (`generate`
+        # also penalises the pad token in padded rows, which would tie an answer to its batch):
+        # a pad is replaced by the row's last prompt token, which is seen anyway.
+        seen = torch.where(mask.bool(), input_ids, input_ids[:, -1:])
+    temps = torch.tensor(temperatures, dtype=torch.float32, device=device)
+    generators = [
+        torch.Generator(device=device).manual_seed(s) if t > 0 else None
+        for s, t in zip(seeds, temperatures, strict=True)
+    ]
+    next_pos = positions[:, -1] + 1
+    live = list(range(n))  # prompt index of each row still generating
+    answers: list[list[int]] = [[] for _ in range(n)]
+    for step in range(max_new_tokens):
+        tokens = _next_tokens(
+            out.logits[:, -1, :].float(),
+            seen,
+            repetition_penalty=repetition_penalty,
+            temperatures=temps,
+            top_k=top_k,
+            top_p=top_p,
+            generators=generators,
+        )
+        keep = []
+        for row, (i, t) in enumerate(zip(live, tokens.tolist(), strict=True)):
+            answers[i].append(t)
+            if t not in eos_ids:
+                keep.append(row)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(live):  # drop finished rows: no compute past an answer's end
+            idx = torch.tensor(keep, device=device)
+            cache.reorder_cache(idx)
+            mask, tokens, next_pos, temps = mask[idx], tokens[idx], next_pos[idx], temps[idx]
+            seen = seen[idx] if seen is not None else None
+            generators = [generators[r] for r in keep]
+            live = [live[r] for r in keep]
+        if seen is not None:
+            seen = torch.cat([seen, tokens[:, None]], dim=1)
+        mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+        out = model(
+            input_ids=tokens[:, None],
+            attention_mask=mask,
+            position_ids=next_pos[:, None],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        next_pos = next_pos + 1
+    return answers
+
+
+class HfEngine:
+    """`generation.engine: hf`: the decoding loop above on a transformers model, in batches of
+    `batch_size` prompts of similar length (descending: the largest batch first, so a memory
+    problem shows at once)."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int) -> None:
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def describe(self) -> dict[str, str]:
+        import transformers
+
+        return {
+            "engine": "hf",
+            "engine_version": f"transformers {transformers.__version__}",
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": str(self.model.device.type),
+        }
+
+    def token_ids(
+        self,
+        prompts: list[list[int]],
+        *,
+        temperatures: list[float],
+        top_p: float,
+        max_new_tokens: int,
+        repetition_penalty: float,
+        seeds: list[int],
+    ) -> list[list[int]]:
+        check_per_prompt(prompts, seeds=seeds, temperatures=temperatures)
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        answers: list[list[int]] = [[] for _ in prompts]
+        config = self.model.generation_config
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            new = _decode_batch(
+                self.model,
+                [prompts[i] for i in idx],
+                pad_id=self.tokenizer.pad_token_id,
+                eos_ids=eos_ids(config, self.tokenizer),
+                temperatures=[temperatures[i] for i in idx],
+                top_p=top_p,
+                top_k=default_top_k(config),
+                max_new_tokens=max_new_tokens,
+                repetition_penalty=repetition_penalty,
+                seeds=[seeds[i] for i in idx],
+            )
+            for i, tokens in zip(idx, new, strict=True):
+                answers[i] = tokens
+        return answers
+
+
+def generate_token_ids(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    repetition_penalty: float,
+    seeds: list[int],
+    batch_size: int,
+) -> list[list[int]]:
+    """New token ids of each conversation's answer with the HF engine, in their order, all at
+    one `temperature`; `seeds[i]` drives answer i."""
+    engine = HfEngine(model, tokenizer, batch_size)
+    return engine.token_ids(
+        chat_prompt_ids(tokenizer, conversations),
+        temperatures=[temperature] * len(conversations),
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        seeds=seeds,
+    )
+
+
+def engine_texts(
+    engine: GenerationEngine,
+    conversations: list[list[dict[str, str]]],
+    *,
+    temperatures: list[float],
+    top_p: float,
+    max_new_tokens: int,
+    repetition_penalty: float,
+    seeds: list[int],
+) -> list[str]:
+    """Each conversation's answer as text (special tokens dropped, stripped), in their order:
+    the same templating and decoding whatever the engine. Answer i is drawn at
+    `temperatures[i]` with `seeds[i]` (0 = greedy)."""
+    answers = engine.token_ids(
+        chat_prompt_ids(engine.tokenizer, conversations),
+        temperatures=temperatures,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        seeds=seeds,
+    )
+    return [t.strip() for t in engine.tokenizer.batch_decode(answers, skip_special_tokens=True)]
+
+
+def generate_texts(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    repetition_penalty: float,
+    seeds: list[int],
+    batch_size: int,
+) -> list[str]:
+    """`engine_texts` with the HF engine on `model`, all at one `temperature`."""
+    return engine_texts(
+        HfEngine(model, tokenizer, batch_size),
+        conversations,
+        temperatures=[temperature] * len(conversations),
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        seeds=seeds,
+    )
+
+
+def generate_alpaca_eval(
+    engine: GenerationEngine,
+    items: list[dict[str, Any]],
+    *,
+    generator: str,
+    system_prompt: str,
+    settings: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """alpaca_eval model outputs for `items` (instruction, dataset), in the benchmark order."""
+    texts = engine_texts(
+        engine,
+        [_messages(system_prompt, [it["instruction"]], []) for it in items],
+        temperatures=[float(settings["temperature"])] * len(items),
+        top_p=settings["top_p"],
+        max_new_tokens=settings["max_new_tokens"],
+        repetition_penalty=settings["repetition_penalty"],
+        seeds=[answer_seed(seed, "alpaca_eval", i) for i in range(len(items))],
+    )
+    return [
+        {
+            "instruction": it["instruction"],
+            "output": text,
+            "generator": generator,
+            "dataset": it.get("dataset", ""),
+        }
+        for it, text in zip(items, texts, strict=True)
+    ]
+
+
+def mt_bench_temperature(settings: dict[str, Any], category: str) -> float:
+    """The temperature an MT-Bench answer is drawn at: FastChat's for its category when
+    `settings["temperature"]` is "fastchat", else that number."""
+    t = settings["temperature"]
+    return FASTCHAT_TEMPERATURE[category] if t == "fastchat" else float(t)
+
+
+def generate_mt_bench(
+    engine: GenerationEngine,
+    questions: list[dict[str, Any]],
+    *,
+    model_id: str,
+    system_prompt: str,
+    settings: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Both MT-Bench turns; turn 2 sees the model's own turn-1 answer, as in FastChat.
+
+    Each turn is one engine call over every question, each at its category's temperature
+    (greedy rows and sampled rows share the batch): one decoding loop per turn instead of one
+    per temperature group, so the questions of the three FastChat temperatures no longer wait
+    for each other's loops."""
+    answers: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
+    for turn in range(2):
+        texts = engine_texts(
+            engine,
+            [
+                _messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
+                for q in questions
+            ],
+            temperatures=[mt_bench_temperature(settings, q["category"]) for q in questions],
+            top_p=settings["top_p"],
+            max_new_tokens=settings["max_new_tokens"],
+            repetition_penalty=settings["repetition_penalty"],
+            seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in questions],
+        )
+        for q, text in zip(questions, texts, strict=True):
+            answers[q["question_id"]].append(text)
+    now = time.time()
+    return [
+        {
+            "question_id": q["question_id"],
+            "answer_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{model_id}/{q['question_id']}").hex,
+            "model_id": model_id,
+            "choices": [{"index": 0, "turns": answers[q["question_id"]]}],
+            "tstamp": now,
+        }
+        for q in questions
+    ]
+
+
+def load_engine(model_dir: str, generation: dict[str, Any], *, seed: int) -> GenerationEngine:
+    """The engine `generation.engine` names, on the model in `model_dir` (`generation`: the
+    rule's params from `prefopt.config.generation_params`)."""
+    if generation["engine"] == "vllm":
+        from prefopt.generation.vllm_engine import VllmEngine
+
+        return VllmEngine(model_dir, dtype=generation["dtype"], seed=seed, **generation["vllm"])
+    from prefopt.modeling import load_model
+
+    model, tokenizer = load_model(
+        model_dir, dtype=generation["dtype"], cpu_dtype=generation["cpu_dtype"]
+    )
+    return HfEngine(model, tokenizer, generation["batch_size"])
