@@ -18,6 +18,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/artifacts.smk"
+include: "workflow/rules/calibration.smk"
 
 
 rule all:
@@ -27,5 +28,6 @@ rule all:
         score_files(),
         ARTIFACT_OUTPUTS,
         AUDIT_TABLE,
+        CALIBRATION_OUTPUTS,
         RUNTIME_OUTPUTS.values(),
         PROVENANCE,

@@ -16,7 +16,9 @@ connection), ``"corrupt"`` (flip one byte, same length) and ``"missing"`` (404).
 - ``FakeOpenAI``: an OpenAI-compatible ``/v1/chat/completions`` endpoint for the API judge, with
   failures scripted per item (429, 5xx, timeouts, 400 content filter, 401, 404, hangs) and the
   ``model`` field of its answers (the served model) settable. Point ``base_url`` at
-  ``.base_url``.
+  ``.base_url``. It also answers ``GET /v1/models/{model}`` (the judge preflight's
+  ``models.retrieve``) like the real API: every model by default, or only ``models=`` (each with
+  optional extra fields such as ``shutdown_date``), 404 ``model_not_found`` for the rest.
 - ``StandInVllm``: vLLM's offline API (``vllm.LLM``, ``vllm.SamplingParams``,
   ``vllm.inputs.TokensPrompt``) as modules put in ``sys.modules``, for the vLLM engine on a
   machine without a GPU (vLLM has no CPU build on PyPI). Keyword names and checks are vLLM
@@ -287,6 +289,13 @@ class FakeOpenAI:
     400 and 401 messages echo the Authorization header back, like a careless server. Requests
     past the script are answered normally; the answer's ``model`` is ``served_model`` (default:
     the requested model with a date suffix, as an alias resolves to a snapshot).
+
+    ``GET /v1/models/{model}`` answers a model object when ``models`` is None (every model
+    exists) or names the model (its value: extra fields, e.g. ``{"shutdown_date": ...}``), else
+    404 ``model_not_found`` in the real API's words. ``model_faults`` maps a model to ``401``
+    (echoing the Authorization header) or ``timeout``. Every request (GET and POST) is appended to
+    ``seen`` as ``"METHOD /path"``; model look-ups also to ``model_lookups``, and they are not
+    counted in ``total``/``requests``.
     """
 
     def __init__(
@@ -298,7 +307,13 @@ class FakeOpenAI:
         max_requests: int = 300,
         lifetime_s: float = 90.0,
         timeout_sleep: float = 1.5,
+        models: dict[str, dict[str, Any]] | None = None,
+        model_faults: dict[str, str] | None = None,
     ) -> None:
+        self.models = None if models is None else {k: dict(v) for k, v in models.items()}
+        self.model_faults = dict(model_faults or {})
+        self.seen: list[str] = []
+        self.model_lookups: list[str] = []
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.always = dict(always or {})
         self.served_model = served_model
@@ -324,8 +339,14 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                with fake.lock:
+                    fake.seen.append(f"GET {self.path}")
+                fake.handle_get(self)
+
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 with fake.lock:
+                    fake.seen.append(f"POST {self.path}")
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
@@ -396,6 +417,33 @@ class FakeOpenAI:
             self.release.wait(20)
         else:
             self._send(h, 200, self.completion(body, item))
+
+    def handle_get(self, h: BaseHTTPRequestHandler) -> None:
+        """``GET /v1/models/{model}`` as OpenAI answers it; any other GET is a 404."""
+        path = unquote(urlsplit(h.path).path)
+        prefix = "/v1/models/"
+        if not path.startswith(prefix) or len(path) == len(prefix):
+            self._send(h, 404, {"error": {"message": f"Unknown request URL: GET {path}"}})
+            return
+        model = path[len(prefix) :]
+        with self.lock:
+            self.model_lookups.append(model)
+        fault = self.model_faults.get(model)
+        if fault == "401":
+            auth = h.headers.get("Authorization", "")
+            error = {"message": f"Incorrect API key provided: {auth}", "code": "invalid_api_key"}
+            self._send(h, 401, {"error": error})
+        elif fault == "timeout":
+            time.sleep(self.timeout_sleep)  # then drop the connection without an answer
+        elif self.models is None or model in self.models:
+            extra = (self.models or {}).get(model, {})
+            obj = {"id": model, "object": "model", "created": 1698959748, "owned_by": "system"}
+            self._send(h, 200, {**obj, **extra})
+        else:
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            error = {"message": message, "type": "invalid_request_error", "param": None,
+                     "code": "model_not_found"}  # fmt: skip
+            self._send(h, 404, {"error": error})
 
     @staticmethod
     def item_of(body: dict[str, Any]) -> str:
@@ -512,7 +560,7 @@ class StandInVllm:
                 import random
                 from types import SimpleNamespace
 
-                from prefopt.generation.engine import _decode_batch
+                from prefopt.generation.hf_engine import _decode_batch
 
                 if not isinstance(sampling_params, list | tuple):
                     sampling_params = [sampling_params] * len(prompts)

@@ -125,6 +125,30 @@ def test_embedded_config_reads_the_shipped_data(work):
     assert jobs["render_heldout_preference"] == 1  # the separation from DPO, over seeds
 
 
+def test_judge_calibration_is_planned_with_the_runs_alpaca_eval_judge(work):
+    """The embedded run's local judge re-judges the retired judge's shipped pairs once and the
+    calibration table is made; the paper config downloads the full files and asks its API judge
+    (the paper's, pinned); no sources, no calibration."""
+    log: list[str] = []
+    jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", log=log)
+    assert jobs["prepare_calibration_pairs"] == jobs["judge_calibration_alpaca_eval_local"] == 1
+    assert jobs["judge_calibration"] == 1
+    assert "download_alpaca_eval_calibration" not in jobs
+    assert "judge_calibration_alpaca_eval_api" not in jobs
+    shipped = "workflow/resources/data/alpaca_eval_calibration/gemini-pro/alpaca_eval_gpt4_turbo_fn"
+    assert f"{shipped}/annotations.json" in log[0]
+    assert "results/tables/judge_calibration.md" in log[0]
+    paper: list[str] = []
+    jobs = dry_run(work, log=paper)
+    assert (
+        jobs["download_alpaca_eval_calibration"] == jobs["judge_calibration_alpaca_eval_api"] == 1
+    )
+    assert "results/judgments/calibration/alpaca_eval/alpaca_eval_gpt4_turbo_fn/" in paper[0]
+    (work / "no_calibration.yaml").write_text("calibration: {alpaca_eval: {sources: []}}\n")
+    jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", "no_calibration.yaml")
+    assert not [rule for rule in jobs if "calibration" in rule]
+
+
 def test_a_run_without_held_out_pairs_renders_no_held_out_artifact(work):
     """lambda-DPO's prompts are not checked against the held-out pairs: a run of it alone scores
     none, and the held-out notebook (which would have no input) is not planned."""

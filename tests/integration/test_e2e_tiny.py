@@ -104,7 +104,7 @@ def check_provenance(workdir: Path) -> None:
     assert set(notebooks) == {nb.stem for nb in (workdir / "notebooks").glob("*.ipynb")}
     assert all(record["stamp"] in text for text in notebooks.values())
     for figure in (res / "figures").glob("*.png"):  # the executed notebook prints its notes
-        if figure.stem != "runtime_by_rule":
+        if figure.stem not in ("runtime_by_rule", "judge_calibration"):  # drawn by scripts
             drawn_by = [nb for nb, text in notebooks.items() if f"{figure.stem}.png" in text]
             assert drawn_by, figure
             assert f"figure note: Provenance: {record['stamp']}" in notebooks[drawn_by[0]]
@@ -172,6 +172,15 @@ def test_tiny_dag_end_to_end(workdir, uninterrupted):
     assert heldout.loc["base", ["mean_chosen_shift", "mean_rejected_shift"]].tolist() == [0, 0]
     # no DPO in the tiny run: nothing to separate from, and the table says so by being empty
     assert pd.read_csv(res / "tables" / "heldout_separation.csv").empty
+    # The local judge against the retired GPT-4 judge's recorded verdicts: 2 shipped pairs per
+    # source (one baseline win, one model win), both orders read, labelled a pipeline check.
+    calib = pd.read_csv(res / "tables" / "judge_calibration.csv").set_index(["source", "statistic"])
+    overall = calib.xs("all")
+    assert overall.loc["pairs", "value"] == 6 and calib.loc[("gemini-pro", "pairs"), "value"] == 2
+    assert overall.loc[["agreement", "position_consistency"], "n"].tolist() == [6, 6]
+    assert overall.loc[["agreement", "length_preference_reference"], "value"].between(0, 1).all()
+    assert overall.loc["reference_draws", "value"] == overall.loc["judge_failures", "value"] == 0
+    assert set(calib["judge_label"]) == {"local judge smollm2-135m-instruct, pipeline check"}
     check_provenance(workdir)
     check_no_machine_paths(workdir)
 
@@ -213,6 +222,7 @@ def test_tiny_dag_end_to_end(workdir, uninterrupted):
         "runtime_by_rule",  # reads the benchmark file of every job that runs again
         "write_provenance",  # a new config hash: a new record, and every table restamped
         "audit_paper",
+        "judge_calibration",  # restamped too
     } | {r for r in lr if r.startswith("render_")}
     (workdir / "overlay.yaml").unlink()
 

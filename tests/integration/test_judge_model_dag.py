@@ -62,3 +62,28 @@ def test_unknown_local_judge_model_is_refused_at_parse_time(work):
     )
     assert proc.returncode != 0
     assert "judges.local_model: 'no-such-model' is neither" in proc.stdout + proc.stderr
+
+
+def test_substitute_api_judges_plan_their_own_folders(work):
+    """Issue 28 item 2: a substitute judge is a config value; its judgments land under its own id,
+    never in the retired judge's folder, and the AlpacaEval one reads the vendored annotator
+    config of the paper's prompt."""
+    (work / "substitutes.yaml").write_text(
+        "judges:\n  alpaca_eval: alpaca_eval_fn_gpt-4.1-2025-04-14\n"
+        "  mt_bench: gpt-4.1-2025-04-14\n"
+    )
+    log: list[str] = []
+    jobs = dry_run(work, "--configfile", TINY, "substitutes.yaml", log=log)
+    assert jobs["judge_alpaca_eval_api"] == jobs["judge_mt_bench_api"] == 2
+    planned = planned_jobs(log[0])
+    outputs = {p for rule, files in planned if rule.endswith("_api") for p in files["output"]}
+    assert outputs and all("gpt-4.1-2025-04-14" in p for p in outputs), outputs
+    assert not any("alpaca_eval_gpt4_turbo_fn" in p or "gpt-4-0613" in p for p in outputs)
+    configs = {
+        p
+        for rule, files in planned
+        if rule == "judge_alpaca_eval_api"
+        for p in files.get("input", [])
+        if p.endswith("configs.yaml")
+    }
+    assert configs == {"workflow/resources/alpaca_eval/alpaca_eval_gpt4_turbo_fn/configs.yaml"}

@@ -147,7 +147,9 @@ def test_unknown_judge_is_named(paper):
     cfg = copy.deepcopy(paper)
     cfg["judges"]["mt_bench"] = "gpt-5"
     with pytest.raises(
-        ConfigError, match=r"judges\.mt_bench: 'gpt-5' is not one of \['local', 'gpt-4-0613'\]"
+        ConfigError,
+        match=r"judges\.mt_bench: 'gpt-5' is not one of "
+        r"\['local', 'gpt-4-0613', 'gpt-4\.1-2025-04-14'\]",
     ):
         validate_config(cfg)
 

@@ -31,6 +31,8 @@ from prefopt.config import (
     variant_params,
 )
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
+from prefopt.judging.registry import api_judges, judge_pattern, judge_spec
+from prefopt.judging.preflight import check_before_run, jobs_of_dag, offline_warnings
 from prefopt.runtime import ALLOW_CPU_ENV, unwritable_reason
 from prefopt.data.download import DOWNLOADS_DIR
 from prefopt.training.reference_cache import meta_path
@@ -54,10 +56,21 @@ except ConfigError as err:
 
 
 # Before the first job of a real run (not a dry run): results/ must be writable, or every job
-# would fail on its own with Snakemake's traceback.
+# would fail on its own with Snakemake's traceback; and every API judge that a planned job calls
+# must answer (prefopt.judging.preflight), or the run would fail days later, at judging. One
+# block: Snakemake keeps only the last `onstart:` it reads.
 onstart:
     if reason := unwritable_reason("results"):
         raise WorkflowError(reason)
+    for line in check_before_run(config, jobs_of_dag(workflow.dag)):
+        print(line, file=sys.stderr)
+
+
+# Offline (a dry run asks no API): configured judges whose provider's shutdown date has passed.
+# Printed by the scheduling process only, not again by each job's.
+if workflow.is_main_process:
+    for warning in offline_warnings(config):
+        print(warning, file=sys.stderr)
 
 
 # Whether GPU jobs may run on the CPU (prefopt.runtime.require_gpu reads it in every job). An
@@ -103,7 +116,14 @@ HELDOUT_VARIANTS = [v for v in RUN_VARIANTS if config["variants"][v]["loss"] != 
 wildcard_constraints:
     variant="|".join(sorted(config["variants"], key=len, reverse=True)),
     seed=r"\d+",
-    judge="|".join(sorted({j for names in JUDGES.values() for j in names}, key=len, reverse=True)),
+    judge=judge_pattern(j for names in JUDGES.values() for j in names),
+
+
+def annotator_config(judge):
+    """The vendored alpaca_eval annotator config (prompt, function call, parser) of an API judge."""
+    return (
+        f"workflow/resources/alpaca_eval/{judge_spec('alpaca_eval', judge).protocol}/configs.yaml"
+    )
 
 
 def source_file(relpath):
@@ -385,6 +405,8 @@ def run_jobs():
     add("audit_paper")
     for artifact in ARTIFACTS_RENDERED:
         add(f"render_{artifact}")
+    for rule_name, wildcards in globals().get("CALIBRATION_JOBS", []):  # calibration.smk
+        add(rule_name, **wildcards)
     return jobs
 
 

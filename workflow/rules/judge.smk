@@ -1,4 +1,5 @@
-"""Judging. `{judge}` is `local` (probability-reading judge on a local model) or an API judge id."""
+"""Judging. `{judge}` is `local` (probability-reading judge on a local model) or the id of an API
+judge in prefopt.judging.registry, which names the model asked and the prompt protocol."""
 
 #: The local judge's model: the policy's base model, or the teacher_models entry that
 #: judges.local_model names (prepared by prepare_teacher_model).
@@ -73,7 +74,7 @@ rule judge_alpaca_eval_api:
     input:
         outputs="results/generations/alpaca_eval/{variant}/seed{seed}.json",
         reference=ALPACA_EVAL_ITEMS,
-        annotator_config=f"workflow/resources/alpaca_eval/{ALPACA_EVAL_API_JUDGE}/configs.yaml",
+        annotator_config=lambda w: annotator_config(w.judge),
     output:
         "results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/annotations.json",
     log:
@@ -81,13 +82,14 @@ rule judge_alpaca_eval_api:
     benchmark:
         "results/benchmarks/judge_alpaca_eval/{judge}/{variant}/seed{seed}.tsv"
     wildcard_constraints:
-        judge=ALPACA_EVAL_API_JUDGE,
+        judge=judge_pattern(api_judges("alpaca_eval")),
     conda:
         "../../envs/alpaca_eval.yaml"
     container:
         config["containers"]["alpaca_eval"]
     params:
         cache="results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/cache.jsonl",
+        model=lambda w: judge_spec("alpaca_eval", w.judge).model,
     script:
         "../scripts/judge_alpaca_eval_api.py"
 
@@ -105,12 +107,13 @@ rule judge_mt_bench_api:
     benchmark:
         "results/benchmarks/judge_mt_bench/{judge}/{variant}/seed{seed}.tsv"
     wildcard_constraints:
-        judge=MT_BENCH_API_JUDGE,
+        judge=judge_pattern(api_judges("mt_bench")),
     conda:
         "../../envs/alpaca_eval.yaml"
     container:
         config["containers"]["alpaca_eval"]
     params:
         cache="results/judgments/mt_bench/{judge}/{variant}/seed{seed}.cache.jsonl",
+        model=lambda w: judge_spec("mt_bench", w.judge).model,
     script:
         "../scripts/judge_mt_bench_api.py"

@@ -1,14 +1,15 @@
-"""Snakemake wiring: AlpacaEval annotations from the pinned API judge (key from the environment)."""
+"""Snakemake wiring: AlpacaEval annotations from an API judge (key from the environment): the
+vendored annotator's prompt and parser, asked of the model the judge registry pins."""
 
 from pathlib import Path
 
-from prefopt.judging.api import ApiJudgeClient, judge_alpaca_eval_pairs, load_alpaca_eval_annotator
+from prefopt.judging.api import ApiJudgeClient, judge_alpaca_eval_pairs
 from prefopt.runtime import read_json, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])
 config_path = Path(snakemake.input.annotator_config).resolve()
 client = ApiJudgeClient(
-    model=load_alpaca_eval_annotator(config_path).config_model,  # pinned in the vendored config
+    model=snakemake.params.model,  # the registry's (prefopt.judging.registry), pinned snapshot
     cache_path=snakemake.params.cache,
     base_url=None,  # OPENAI_BASE_URL in the environment, else api.openai.com
     max_workers=snakemake.config["judges"]["max_concurrency"],  # how fast, not what: not a param

@@ -5,9 +5,8 @@ from prefopt.judging.api import ApiJudgeClient, judge_mt_bench
 from prefopt.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
-# the {judge} wildcard is the pinned model name (judges.mt_bench: gpt-4-0613)
 client = ApiJudgeClient(
-    model=snakemake.wildcards.judge,
+    model=snakemake.params.model,  # the registry's (prefopt.judging.registry), pinned snapshot
     cache_path=snakemake.params.cache,
     max_workers=snakemake.config["judges"]["max_concurrency"],  # how fast, not what: not a param
 )

@@ -130,6 +130,77 @@ def test_read_variants_reads_the_csv(tmp_path):
     )
 
 
+EMBEDDED_PAIRS = [
+    ("apo_hinge_zero", "apo_zero"),  # the paper's pairs, run or not
+    ("dpo_hinge", "dpo"),
+    ("apo_hinge_zero", "dpo"),  # vs DPO
+    ("dpo", "base"),  # vs the base model
+    ("apo_hinge_zero", "base"),
+]
+
+
+def test_comparison_pairs_of_the_embedded_run():
+    """base, dpo, apo_hinge_zero: paper pairs first, then vs DPO, then vs base, in table order."""
+    assert art.comparison_pairs(["base", "dpo", "apo_hinge_zero"], "base") == EMBEDDED_PAIRS
+    text = "apo_hinge_zero:apo_zero,dpo_hinge:dpo"  # as the rule passes it
+    got = art.comparison_pairs(["base", "dpo", "apo_hinge_zero"], "base", "dpo", text)
+    assert got == EMBEDDED_PAIRS
+    assert EMBEDDED_PAIRS[:2] == list(art.PAPER_PAIRS)
+
+
+def test_comparison_pairs_follow_the_order_of_the_variants_given():
+    got = art.comparison_pairs(["base", "dpo", "apo_zero", "aot"], "base", paper_pairs=())
+    assert got == [
+        ("apo_zero", "dpo"),
+        ("aot", "dpo"),
+        ("dpo", "base"),
+        ("apo_zero", "base"),
+        ("aot", "base"),
+    ]
+
+
+def test_comparison_pairs_without_dpo_have_no_vs_dpo_row():
+    got = art.comparison_pairs(["base", "apo_zero", "apo_hinge_zero"], "base")
+    assert got == [
+        ("apo_hinge_zero", "apo_zero"),
+        ("dpo_hinge", "dpo"),  # the paper's pair stays (reported as not run)
+        ("apo_zero", "base"),
+        ("apo_hinge_zero", "base"),
+    ]
+    assert not [p for p in got[2:] if "dpo" in p]
+
+
+def test_comparison_pairs_without_the_base_model_or_with_neither():
+    assert art.comparison_pairs(["dpo", "apo_zero"], "base") == [
+        *art.PAPER_PAIRS,
+        ("apo_zero", "dpo"),
+    ]
+    assert art.comparison_pairs(["dpo", "apo_zero"], None, None) == list(art.PAPER_PAIRS)
+    assert art.comparison_pairs([], "base") == list(art.PAPER_PAIRS)
+
+
+def test_comparison_pairs_remove_duplicates_and_self_comparisons():
+    # dpo_hinge vs dpo is a paper pair and a vs-DPO pair: listed once, in the paper's place;
+    # B vs A after A vs B, a repeated pair and a variant vs itself are dropped
+    got = art.comparison_pairs(
+        ["base", "dpo", "dpo", "dpo_hinge"],
+        "base",
+        paper_pairs=[("dpo_hinge", "dpo"), ("dpo", "dpo_hinge"), ("base", "base"), ("x", "y")],
+    )
+    assert got == [("dpo_hinge", "dpo"), ("x", "y"), ("dpo", "base"), ("dpo_hinge", "base")]
+    assert len({frozenset(p) for p in got}) == len(got)
+    # the base model as the reference: its pairs come once, as vs-reference rows
+    assert art.comparison_pairs(["base", "dpo"], "base", "base", ()) == [("dpo", "base")]
+
+
+def test_parse_pairs():
+    assert art.parse_pairs(" a:b , c : d,") == [("a", "b"), ("c", "d")]
+    assert art.parse_pairs("") == [] and art.parse_pairs(None) == []
+    for bad in ["a", "a:b:c", ":b"]:
+        with pytest.raises(ValueError, match="variant_a:variant_b"):
+            art.parse_pairs(bad)
+
+
 def test_colours_are_fixed_by_the_position_in_variants_csv(tmp_path):
     assert art.color_order(["a", "b", "c"], ["c", "a"]) == {"c": 2, "a": 0}
     assert art.color_order(["a"], ["x", "a", "y"]) == {"x": 1, "a": 0, "y": 2}
@@ -339,11 +410,39 @@ def test_judge_label_of_the_local_judge_names_its_model_and_the_caveat():
         )
 
 
-@pytest.mark.parametrize("api", ["alpaca_eval_gpt4_turbo_fn", "gpt-4", "gpt-4-0613"])
+@pytest.mark.parametrize(
+    "api", ["alpaca_eval_gpt4_turbo_fn", "gpt-4", "gpt-4-0613", "gpt-4.1-2025-04-14"]
+)
 def test_judge_label_of_an_api_judge_is_its_own_name(api):
     lab = art.judge_label(api, "smollm2-135m-instruct")
     assert not lab.local and api in lab.title and api in lab.note
     assert "local" not in lab.title + lab.note and "pipeline check" not in lab.note
+
+
+@pytest.mark.parametrize(
+    ("judge", "model", "paper", "original"),
+    [
+        ("alpaca_eval_gpt4_turbo_fn", "gpt-4-1106-preview", True, None),
+        ("gpt-4-0613", "gpt-4-0613", True, None),
+        ("alpaca_eval_fn_gpt-4.1-2025-04-14", "gpt-4.1-2025-04-14", False, "gpt-4-1106-preview"),
+        ("gpt-4.1-2025-04-14", "gpt-4.1-2025-04-14", False, "gpt-4-0613"),
+    ],
+)
+def test_judge_label_names_the_model_and_whether_it_is_the_papers(judge, model, paper, original):
+    """Issue 28 item 2: a substitute judge is never mistaken for the paper's in a table."""
+    lab = art.judge_label(judge, None)
+    assert lab.model == model and lab.paper is paper and model in lab.title and model in lab.note
+    if paper:
+        assert "the paper's" in lab.title and "substitute" not in lab.note
+    else:
+        assert f"not the paper's {original}" in lab.title
+        assert f"a substitute for the paper's {original}" in lab.note
+        assert "judge_calibration" in lab.note
+
+
+def test_judge_label_of_an_unknown_id_keeps_its_name_and_claims_nothing():
+    lab = art.judge_label("my-proxy-judge", None)
+    assert lab.title == "judge my-proxy-judge" and lab.paper is False
 
 
 # --------------------------------------------------------------------------- LC cells and paths

@@ -399,29 +399,140 @@ def test_paper_vs_reproduction(rendered):
     )
 
 
-def test_paired_comparisons(rendered):
-    t = pd.read_csv(rendered["paired_comparisons"]["out_csv"])
-    assert list(t["variant_a"]) == ["apo_hinge_zero", "dpo_hinge"]
-    ok = t.set_index("variant_a").loc["apo_hinge_zero"]
-    assert ok["status"] == "run" and ok["n_seeds"] == 2
-    assert ok["t_ci_low"] <= ok["mean_diff"] <= ok["t_ci_high"]
-    assert ok["bootstrap_ci_low"] <= ok["mean_diff"] <= ok["bootstrap_ci_high"]
-    # recompute the paired mean difference from the fixture
-    pp = pd.read_csv(FIXTURES / "alpaca_eval_per_prompt.csv")
+#: The paired comparisons of the fixtures' AlpacaEval variants, in order: the paper's pairs,
+#: then each trained variant vs DPO, then vs the base model (variants.csv order).
+FIXTURE_PAIRS = [
+    ("apo_hinge_zero", "apo_zero"),
+    ("dpo_hinge", "dpo"),  # no dpo_hinge in the fixtures: not run
+    ("apo_zero", "dpo"),
+    ("margin_sigmoid", "dpo"),
+    ("apo_hinge_zero", "dpo"),
+    ("dpo", "base"),
+    ("apo_zero", "base"),
+    ("margin_sigmoid", "base"),
+    ("apo_hinge_zero", "base"),
+]
+
+
+def _paired_expected(a: str, b: str, scores_dir: Path = FIXTURES) -> tuple[float, tuple]:
+    """Mean paired difference A - B over seeds, and its hierarchical bootstrap interval, from
+    the per-prompt scores (the notebook's bootstrap parameters)."""
+    pp = pd.read_csv(scores_dir / "alpaca_eval_per_prompt.csv")
     pp["s"] = (pd.to_numeric(pp["preference"], errors="coerce") - 1) * 100
     w = pp.pivot_table(index=["seed", "index"], columns="variant", values="s")
-    per_seed = (w["apo_hinge_zero"] - w["apo_zero"]).groupby(level="seed").mean()
-    assert ok["mean_diff"] == pytest.approx(per_seed.mean())
-    d = (w["apo_hinge_zero"] - w["apo_zero"]).unstack("index").to_numpy(float)
-    reps = artifacts.hierarchical_bootstrap(
-        d, 2000, artifacts.rng_for(20250811, "apo_hinge_zero", "apo_zero")
-    )
-    assert (ok["bootstrap_ci_low"], ok["bootstrap_ci_high"]) == pytest.approx(
-        artifacts.percentile_interval(reps, 0.95)
-    )
-    skipped = t.set_index("variant_a").loc["dpo_hinge"]
+    diff = w[a] - w[b]
+    d = diff.unstack("index").to_numpy(float)
+    reps = artifacts.hierarchical_bootstrap(d, 2000, artifacts.rng_for(20250811, a, b))
+    return diff.groupby(level="seed").mean().mean(), artifacts.percentile_interval(reps, 0.95)
+
+
+def test_paired_comparisons(rendered):
+    """Every variant of the fixtures vs DPO and vs base, after the paper's pairs, each once;
+    the statistics of each run pair are the paired statistics of its scores."""
+    t = pd.read_csv(rendered["paired_comparisons"]["out_csv"])
+    assert list(zip(t["variant_a"], t["variant_b"], strict=True)) == FIXTURE_PAIRS
+    assert len({frozenset(p) for p in FIXTURE_PAIRS}) == len(t)
+    assert (t["variant_a"] != t["variant_b"]).all()
+    t = t.set_index(["variant_a", "variant_b"])
+    assert t.loc[("apo_hinge_zero", "dpo"), "comparison"] == "APO-hinge-zero vs DPO"
+    assert t.loc[("dpo", "base"), "comparison"] == "DPO vs Instruct (baseline)"
+    run = t[t["status"] == "run"]
+    assert len(run) == len(FIXTURE_PAIRS) - 1 and (run["n_seeds"] == 2).all()
+    assert (run["t_ci_low"] <= run["mean_diff"]).all()
+    assert (run["mean_diff"] <= run["t_ci_high"]).all()
+    assert (run["bootstrap_ci_low"] <= run["mean_diff"]).all()
+    assert (run["mean_diff"] <= run["bootstrap_ci_high"]).all()
+    for a, b in [("apo_hinge_zero", "apo_zero"), ("apo_hinge_zero", "dpo"), ("dpo", "base")]:
+        mean, ci = _paired_expected(a, b)
+        assert t.loc[(a, b), "mean_diff"] == pytest.approx(mean)
+        assert (t.loc[(a, b), "bootstrap_ci_low"], t.loc[(a, b), "bootstrap_ci_high"]) == (
+            pytest.approx(ci)
+        )
+    skipped = t.loc[("dpo_hinge", "dpo")]
     assert skipped["status"].startswith("not run in this config")
-    assert "not run in this config" in rendered["paired_comparisons"]["out_md"].read_text()
+    md = rendered["paired_comparisons"]["out_md"].read_text()
+    assert "not run in this config" in md
+    assert "Judge noise is not included" in md and "no repeated judgments in this run" in md
+    assert "the intervals cover seeds and prompts only" in md
+
+
+def _scores_of(tmp_path: Path, variants: list[str]) -> Path:
+    """The fixtures with the per-prompt scores of `variants` only (variants.csv lists more)."""
+    scores = tmp_path / "scores"
+    shutil.copytree(FIXTURES, scores)
+    pp = pd.read_csv(scores / "alpaca_eval_per_prompt.csv")
+    pp[pp["variant"].isin(variants)].to_csv(scores / "alpaca_eval_per_prompt.csv", index=False)
+    return scores
+
+
+def _comparisons(csv: Path) -> dict[str, str]:
+    t = pd.read_csv(csv)
+    return dict(zip(t["comparison"], t["status"], strict=True))
+
+
+def test_paired_comparisons_of_the_embedded_run(tmp_path):
+    """The embedded run's variants (workflow/configs/embedded.yaml): base, dpo, apo_hinge_zero."""
+    scores = _scores_of(tmp_path, ["base", "dpo", "apo_hinge_zero"])
+    outputs = run_notebook("paired_comparisons", tmp_path / "out", scores)
+    got = _comparisons(outputs["out_csv"])
+    assert list(got) == [
+        "APO-hinge-zero vs APO",
+        "dpo_hinge vs DPO",  # no DPO-hinge in the fixtures' variants.csv: its slug
+        "APO-hinge-zero vs DPO",
+        "DPO vs Instruct (baseline)",
+        "APO-hinge-zero vs Instruct (baseline)",
+    ]
+    assert got["APO-hinge-zero vs APO"] == "not run in this config (apo_zero absent)"
+    assert got["dpo_hinge vs DPO"] == "not run in this config (dpo_hinge absent)"
+    assert [got[c] for c in list(got)[2:]] == ["run"] * 3
+    t = pd.read_csv(outputs["out_csv"]).set_index("comparison")
+    mean, ci = _paired_expected("apo_hinge_zero", "base", scores)
+    row = t.loc["APO-hinge-zero vs Instruct (baseline)"]
+    assert row["mean_diff"] == pytest.approx(mean) and row["n_seeds"] == 2
+    assert (row["bootstrap_ci_low"], row["bootstrap_ci_high"]) == pytest.approx(ci)
+
+
+def test_paired_comparisons_without_dpo_have_no_vs_dpo_row(tmp_path):
+    scores = _scores_of(tmp_path, ["base", "apo_zero", "apo_hinge_zero"])
+    outputs = run_notebook("paired_comparisons", tmp_path / "out", scores)
+    got = _comparisons(outputs["out_csv"])
+    assert list(got) == [
+        "APO-hinge-zero vs APO",
+        "dpo_hinge vs DPO",  # the paper's pair stays, as not run
+        "APO vs Instruct (baseline)",
+        "APO-hinge-zero vs Instruct (baseline)",
+    ]
+    assert got["dpo_hinge vs DPO"].startswith("not run in this config")
+    assert got["APO-hinge-zero vs APO"] == "run"
+
+
+def test_paired_comparisons_take_the_baseline_and_paper_pairs_from_the_rule(tmp_path):
+    """The rule's baseline_variant and paper_pairs decide the rows (here no DPO reference); a
+    pair given twice (or both ways) is one row, a variant is not compared with itself."""
+    outputs = run_notebook(
+        "paired_comparisons",
+        tmp_path / "out",
+        baseline_variant="apo_zero",
+        reference_variant="",
+        paper_pairs="dpo:margin_sigmoid,margin_sigmoid:dpo,dpo:dpo",
+    )
+    t = pd.read_csv(outputs["out_csv"])
+    assert list(zip(t["variant_a"], t["variant_b"], strict=True)) == [
+        ("dpo", "margin_sigmoid"),
+        ("base", "apo_zero"),
+        ("dpo", "apo_zero"),
+        ("margin_sigmoid", "apo_zero"),
+        ("apo_hinge_zero", "apo_zero"),
+    ]
+    assert (t["status"] == "run").all()
+
+
+def test_paired_comparison_defaults_are_the_papers_pairs():
+    params = {k: literal(v) for k, v in defaults("paired_comparisons").items()}
+    assert artifacts.parse_pairs(params["paper_pairs"]) == list(artifacts.PAPER_PAIRS)
+    assert params["baseline_variant"] == "base" and params["reference_variant"] == "dpo"
+    smk = SMK.read_text()
+    assert f'paper_pairs="{params["paper_pairs"]}"' in smk
 
 
 def _heldout_expected(scores_dir: Path = FIXTURES) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -532,18 +643,47 @@ def test_figures_carry_the_judge_and_error_bar_footnotes(tmp_path):
     assert "alpaca_eval's standard error" not in fig1
 
 
-def test_api_judge_gets_its_own_name_and_no_local_caveat(tmp_path):
+def _api_judged_scores(tmp_path: Path, judge: str) -> Path:
     scores = tmp_path / "scores"
     shutil.copytree(FIXTURES, scores)
     for name in ["alpaca_eval.csv", "alpaca_eval_per_prompt.csv"]:
         df = pd.read_csv(scores / name)
-        df["judge"] = "alpaca_eval_gpt4_turbo_fn"
+        df["judge"] = judge
         df.to_csv(scores / name, index=False)
+    return scores
+
+
+def test_api_judge_gets_its_own_name_and_no_local_caveat(tmp_path):
+    scores = _api_judged_scores(tmp_path, "alpaca_eval_gpt4_turbo_fn")
     out = run_notebook("table1_alpaca_eval", tmp_path / "out", scores)
     md = out["out_md"].read_text()
-    assert "judge alpaca_eval_gpt4_turbo_fn" in md.splitlines()[0]
-    assert "- Judge: alpaca_eval_gpt4_turbo_fn." in md
+    assert "judge alpaca_eval_gpt4_turbo_fn (gpt-4-1106-preview, the paper's)" in md.splitlines()[0]
+    assert "- Judge: alpaca_eval_gpt4_turbo_fn, model gpt-4-1106-preview (the paper's judge)." in md
     assert "local judge" not in md and "pipeline check" not in md
+
+
+@pytest.mark.parametrize(
+    ("judge", "differs", "cell"),
+    [
+        ("alpaca_eval_fn_gpt-4.1-2025-04-14", True, "≠ paper's: gpt-4.1-2025-04-14"),
+        ("alpaca_eval_gpt4_turbo_fn", False, "paper's: gpt-4-1106-preview"),
+    ],
+)
+def test_paper_comparison_marks_rows_judged_by_another_model(tmp_path, judge, differs, cell):
+    """Issue 28 item 2: every row our run has names the model that judged it and says whether
+    that is the paper's (retired) judge; rows we did not run name none."""
+    scores = _api_judged_scores(tmp_path, judge)
+    out = run_notebook("paper_vs_reproduction", tmp_path / "out", scores)
+    cmp = pd.read_csv(out["alpaca_csv"])
+    run = cmp["ours_status"] == "run"
+    assert run.any() and (~run).any()
+    assert (cmp.loc[run, "judge_differs_from_paper"].astype(bool) == differs).all()
+    assert cmp.loc[~run, "judge_differs_from_paper"].isna().all()
+    assert set(cmp["paper_judge_model"]) == {"gpt-4-1106-preview"}
+    md = out["alpaca_md"].read_text()
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert sum(cell in line for line in rows) == int(run.sum())
+    assert any("≠ paper's" in line for line in rows) == differs
 
 
 def test_table1_lc_reason_once_without_absolute_paths(tmp_path):
@@ -665,8 +805,17 @@ def test_absent_variants_and_single_seed_do_not_break(tmp_path):
     assert got == pytest.approx(prompt_ci, rel=1e-12)
     md = (out / "tables" / "table1_alpaca_eval.md").read_text()
     assert "one seed per method here, so it is the bootstrap over prompts" in md
-    paired = pd.read_csv(out / "tables" / "paired_comparisons.csv")
-    assert paired["status"].str.startswith("not run in this config").all()
+    paired = pd.read_csv(out / "tables" / "paired_comparisons.csv").set_index("comparison")
+    # the paper's pairs are not run; DPO vs base is, on one seed (no t-interval)
+    assert list(paired.index) == [
+        "APO-hinge-zero vs APO",
+        "dpo_hinge vs DPO",
+        "DPO vs Instruct (baseline)",
+    ]
+    assert paired["status"].iloc[:2].str.startswith("not run in this config").all()
+    one = paired.loc["DPO vs Instruct (baseline)"]
+    assert one["status"] == "run" and one["n_seeds"] == 1 and math.isnan(one["t_ci_low"])
+    assert one["bootstrap_ci_low"] <= one["mean_diff"] <= one["bootstrap_ci_high"]
     radar = pd.read_csv(out / "tables" / "mt_bench_per_category.csv")
     assert list(radar["variant"]) == ["base", "dpo"] and (radar["n_seeds"] == 1).all()
     # DPO is the held-out baseline and the only trained variant: nothing to separate

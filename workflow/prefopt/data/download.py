@@ -115,6 +115,23 @@ GITHUB_SOURCES: dict[str, GitHubSource] = {
             ),
         },
     ),
+    # The retired paper judge's recorded verdicts (alpaca_eval_gpt4_turbo_fn, gpt-4-1106-preview)
+    # on three models' outputs, for judge calibration (prefopt.judging.calibration).
+    "alpaca_eval_calibration": GitHubSource(
+        repo="tatsu-lab/alpaca_eval",
+        commit="cd543a149df89434d8a54582c0151c0b945c3d20",
+        files={
+            f"alpaca_eval_calibration/{model}/alpaca_eval_gpt4_turbo_fn/annotations.json": (
+                f"results/{model}/alpaca_eval_gpt4_turbo_fn/annotations.json",
+                blob,
+            )
+            for model, blob in (
+                ("Mistral-7B-Instruct-v0.2", "5219d080be5d520ffdfc125432788e7e88d595a2"),
+                ("gpt-3.5-turbo-0301", "157e7f54ce0a7675457890a006f5424cab399cfa"),
+                ("gemini-pro", "715c6f03ec2455c1441712f2109f7b0d54e3ea5c"),
+            )
+        },
+    ),
     # The paper authors' AlpacaEval annotations and leaderboards (their repository has no
     # licence, so they are fetched, never shipped with this repository).
     "authors_alpaca_eval": GitHubSource(

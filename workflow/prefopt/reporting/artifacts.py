@@ -23,6 +23,7 @@ import pandas as pd
 
 from prefopt.judging import LOCAL_JUDGE
 from prefopt.judging.mt_bench import CATEGORIES
+from prefopt.judging.registry import paper_judge, spec_of
 from prefopt.reporting.provenance import provenance_note, stamp_columns
 
 #: Axis and column labels of the MT-Bench categories, in the paper's radar order.
@@ -132,8 +133,10 @@ class JudgeLabel(NamedTuple):
 
     judge: str  #: the judge id of the score files ("local", "alpaca_eval_gpt4_turbo_fn", ...)
     local: bool  #: True for the local judge (its numbers are a pipeline check only)
-    title: str  #: "local judge <model>, pipeline check" or "judge <API judge>"
-    note: str  #: "local judge <model>: pipeline check, not comparable ..." or "Judge: <API judge>."
+    title: str  #: "local judge <model>, pipeline check" or "judge <API judge> (<model>, ...)"
+    note: str  #: "local judge <model>: pipeline check, not comparable ..." or "Judge: ..."
+    model: str = ""  #: the model that judges (the API model asked, or the local judge's model)
+    paper: bool = False  #: True only for the judge the paper's numbers were made with
 
 
 def judge_label(judge_id: Any, local_model: str | None) -> JudgeLabel:
@@ -143,15 +146,41 @@ def judge_label(judge_id: Any, local_model: str | None) -> JudgeLabel:
     grades check that the pipeline runs end to end and must not be read next to the paper's GPT-4
     numbers, so its label names the model and says so. `local_model` is the config's
     `judges.local_model`, or `model.slug` when that is null (the policy's base model judges);
-    empty/None when neither is known. API judges keep their own id (alpaca_eval's annotator
-    config, or FastChat's judge model), which is what their numbers are comparable with.
+    empty/None when neither is known. An API judge is named by its id and the model it asks
+    (prefopt.judging.registry), and says whether it is the paper's judge or a substitute for it:
+    the paper's judges are retired, and a substitute's numbers are comparable with the paper's
+    only as far as results/tables/judge_calibration shows. An id the registry does not know
+    keeps its own name.
     """
     judge = str(judge_id)
     if judge != LOCAL_JUDGE:
-        return JudgeLabel(judge, False, f"judge {judge}", f"Judge: {judge}.")
+        spec = spec_of(judge)
+        if spec is None:
+            return JudgeLabel(judge, False, f"judge {judge}", f"Judge: {judge}.", judge)
+        if spec.paper:
+            return JudgeLabel(
+                judge,
+                False,
+                f"judge {judge} ({spec.model}, the paper's)",
+                f"Judge: {judge}, model {spec.model} (the paper's judge).",
+                spec.model,
+                True,
+            )
+        original = paper_judge(spec.benchmark).model
+        return JudgeLabel(
+            judge,
+            False,
+            f"judge {judge} ({spec.model}; not the paper's {original})",
+            f"Judge: {judge}, model {spec.model}: a substitute for the paper's {original}, "
+            "which is retired; its agreement with the original: results/tables/judge_calibration.",
+            spec.model,
+            False,
+        )
     model = "" if local_model is None else str(local_model).strip()
     name = f"local judge {model}" if model else "local judge (policy base model)"
-    return JudgeLabel(judge, True, f"{name}, pipeline check", f"{name}: {LOCAL_JUDGE_CAVEAT}")
+    return JudgeLabel(
+        judge, True, f"{name}, pipeline check", f"{name}: {LOCAL_JUDGE_CAVEAT}", model, False
+    )
 
 
 def variant_table(variants: pd.DataFrame, present: Iterable[str]) -> pd.DataFrame:
@@ -181,6 +210,57 @@ def variant_table(variants: pd.DataFrame, present: Iterable[str]) -> pd.DataFram
 def read_variants(path: str | Path, present: Iterable[str]) -> pd.DataFrame:
     """`variant_table` of the variants.csv at `path`."""
     return variant_table(pd.read_csv(repo_path(path)), present)
+
+
+#: The pairs the paper argues about (hinge vs sigmoid, with and without the reference model),
+#: each (A, B) for "A vs B": kept in every paired comparison, run or not.
+PAPER_PAIRS: tuple[tuple[str, str], ...] = (("apo_hinge_zero", "apo_zero"), ("dpo_hinge", "dpo"))
+
+
+def parse_pairs(text: str | None) -> list[tuple[str, str]]:
+    """Pairs from "a:b,c:d": [("a", "b"), ("c", "d")]; blanks skipped, a malformed pair raises."""
+    pairs = []
+    for item in str(text or "").split(","):
+        if not item.strip():
+            continue
+        parts = [s.strip() for s in item.split(":")]
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"pair {item.strip()!r} is not 'variant_a:variant_b'")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+def comparison_pairs(
+    variants_present: Iterable[str],
+    baseline: str | None,
+    reference: str | None = "dpo",
+    paper_pairs: Iterable[tuple[str, str]] | str = PAPER_PAIRS,
+) -> list[tuple[str, str]]:
+    """The (A, B) pairs a paired comparison reports, derived from the variants a run has.
+
+    In order: the paper's pairs (`paper_pairs`, also "a:b,c:d"; kept whether or not the run has
+    them, so the table says which it did not run), then every variant of `variants_present`
+    other than the baseline compared with `reference` (DPO) when the run has it, then every
+    variant compared with `baseline` (the untrained model) when the run has it; the derived ones
+    in the order of `variants_present` (give it in the variants' table order). A pair is listed
+    once, in its first orientation (A vs B and B vs A are one comparison), and a variant is never
+    compared with itself.
+    """
+    present = list(dict.fromkeys(variants_present))
+    fixed = parse_pairs(paper_pairs) if isinstance(paper_pairs, str) else list(paper_pairs)
+    candidates = [(str(a), str(b)) for a, b in fixed]
+    if reference is not None and reference in present:
+        candidates += [(v, reference) for v in present if v not in (reference, baseline)]
+    if baseline is not None and baseline in present:
+        candidates += [(v, baseline) for v in present if v != baseline]
+    pairs, seen = [], set()
+    for a, b in candidates:
+        key = frozenset((a, b))
+        if a == b or key in seen:
+            continue
+        seen.add(key)
+        pairs.append((a, b))
+    return pairs
 
 
 def color_order(known: Sequence[str], variants: Iterable[str]) -> dict[str, int]:

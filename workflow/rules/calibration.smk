@@ -1,0 +1,179 @@
+"""Judge calibration: the run's AlpacaEval judge re-judges pairs whose verdicts the retired paper
+judge (alpaca_eval_gpt4_turbo_fn, gpt-4-1106-preview) left in alpaca_eval's published annotation
+files, in both orders, and is scored against those verdicts (prefopt.judging.calibration)."""
+
+from prefopt.judging.calibration import LAYOUT_DIR as CALIBRATION_LAYOUT_DIR
+from prefopt.judging.calibration import SOURCES as CALIBRATION_KNOWN_SOURCES
+from prefopt.judging.calibration import source_path as calibration_source_path
+from prefopt.judging.registry import api_judges, judge_spec
+
+CALIBRATION = config["calibration"]["alpaca_eval"]
+#: The retired judge's annotation files, in the download layout: from the mirror (the shipped
+#: sample in workflow/resources/data) or downloaded at alpaca_eval's pinned commit.
+CALIBRATION_SOURCE_FILES = [source_file(calibration_source_path(s)) for s in CALIBRATION["sources"]]
+_calibration_missing = [
+    f for f in CALIBRATION_SOURCE_FILES if config["mirror_dir"] and not Path(f).is_file()
+]
+if _calibration_missing:
+    print(
+        f"note: no judge calibration in this run: the mirror {config['mirror_dir']} lacks "
+        f"{', '.join(_calibration_missing)} (calibration.alpaca_eval.sources); copy them from a "
+        "download (mirror_dir: null) or from workflow/resources/data",
+        file=sys.stderr,
+    )
+CALIBRATION_RUNS = bool(CALIBRATION["sources"]) and not _calibration_missing
+CALIBRATION_PAIRS = "results/data/calibration_alpaca_eval.json"
+CALIBRATION_JUDGMENTS = "results/judgments/calibration/alpaca_eval/{judge}/annotations.json"
+CALIBRATION_ARTIFACTS = {
+    "table": "results/tables/judge_calibration.csv",
+    "markdown": "results/tables/judge_calibration.md",
+    "figure": "results/figures/judge_calibration.png",
+    "figure_pdf": "results/figures/judge_calibration.pdf",
+}
+#: The table and figure (rule all), when the run has sources to calibrate on.
+CALIBRATION_OUTPUTS = list(CALIBRATION_ARTIFACTS.values()) if CALIBRATION_RUNS else []
+#: The calibration's jobs, for the runtime table (common.smk's run_jobs).
+CALIBRATION_JOBS = (
+    [("download_alpaca_eval_calibration", {})] * (not config["mirror_dir"])
+    + [
+        ("prepare_calibration_pairs", {}),
+        (
+            "judge_calibration_alpaca_eval_" + ("local" if JUDGE_AE == LOCAL_JUDGE else "api"),
+            {"judge": JUDGE_AE},
+        ),
+        ("judge_calibration", {}),
+    ]
+    if CALIBRATION_RUNS
+    else []
+)
+
+
+# Light, or network-bound (the download, the API judge): on a cluster, on the submit host.
+localrules:
+    download_alpaca_eval_calibration,
+    prepare_calibration_pairs,
+    judge_calibration_alpaca_eval_api,
+    judge_calibration,
+
+
+# Every file of the source (GITHUB_SOURCES in prefopt.data.download), whichever the run reads.
+rule download_alpaca_eval_calibration:
+    output:
+        data=[f"{DOWNLOADS}/{calibration_source_path(s)}" for s in CALIBRATION_KNOWN_SOURCES],
+        provenance=f"{DOWNLOADS}/{CALIBRATION_LAYOUT_DIR}/provenance.json",
+    log:
+        "results/logs/download_alpaca_eval_calibration.log",
+    benchmark:
+        "results/benchmarks/download_alpaca_eval_calibration.tsv"
+    conda:
+        "../../envs/core.yaml"
+    container:
+        config["containers"]["core"]
+    params:
+        source="alpaca_eval_calibration",
+        commit=config["data"]["alpaca_eval"]["repo_revision"],
+    script:
+        "../scripts/download_source.py"
+
+
+rule prepare_calibration_pairs:
+    input:
+        sources=CALIBRATION_SOURCE_FILES,
+    output:
+        pairs=CALIBRATION_PAIRS,
+        report="results/data/calibration_alpaca_eval.report.json",
+    log:
+        "results/logs/prepare_calibration_pairs.log",
+    benchmark:
+        "results/benchmarks/prepare_calibration_pairs.tsv"
+    conda:
+        "../../envs/core.yaml"
+    container:
+        config["containers"]["core"]
+    params:
+        sources=CALIBRATION["sources"],
+        max_pairs=CALIBRATION["max_pairs"],
+    script:
+        "../scripts/prepare_calibration_pairs.py"
+
+
+# The local judge always reads both orders (prefopt.judging.local): one pass gives the verdict
+# and the position check.
+rule judge_calibration_alpaca_eval_local:
+    input:
+        judge_model=LOCAL_JUDGE_MODEL_DIR,
+        pairs=CALIBRATION_PAIRS,
+    output:
+        CALIBRATION_JUDGMENTS.format(judge=LOCAL_JUDGE),
+    log:
+        f"results/logs/judge_calibration_alpaca_eval/{LOCAL_JUDGE}.log",
+    benchmark:
+        f"results/benchmarks/judge_calibration_alpaca_eval/{LOCAL_JUDGE}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    container:
+        config["containers"]["torch"]
+    threads: config["judges"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        max_length=config["judges"]["local_max_length"],
+        cpu_dtype=config["judges"]["local_cpu_dtype"],
+        judge_model_name=LOCAL_JUDGE_MODEL,
+    script:
+        "../scripts/judge_calibration_alpaca_eval_local.py"
+
+
+rule judge_calibration_alpaca_eval_api:
+    input:
+        pairs=CALIBRATION_PAIRS,
+        annotator_config=lambda wc: annotator_config(wc.judge),
+    output:
+        CALIBRATION_JUDGMENTS,
+    log:
+        "results/logs/judge_calibration_alpaca_eval/{judge}.log",
+    benchmark:
+        "results/benchmarks/judge_calibration_alpaca_eval/{judge}.tsv"
+    wildcard_constraints:
+        judge=judge_pattern(api_judges("alpaca_eval")),
+    conda:
+        "../../envs/alpaca_eval.yaml"
+    container:
+        config["containers"]["alpaca_eval"]
+    params:
+        cache="results/judgments/calibration/alpaca_eval/{judge}/cache.jsonl",
+        model=lambda wc: judge_spec("alpaca_eval", wc.judge).model,
+        swap=CALIBRATION["swap"],
+    script:
+        "../scripts/judge_calibration_alpaca_eval_api.py"
+
+
+rule judge_calibration:
+    input:
+        judgments=CALIBRATION_JUDGMENTS.format(judge=JUDGE_AE),
+        report="results/data/calibration_alpaca_eval.report.json",
+    output:
+        **{
+            key: report(
+                path,
+                category="Figures" if key.startswith("figure") else "Tables",
+                caption="../report/judge_calibration.rst",
+            )
+            for key, path in CALIBRATION_ARTIFACTS.items()
+        },
+    log:
+        "results/logs/judge_calibration.log",
+    benchmark:
+        "results/benchmarks/judge_calibration.tsv"
+    conda:
+        "../../envs/notebooks.yaml"
+    container:
+        config["containers"]["notebooks"]
+    params:
+        judge=JUDGE_AE,
+        local_judge_model=ART_LOCAL_JUDGE_MODEL,
+        swap=CALIBRATION["swap"],
+        sources=CALIBRATION["sources"],
+        provenance_stamp=PROVENANCE_STAMP,
+    script:
+        "../scripts/judge_calibration.py"
