@@ -345,11 +345,27 @@ rule render_paired_comparisons:
         judge=ART_ALPACA_JUDGE,
         local_judge_model=ART_LOCAL_JUDGE_MODEL,
         provenance_stamp=ART_STAMP,
+        # the untrained model every trained variant is compared with: the variant with
+        # `loss: null` in config `variants:` (this file alone: "base")
+        baseline_variant=next(
+            (v for v, s in (config.get("variants") or {}).items() if s.get("loss") is None),
+            "base",
+        ),
+        # the pairs the paper argues about (prefopt.reporting.artifacts.PAPER_PAIRS)
+        paper_pairs="apo_hinge_zero:apo_zero,dpo_hinge:dpo",
     shell:
         _render_cmd(
             "paired_comparisons",
             ["per_prompt_csv", "variants_csv"],
-            ["judge", "local_judge_model", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
+            [
+                "judge",
+                "local_judge_model",
+                "provenance_stamp",
+                "n_bootstrap",
+                "bootstrap_seed",
+                "baseline_variant",
+                "paper_pairs",
+            ],
         )
 
 
