@@ -87,3 +87,26 @@ def test_substitute_api_judges_plan_their_own_folders(work):
         if p.endswith("configs.yaml")
     }
     assert configs == {"workflow/resources/alpaca_eval/alpaca_eval_gpt4_turbo_fn/configs.yaml"}
+
+
+def test_open_judge_overlay_plans_one_pinned_model_for_every_local_judge_job(work):
+    """Issue 28 item 5: `--configfile config.yaml workflow/configs/open-judge.yaml` judges both
+    benchmarks, and the calibration pairs, with the open-weights model, fetched once at its pinned
+    revision; no API judge job remains (so no key and no preflight)."""
+    from prefopt.judging.registry import OPEN_WEIGHTS_JUDGES
+
+    judge = OPEN_WEIGHTS_JUDGES[0]
+    log: list[str] = []
+    jobs = dry_run(work, "--configfile", "config.yaml", "workflow/configs/open-judge.yaml", log=log)
+    assert jobs["prepare_teacher_model"] == 1
+    assert jobs["judge_alpaca_eval_local"] == jobs["judge_mt_bench_local"] == 9 * 3
+    assert jobs["judge_calibration_alpaca_eval_local"] == jobs["judge_calibration"] == 1
+    assert not any(rule.endswith("_api") for rule in jobs)
+    planned = planned_jobs(log[0])
+    model_dir = f"results/models/teachers/{judge.slug}"
+    local_rules = (*JUDGE_RULES, "judge_calibration_alpaca_eval_local")
+    readers = [files for rule, files in planned if rule in local_rules]
+    assert len(readers) == 2 * 27 + 1
+    assert all(model_dir in files["input"] for files in readers)
+    prepared = [files for rule, files in planned if rule == "prepare_teacher_model"]
+    assert prepared[0]["output"] == [model_dir]

@@ -15,11 +15,13 @@ from prefopt.config import ConfigError, validate_config
 from prefopt.judging import JUDGES
 from prefopt.judging.registry import (
     BENCHMARKS,
+    OPEN_WEIGHTS_JUDGES,
     PROTOCOLS,
     REGISTRY,
     api_judges,
     judge_pattern,
     judge_spec,
+    open_weights_judge,
     paper_judge,
     spec_of,
 )
@@ -111,4 +113,54 @@ def test_a_floating_alias_is_refused_with_the_pinned_snapshot_named(paper_config
     config = copy.deepcopy(paper_config)
     config["judges"]["mt_bench"] = "gpt-4.1"
     with pytest.raises(ConfigError, match="floating alias.*gpt-4.1-2025-04-14"):
+        validate_config(config)
+
+
+# ------------------------------------------------------------- issue 28 item 5: open-weights judge
+
+OPEN_JUDGE_OVERLAY = REPO / "workflow" / "configs" / "open-judge.yaml"
+
+
+def test_open_weights_judges_are_pinned_to_a_full_commit():
+    for judge in OPEN_WEIGHTS_JUDGES:
+        assert re.fullmatch(r"[0-9a-f]{40}", judge.revision), judge
+        assert judge.hf_id.count("/") == 1 and judge.licence
+        assert judge.label == f"open judge {judge.slug} ({judge.hf_id}@{judge.revision[:7]})"
+    assert len({j.slug for j in OPEN_WEIGHTS_JUDGES}) == len(OPEN_WEIGHTS_JUDGES)
+
+
+def test_open_weights_judge_lookup_leaves_other_local_models_alone():
+    first = OPEN_WEIGHTS_JUDGES[0]
+    assert open_weights_judge(first.slug) is first
+    assert open_weights_judge(f" {first.slug} ") is first
+    for other in (None, "", "smollm2-135m-instruct", "qwen2.5-1.5b-instruct"):
+        assert open_weights_judge(other) is None
+
+
+def test_open_judge_overlay_validates_and_names_the_registered_pin(paper_config):
+    """The overlay on config.yaml: both benchmarks on the local judge, whose model is the
+    registry's open-weights judge, fetched at the very commit the registry (and so the label)
+    names; no API judge remains."""
+    overlay = yaml.safe_load(OPEN_JUDGE_OVERLAY.read_text())
+    config = copy.deepcopy(paper_config)
+    config["judges"].update(overlay["judges"])
+    config["teacher_models"].update(overlay["teacher_models"])
+    config = validate_config(config)
+    judges = config["judges"]
+    assert judges["alpaca_eval"] == judges["mt_bench"] == "local"
+    judge = open_weights_judge(judges["local_model"])
+    assert judge is not None
+    entry = config["teacher_models"][judge.slug]
+    assert entry == {"source": "huggingface", "id": judge.hf_id, "revision": judge.revision}
+    # the paper's teachers stay as they were
+    assert set(paper_config["teacher_models"]) < set(config["teacher_models"])
+
+
+def test_a_placeholder_revision_of_the_open_judge_is_refused(paper_config):
+    overlay = yaml.safe_load(OPEN_JUDGE_OVERLAY.read_text())
+    config = copy.deepcopy(paper_config)
+    config["judges"].update(overlay["judges"])
+    config["teacher_models"].update(overlay["teacher_models"])
+    config["teacher_models"]["qwen2.5-7b-instruct"]["revision"] = "main"
+    with pytest.raises(ConfigError, match="revision"):
         validate_config(config)

@@ -445,6 +445,20 @@ def test_judge_label_of_an_unknown_id_keeps_its_name_and_claims_nothing():
     assert lab.title == "judge my-proxy-judge" and lab.paper is False
 
 
+def test_judge_label_of_a_pinned_open_weights_judge_names_it_and_is_no_pipeline_check():
+    """Issue 28 item 5: the local judge on a registered open-weights model is a real judge: its
+    label names the model and its pinned revision, and no caveat calls it a pipeline check; any
+    other local model keeps the caveat."""
+    lab = art.judge_label(LOCAL_JUDGE, "qwen2.5-7b-instruct")
+    assert lab.local and lab.judge == LOCAL_JUDGE and not lab.paper
+    assert lab.model == "qwen2.5-7b-instruct"
+    assert lab.title == "open judge qwen2.5-7b-instruct (Qwen/Qwen2.5-7B-Instruct@a09a354)"
+    assert lab.note.startswith(f"Judge: {lab.title}") and "judge_calibration" in lab.note
+    assert "pipeline check" not in lab.title + lab.note
+    for other in ("qwen2.5-1.5b-instruct", "smollm2-135m-instruct", None):
+        assert "pipeline check" in art.judge_label(LOCAL_JUDGE, other).title
+
+
 # --------------------------------------------------------------------------- LC cells and paths
 
 

@@ -104,6 +104,35 @@ REGISTRY: tuple[JudgeSpec, ...] = (
     ),
 )
 BENCHMARKS = ("alpaca_eval", "mt_bench")
+
+
+@dataclass(frozen=True)
+class OpenWeightsJudge:
+    """A named open-weights model for the local judge (``judges.local_model``): a real judge,
+    pinned by revision, that never retires and costs no API money, unlike the small models the
+    local judge otherwise runs on (a pipeline check). Its agreement with the retired paper judge
+    is what the calibration stage measures; the evidence for the choice: workflow/docs/judges.md,
+    "An open-weights judge"."""
+
+    slug: str  #: the teacher_models key and judges.local_model value
+    hf_id: str  #: Hugging Face repository
+    revision: str  #: full commit sha of `hf_id` (the teacher_models entry must name the same)
+    licence: str
+
+    @property
+    def label(self) -> str:
+        return f"open judge {self.slug} ({self.hf_id}@{self.revision[:7]})"
+
+
+#: The open-weights local judges; workflow/configs/open-judge.yaml selects the first.
+OPEN_WEIGHTS_JUDGES: tuple[OpenWeightsJudge, ...] = (
+    OpenWeightsJudge(
+        "qwen2.5-7b-instruct",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "a09a35458c702b33eeacc393d103063234e8bc28",
+        "Apache-2.0",
+    ),
+)
 #: Floating model aliases a config may name by habit, and the pinned judge to use instead.
 FLOATING_ALIASES = {"gpt-4": "gpt-4-0613", "gpt-4.1": "gpt-4.1-2025-04-14"}
 
@@ -140,3 +169,10 @@ def spec_of(judge_id: str) -> JudgeSpec | None:
     """The API judge record with this id (ids of API judges are unique across benchmarks);
     None for the local judge or an id the registry does not know."""
     return next((s for s in REGISTRY if s.id == judge_id and s.is_api), None)
+
+
+def open_weights_judge(local_model: str | None) -> OpenWeightsJudge | None:
+    """The open-weights judge record whose slug is `local_model`; None for any other model (the
+    policy's base model, a small model: the local judge is then a pipeline check)."""
+    slug = "" if local_model is None else str(local_model).strip()
+    return next((j for j in OPEN_WEIGHTS_JUDGES if j.slug == slug), None)

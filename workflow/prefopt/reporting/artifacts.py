@@ -23,7 +23,7 @@ import pandas as pd
 
 from prefopt.judging import LOCAL_JUDGE
 from prefopt.judging.mt_bench import CATEGORIES
-from prefopt.judging.registry import paper_judge, spec_of
+from prefopt.judging.registry import open_weights_judge, paper_judge, spec_of
 from prefopt.reporting.provenance import provenance_note, stamp_columns
 
 #: Axis and column labels of the MT-Bench categories, in the paper's radar order.
@@ -132,7 +132,7 @@ class JudgeLabel(NamedTuple):
     """How an artifact names its judge: `title` for titles and captions, `note` for a footnote."""
 
     judge: str  #: the judge id of the score files ("local", "alpaca_eval_gpt4_turbo_fn", ...)
-    local: bool  #: True for the local judge (its numbers are a pipeline check only)
+    local: bool  #: True for the local judge (a pipeline check, unless an open-weights judge)
     title: str  #: "local judge <model>, pipeline check" or "judge <API judge> (<model>, ...)"
     note: str  #: "local judge <model>: pipeline check, not comparable ..." or "Judge: ..."
     model: str = ""  #: the model that judges (the API model asked, or the local judge's model)
@@ -150,7 +150,8 @@ def judge_label(judge_id: Any, local_model: str | None) -> JudgeLabel:
     (prefopt.judging.registry), and says whether it is the paper's judge or a substitute for it:
     the paper's judges are retired, and a substitute's numbers are comparable with the paper's
     only as far as results/tables/judge_calibration shows. An id the registry does not know
-    keeps its own name.
+    keeps its own name. A local model that the registry lists as an open-weights judge
+    (OPEN_WEIGHTS_JUDGES) is a real judge, not a pipeline check: "open judge <slug> (<id>@<rev>)".
     """
     judge = str(judge_id)
     if judge != LOCAL_JUDGE:
@@ -177,6 +178,18 @@ def judge_label(judge_id: Any, local_model: str | None) -> JudgeLabel:
             False,
         )
     model = "" if local_model is None else str(local_model).strip()
+    open_judge = open_weights_judge(model)
+    if open_judge is not None:
+        return JudgeLabel(
+            judge,
+            True,
+            open_judge.label,
+            f"Judge: {open_judge.label}, an open-weights model read by the local judge's "
+            "probability protocol, not the paper's judge; its agreement with the retired judge: "
+            "results/tables/judge_calibration.",
+            model,
+            False,
+        )
     name = f"local judge {model}" if model else "local judge (policy base model)"
     return JudgeLabel(
         judge, True, f"{name}, pipeline check", f"{name}: {LOCAL_JUDGE_CAVEAT}", model, False
