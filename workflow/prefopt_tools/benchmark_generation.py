@@ -6,8 +6,9 @@ it times
 
 - generation: plain Hugging Face `generate` as our code called it before the engine
   (`baseline_generate`: float32, batches in benchmark order, one seed per batch) against
-  `prefopt.generation.engine` (length-sorted batches, finished rows dropped, growing KV cache, top-k
-  sampling, `generation.cpu_dtype`), also in float32 to separate the engine from the dtype;
+  `prefopt.generation.hf_engine` (length-sorted batches, finished rows dropped, growing KV
+  cache, top-k sampling, `generation.cpu_dtype`), also in float32 to separate the engine from
+  the dtype;
 - the local judge: its former pass (`BaselineLocalJudge`: float32, logits at every position)
   against `prefopt.judging.local.LocalJudge` (last position only, `judges.local_cpu_dtype`),
   each prompt whole and with the template's common prefix run once, on pairs of the AlpacaEval
@@ -40,16 +41,14 @@ import torch
 
 from prefopt.config import load_config
 from prefopt.data.prepare import read_jsonl, subset_mt_bench
-from prefopt.generation.engine import (
-    GenerationEngine,
-    HfEngine,
+from prefopt.generation.answers import (
     _messages,
-    answer_seed,
     engine_texts,
     generate_mt_bench,
-    generate_token_ids,
     mt_bench_temperature,
 )
+from prefopt.generation.hf_engine import HfEngine, generate_token_ids
+from prefopt.generation.interface import GenerationEngine, answer_seed
 from prefopt.judging.local import LocalJudge
 from prefopt.judging.mt_bench import load_judge_prompts
 from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype

@@ -3,7 +3,7 @@ generated them (engine, version, dtype, device)."""
 
 import torch
 
-from prefopt.generation.engine import generate_alpaca_eval, load_engine
+from prefopt.generation.answers import generate_alpaca_eval, load_engine
 from prefopt.runtime import read_json, require_gpu, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])

@@ -4,7 +4,7 @@ what generated them (engine, version, dtype, device)."""
 import torch
 
 from prefopt.data.prepare import read_jsonl, write_jsonl
-from prefopt.generation.engine import generate_mt_bench, load_engine
+from prefopt.generation.answers import generate_mt_bench, load_engine
 from prefopt.runtime import require_gpu, setup_logging, write_json
 
 log = setup_logging(snakemake.log[0])

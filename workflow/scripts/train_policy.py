@@ -34,7 +34,8 @@ if training["gpus_per_job"] > 1:  # one job on several GPUs: DDP under torchrun
     allow_cpu = os.environ.get(ALLOW_CPU_ENV) == "1"
     require_job_gpus(snakemake.resources.gpu, training["gpus_per_job"], allow_cpu)
     args_path = Path(snakemake.output.model).parent / "ddp_args.json"
-    summary = launch(training["gpus_per_job"], {**args, "log_path": snakemake.log[0]}, args_path)
+    ddp_args = {**args, "log_path": snakemake.log[0]}
+    summary = launch(train_policy, training["gpus_per_job"], ddp_args, args_path)
 else:
     summary = train_policy(**args)
 log.info(

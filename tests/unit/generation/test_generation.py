@@ -17,17 +17,19 @@ from transformers.generation.logits_process import (
 )
 
 from prefopt.data.prepare import read_jsonl
-from prefopt.generation.engine import (
-    HfEngine,
+from prefopt.generation.answers import (
     _messages,
-    answer_seed,
     generate_alpaca_eval,
     generate_mt_bench,
     generate_texts,
+)
+from prefopt.generation.hf_engine import (
+    HfEngine,
     generate_token_ids,
     penalise_repeats,
     sampling_candidates,
 )
+from prefopt.generation.interface import answer_seed
 from prefopt.modeling import cpu_has_native_bf16, load_model
 from prefopt.runtime import read_json
 from prefopt_tools.benchmark_generation import distribution_check
@@ -281,7 +283,8 @@ def test_vllm_engine_writes_what_the_hf_engine_writes(monkeypatch, fp32, smollm2
     equal files; real vLLM samples with its own kernels (workflow/bin/gpu-smoke runs it)."""
     from standins import StandInVllm
 
-    from prefopt.generation.engine import default_top_k, eos_ids, load_engine
+    from prefopt.generation.answers import load_engine
+    from prefopt.generation.interface import default_top_k, eos_ids
 
     model, tok = fp32
     stand_in = StandInVllm()
@@ -330,7 +333,7 @@ def test_vllm_engine_writes_what_the_hf_engine_writes(monkeypatch, fp32, smollm2
 def test_vllm_engine_without_a_gpu_says_how_to_expose_one(smollm2_dir):
     """vLLM has no CPU build: asked for on a machine where torch sees no CUDA device, the
     engine stops before importing vLLM or loading anything, naming --nv and the HF engine."""
-    from prefopt.generation.engine import load_engine
+    from prefopt.generation.answers import load_engine
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")

@@ -15,7 +15,13 @@ from helpers import tiny_training_job
 from safetensors.torch import load_file
 
 from prefopt.config import ConfigError, load_config, validate_config
-from prefopt.training.ddp import launch, per_device_batch, require_job_gpus
+from prefopt.training.ddp import (
+    launch,
+    per_device_batch,
+    require_job_gpus,
+    result_path,
+    target_name,
+)
 from prefopt.training.trainer import train_policy
 
 # 8 pairs, a global batch of 4, 2 epochs: 4 optimiser steps, each seeing 4 pairs; in two
@@ -58,7 +64,8 @@ def test_two_processes_train_as_one_with_the_same_global_batch(job, tmp_path):
     one = train_policy(**_args(job, tmp_path / "one"))
     args_path = tmp_path / "two" / "ddp_args.json"
     log_path = tmp_path / "two.log"
-    two = launch(2, {**_args(job, tmp_path / "two"), "log_path": str(log_path)}, args_path)
+    two_args = {**_args(job, tmp_path / "two"), "log_path": str(log_path)}
+    two = launch(train_policy, 2, two_args, args_path)
 
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["global_batch_size"] == two["global_batch_size"] == 4  # 4 x 1, and 2 x 2
@@ -85,6 +92,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch(job, tmp_path):
     rows_one.loc[0, "rewards_accuracy"] = rows_two.loc[0, "rewards_accuracy"]
     pd.testing.assert_frame_equal(rows_two, rows_one, rtol=1e-4, atol=1e-5, check_dtype=False)
     assert not args_path.exists()  # the launcher's argument file goes once the job is done
+    assert not result_path(args_path).exists()  # and rank 0's return value, once read
     assert "DDP: 2 processes (gloo), one per CPU process" in log_path.read_text()
 
 
@@ -93,7 +101,7 @@ def test_a_batch_the_processes_cannot_split_stops_the_job(job, tmp_path):
         per_device_batch({"per_device_train_batch_size": 3}, processes=2)
     args = _args(job, tmp_path, per_device_train_batch_size=3)
     with pytest.raises(RuntimeError, match=r"distributed training \(2 processes, training\.gpus"):
-        launch(2, args, tmp_path / "ddp_args.json")
+        launch("prefopt.training.trainer:train_policy", 2, args, tmp_path / "ddp_args.json")
     assert not (tmp_path / "model").exists()
 
 
@@ -111,3 +119,20 @@ def test_a_job_granted_fewer_gpus_than_processes_is_refused_before_launch():
         require_job_gpus(1, 2, allow_cpu=False)
     require_job_gpus(2, 2, allow_cpu=False)
     require_job_gpus(1, 2, allow_cpu=True)  # CPU processes: no GPU to grant
+
+
+def test_launch_takes_the_function_by_a_name_the_processes_can_import():
+    """`launch` is given what to run; each torchrun process imports it by "module:function",
+    so a function they could not import is refused before any process starts."""
+    assert target_name(train_policy) == "prefopt.training.trainer:train_policy"
+    assert target_name("prefopt.training.trainer:train_policy") == target_name(train_policy)
+
+    def nested(**kwargs):
+        return kwargs
+
+    with pytest.raises(ValueError, match="module-level function"):
+        target_name(nested)
+    with pytest.raises(ValueError, match="'module:function'"):
+        target_name("prefopt.training.trainer.train_policy")
+    with pytest.raises(AttributeError):
+        target_name("prefopt.training.trainer:no_such_function")

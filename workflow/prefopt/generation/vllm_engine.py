@@ -2,14 +2,14 @@
 generated theirs (fp16; continuous batching and a paged KV cache, far faster than a decoding loop
 at 1,024 new tokens).
 
-What makes it the same experiment as the HF engine (`prefopt.generation.engine.HfEngine`): vLLM is
-given token ids, not text, made by the same chat template and system prompt
-(`chat_prompt_ids`); each answer gets the same per-answer seed (`answer_seed`) through
-`SamplingParams.seed`; temperature, top-p, repetition penalty and max new tokens come from the
-config, top-k and the end-of-sequence tokens from the model's generation config, as
-`generate` reads them; the answers are decoded by the same tokenizer into the same files. The
-random streams differ (vLLM samples with its own kernels), so the two engines give different
-answers from the same distribution, not the same answers.
+What makes it the same experiment as the HF engine (`prefopt.generation.hf_engine.HfEngine`):
+both follow `prefopt.generation.interface`. vLLM is given token ids, not text, made by the same
+chat template and system prompt (`chat_prompt_ids`); each answer gets the same per-answer seed
+(`answer_seed`) through `SamplingParams.seed`; temperature, top-p, repetition penalty and max
+new tokens come from the config, top-k and the end-of-sequence tokens from the model's
+generation config, as `generate` reads them; the answers are decoded by the same tokenizer into
+the same files. The random streams differ (vLLM samples with its own kernels), so the two
+engines give different answers from the same distribution, not the same answers.
 
 vLLM pins its own torch and transformers, so it lives in its own software stack
 (`envs/vllm.yaml`, `containers/vllm.def`); this module imports it only when the engine is made.
@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefopt.generation.engine import check_per_prompt, default_top_k, eos_ids
+from prefopt.generation.interface import check_per_prompt, default_top_k, eos_ids
 
 #: What to say when vLLM is asked for without a CUDA device (it has no CPU build on PyPI).
 NO_GPU_MESSAGE = (

@@ -170,7 +170,7 @@ class LocalJudge:
         prefix and a row's own tokens shifts nothing."""
         from transformers.cache_utils import DynamicCache
 
-        from prefopt.generation.engine import left_padded
+        from prefopt.generation.hf_engine import left_padded
 
         device, n = self.model.device, len(rows)
         input_ids, mask, positions = left_padded(rows, self.tokenizer.pad_token_id, device)

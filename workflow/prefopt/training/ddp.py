@@ -11,17 +11,20 @@ every optimiser step sees the pairs a one-device step sees. Never DataParallel
 summed over the processes before each row is written.
 
 Only the pairwise trainer runs distributed; the seed-method jobs (DCKD, ADPA, λ-DPO) take one
-GPU each.
+GPU each. `launch` runs the function it is given (`workflow/scripts/train_policy.py` gives it
+`prefopt.training.trainer.train_policy`; each torchrun process imports it by name), so this
+module, whose helpers the trainer imports, imports no trainer: no import circle.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +124,63 @@ def sum_across_processes(values: Sequence[float]) -> list[float]:
     return tensor.tolist()
 
 
-def launch(processes: int, args: dict[str, Any], args_path: str | Path) -> dict[str, Any]:
-    """Run `prefopt.training.trainer.train_policy(**args)` in `processes` torchrun processes on this
-    node and return the summary rank 0 wrote. `args_path` holds the arguments meanwhile (a
-    file beside the job's checkpoints, which Snakemake does not delete)."""
+def target_name(target: Callable[..., Any] | str) -> str:
+    """The ``"module:function"`` a torchrun process imports to find `target`: a module-level
+    function of an importable module (not a script's ``__main__``, not a nested function), or
+    such a string, checked here, before any process starts."""
+    if isinstance(target, str):
+        name = target
+    else:
+        name = f"{target.__module__}:{target.__qualname__}"
+        if target.__module__ == "__main__" or "<locals>" in target.__qualname__:
+            raise ValueError(
+                f"cannot launch {name} in torchrun processes: they import the function by "
+                f"name, so it must be a module-level function of an importable module"
+            )
+    found = resolve_target(name)
+    if not isinstance(target, str) and found is not target:
+        raise ValueError(f"{name} names another object than the function given to launch")
+    return name
+
+
+def resolve_target(name: str) -> Callable[..., Any]:
+    """The function a ``"module:function"`` string names (imported)."""
+    module, sep, qualname = name.partition(":")
+    if not (module and sep and qualname):
+        raise ValueError(f"launch target {name!r} is not of the form 'module:function'")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not callable(found):
+        raise ValueError(f"launch target {name!r} is not callable")
+    return found
+
+
+def result_path(args_path: str | Path) -> Path:
+    """Where rank 0 writes the launched function's return value (JSON) for `launch`."""
+    args_path = Path(args_path)
+    return args_path.with_name(f"{args_path.stem}.result.json")
+
+
+def launch(
+    target: Callable[..., Any] | str,
+    processes: int,
+    args: dict[str, Any],
+    args_path: str | Path,
+) -> Any:
+    """Run ``target(**args)`` in `processes` torchrun processes on this node and return what it
+    returned on rank 0 (through JSON). `target`: a module-level function or its
+    ``"module:function"`` name (`target_name`), which each process imports: the caller says what
+    to run (`workflow/scripts/train_policy.py`: `prefopt.training.trainer.train_policy`), so this
+    module imports no trainer. `args_path` holds the arguments meanwhile (a file beside the job's
+    checkpoints, which Snakemake does not delete), the return value beside it (`result_path`).
+    An ``args["log_path"]`` is taken out and given to the processes' logging, not to `target`."""
+    name = target_name(target)
     args_path = Path(args_path)
     args_path.parent.mkdir(parents=True, exist_ok=True)
     args_path.write_text(json.dumps(args, indent=1))
+    result_file = result_path(args_path)
+    result_file.unlink(missing_ok=True)  # a failed run's leftover is not this run's result
     command = [
         sys.executable,
         "-m",
@@ -137,6 +190,7 @@ def launch(processes: int, args: dict[str, Any], args_path: str | Path) -> dict[
         f"--nproc-per-node={processes}",
         "-m",
         __name__,
+        name,
         str(args_path),
     ]
     run = subprocess.run(command, check=False)
@@ -145,19 +199,26 @@ def launch(processes: int, args: dict[str, Any], args_path: str | Path) -> dict[
             f"distributed training ({processes} processes, training.{GPUS_PER_JOB}) failed "
             f"with exit status {run.returncode}; each process's error is above in this log"
         )
+    result = json.loads(result_file.read_text())
     args_path.unlink(missing_ok=True)
-    return json.loads((Path(args["out_dir"]) / "prefopt_training.json").read_text())
+    result_file.unlink(missing_ok=True)
+    return result
 
 
 def main(argv: Sequence[str]) -> None:
-    """A torchrun process: log to the job's log (rank 0) or stderr, then train."""
+    """A torchrun process (``python -m prefopt.training.ddp module:function args.json``): log to
+    the job's log (rank 0) or stderr, import the function `launch` was given and call it with
+    the arguments; rank 0 writes its return value for `launch`."""
     from prefopt.runtime import setup_logging
-    from prefopt.training.trainer import train_policy
 
-    args = json.loads(Path(argv[0]).read_text())
+    name, args_path = argv
+    target = resolve_target(name)
+    args = json.loads(Path(args_path).read_text())
     log_path = args.pop("log_path", None)
     setup_logging(log_path if is_main_process() else None, append=True)
-    train_policy(**args)
+    result = target(**args)
+    if is_main_process():
+        result_path(args_path).write_text(json.dumps(result, indent=1))
     import torch.distributed as dist
 
     if dist.is_initialized():

@@ -1,0 +1,174 @@
+"""The benchmark answers, whichever engine generates them: the entry points of generation.
+
+`load_engine` makes the engine `generation.engine` names (`hf_engine.HfEngine`, our decoding loop,
+or `vllm_engine.VllmEngine`); `generate_alpaca_eval` and `generate_mt_bench` turn the benchmark's
+prompts into conversations with the paper's system prompt, ask the engine for each answer with
+its own seed, and return alpaca_eval `model_outputs.json` records and FastChat `model_answer`
+rows. `engine_texts` is the step between (conversations -> answer texts, on any engine),
+`generate_texts` the same on a model with the HF engine.
+
+The only module that knows both engines: they share `prefopt.generation.interface` and never
+import each other or this module.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from prefopt.generation.hf_engine import HfEngine
+from prefopt.generation.interface import GenerationEngine, answer_seed, chat_prompt_ids
+from prefopt.generation.vllm_engine import VllmEngine
+from prefopt.judging.mt_bench import FASTCHAT_TEMPERATURE
+
+
+def _messages(system_prompt: str, turns: list[str], answers: list[str]) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system_prompt}]
+    for i, turn in enumerate(turns):
+        msgs.append({"role": "user", "content": turn})
+        if i < len(answers):
+            msgs.append({"role": "assistant", "content": answers[i]})
+    return msgs
+
+
+def engine_texts(
+    engine: GenerationEngine,
+    conversations: list[list[dict[str, str]]],
+    *,
+    temperatures: list[float],
+    top_p: float,
+    max_new_tokens: int,
+    repetition_penalty: float,
+    seeds: list[int],
+) -> list[str]:
+    """Each conversation's answer as text (special tokens dropped, stripped), in their order:
+    the same templating and decoding whatever the engine. Answer i is drawn at
+    `temperatures[i]` with `seeds[i]` (0 = greedy)."""
+    answers = engine.token_ids(
+        chat_prompt_ids(engine.tokenizer, conversations),
+        temperatures=temperatures,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        seeds=seeds,
+    )
+    return [t.strip() for t in engine.tokenizer.batch_decode(answers, skip_special_tokens=True)]
+
+
+def generate_texts(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    repetition_penalty: float,
+    seeds: list[int],
+    batch_size: int,
+) -> list[str]:
+    """`engine_texts` with the HF engine on `model`, all at one `temperature`."""
+    return engine_texts(
+        HfEngine(model, tokenizer, batch_size),
+        conversations,
+        temperatures=[temperature] * len(conversations),
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        seeds=seeds,
+    )
+
+
+def generate_alpaca_eval(
+    engine: GenerationEngine,
+    items: list[dict[str, Any]],
+    *,
+    generator: str,
+    system_prompt: str,
+    settings: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """alpaca_eval model outputs for `items` (instruction, dataset), in the benchmark order."""
+    texts = engine_texts(
+        engine,
+        [_messages(system_prompt, [it["instruction"]], []) for it in items],
+        temperatures=[float(settings["temperature"])] * len(items),
+        top_p=settings["top_p"],
+        max_new_tokens=settings["max_new_tokens"],
+        repetition_penalty=settings["repetition_penalty"],
+        seeds=[answer_seed(seed, "alpaca_eval", i) for i in range(len(items))],
+    )
+    return [
+        {
+            "instruction": it["instruction"],
+            "output": text,
+            "generator": generator,
+            "dataset": it.get("dataset", ""),
+        }
+        for it, text in zip(items, texts, strict=True)
+    ]
+
+
+def mt_bench_temperature(settings: dict[str, Any], category: str) -> float:
+    """The temperature an MT-Bench answer is drawn at: FastChat's for its category when
+    `settings["temperature"]` is "fastchat", else that number."""
+    t = settings["temperature"]
+    return FASTCHAT_TEMPERATURE[category] if t == "fastchat" else float(t)
+
+
+def generate_mt_bench(
+    engine: GenerationEngine,
+    questions: list[dict[str, Any]],
+    *,
+    model_id: str,
+    system_prompt: str,
+    settings: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Both MT-Bench turns; turn 2 sees the model's own turn-1 answer, as in FastChat.
+
+    Each turn is one engine call over every question, each at its category's temperature
+    (greedy rows and sampled rows share the batch): one decoding loop per turn instead of one
+    per temperature group, so the questions of the three FastChat temperatures no longer wait
+    for each other's loops."""
+    answers: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
+    for turn in range(2):
+        texts = engine_texts(
+            engine,
+            [
+                _messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
+                for q in questions
+            ],
+            temperatures=[mt_bench_temperature(settings, q["category"]) for q in questions],
+            top_p=settings["top_p"],
+            max_new_tokens=settings["max_new_tokens"],
+            repetition_penalty=settings["repetition_penalty"],
+            seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in questions],
+        )
+        for q, text in zip(questions, texts, strict=True):
+            answers[q["question_id"]].append(text)
+    now = time.time()
+    return [
+        {
+            "question_id": q["question_id"],
+            "answer_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{model_id}/{q['question_id']}").hex,
+            "model_id": model_id,
+            "choices": [{"index": 0, "turns": answers[q["question_id"]]}],
+            "tstamp": now,
+        }
+        for q in questions
+    ]
+
+
+def load_engine(model_dir: str, generation: dict[str, Any], *, seed: int) -> GenerationEngine:
+    """The engine `generation.engine` names, on the model in `model_dir` (`generation`: the
+    rule's params from `prefopt.config.generation_params`)."""
+    if generation["engine"] == "vllm":
+        return VllmEngine(model_dir, dtype=generation["dtype"], seed=seed, **generation["vllm"])
+    from prefopt.modeling import load_model
+
+    model, tokenizer = load_model(
+        model_dir, dtype=generation["dtype"], cpu_dtype=generation["cpu_dtype"]
+    )
+    return HfEngine(model, tokenizer, generation["batch_size"])
