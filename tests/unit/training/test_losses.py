@@ -27,6 +27,7 @@ only the mean and the per-pair gradients are comparable).
 
 from __future__ import annotations
 
+import inspect
 import math
 import tempfile
 from types import SimpleNamespace
@@ -41,11 +42,14 @@ from hypothesis import strategies as st
 
 from prefopt.training.diagnostics import pair_gradients
 from prefopt.training.losses import (
+    LOSS_SPECS,
     LOSSES,
     OPTIONAL_PARAMS,
+    PARAM_NAMES,
     REQUIRED_PARAMS,
     TRL_LOSS_TYPE,
     LossConfigError,
+    LossSpec,
     amapo_margin,
     margin_sigmoid_max_label_smoothing,
     margin_sigmoid_truncation_point,
@@ -662,3 +666,87 @@ def test_apo_zero_and_down_match_paper_equations(batch, beta):
     # Eq. 7 + the constant 1 (TRL's form); Eq. 8 + 1
     torch.testing.assert_close(zero, 1 - torch.sigmoid(rw) + torch.sigmoid(rl))
     torch.testing.assert_close(down, 1 + torch.sigmoid(rw) - torch.sigmoid(rw - rl))
+
+
+# ---------------------------------------------------------------------------------------------
+# LOSS_SPECS: one complete record per loss, and the tables derived from it
+
+_UNIFORM_POSITIONAL = (
+    "chosen_logps",
+    "rejected_logps",
+    "ref_chosen_logps",
+    "ref_rejected_logps",
+    "chosen_lengths",
+    "rejected_lengths",
+)
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_every_loss_spec_is_complete(name):
+    spec = LOSS_SPECS[name]
+    assert isinstance(spec, LossSpec) and spec.name == name
+    assert callable(spec.fn)
+    assert spec.reference.strip(), name
+    sig = inspect.signature(spec.fn)
+    positional = [
+        p for p in sig.parameters.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
+    assert tuple(p.name for p in positional) == _UNIFORM_POSITIONAL
+    assert all(p.default is None for p in positional[4:])  # lengths optional
+    keyword_only = {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    # params are exactly the function's keyword arguments; required iff the function has no default
+    assert set(spec.params) == set(keyword_only), name
+    assert set(spec.params) <= set(PARAM_NAMES)
+    assert spec.params["beta"] is None  # every loss requires beta
+    for param, default in spec.params.items():
+        if default is None:
+            assert keyword_only[param] is inspect.Parameter.empty, (name, param)
+        else:
+            assert keyword_only[param] == default, (name, param)
+    assert spec.trl_loss_type is None or isinstance(spec.trl_loss_type, str)
+    # the derived views agree with the spec
+    assert LOSSES[name] is spec.fn
+    assert REQUIRED_PARAMS[name] == spec.required
+    assert OPTIONAL_PARAMS.get(name, {}) == spec.optional
+    assert TRL_LOSS_TYPE.get(name) == spec.trl_loss_type
+    assert needs_lengths(name) is spec.needs_lengths
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_spec_defaults_are_what_validation_fills_in(name):
+    spec = LOSS_SPECS[name]
+    given = {p: PARAMS[name][p] for p in spec.required}
+    resolved = validate_params(name, given)
+    assert resolved == {**spec.optional, **given}
+    for param, default in spec.optional.items():
+        assert resolved[param] == default
+    # ... and the loss with its defaults filled in is the function called with them explicitly
+    c, r, rc, rr, lc, lr = _random_batch(7)
+    explicit = spec.fn(c, r, rc, rr, lc, lr, **spec.optional, **given)
+    torch.testing.assert_close(
+        pairwise_loss(name, c, r, rc, rr, lc, lr, **given), explicit, rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_spec_reference_free_flag(name):
+    c, r, rc, rr, lc, lr = _random_batch(3)
+    if LOSS_SPECS[name].reference_free:
+        pairwise_loss(name, c, r, None, None, lc, lr, **PARAMS[name])
+    else:
+        with pytest.raises(LossConfigError, match="needs reference log-probs"):
+            pairwise_loss(name, c, r, None, None, lc, lr, **PARAMS[name])
+
+
+def test_loss_spec_is_immutable_and_rejects_unknown_parameters():
+    spec = LOSS_SPECS["exo"]
+    with pytest.raises(TypeError):
+        spec.params["label_smoothing"] = 0.1  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        spec.needs_lengths = True  # type: ignore[misc]
+    with pytest.raises(ValueError, match="betta"):
+        LossSpec("typo", LOSSES["dpo"], {"betta": None}, "nowhere")

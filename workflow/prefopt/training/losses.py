@@ -3,7 +3,8 @@
 All losses are pure tensor functions of sequence log-probabilities (summed over the
 completion tokens, shape ``[B]``) and return one loss value per pair (shape ``[B]``); the
 trainer takes the mean. The single entry point is :func:`pairwise_loss`, which validates the
-loss name, the inputs and the parameters before dispatching to the registry :data:`LOSSES`.
+loss name, the inputs and the parameters before dispatching to the registry :data:`LOSS_SPECS`
+(one :class:`LossSpec` per loss).
 
 Sources: ``workflow/docs/paper.md`` (a bare ``§1.x`` below is a section of that page; "paper
 Eq. N" / "Section N" is the paper's own numbering) and ``workflow/docs/seed_methods.md``
@@ -26,15 +27,19 @@ Where a loss is a TRL built-in (:data:`TRL_LOSS_TYPE`), the formula and the orde
 floating-point operations follow the installed TRL 1.16 ``DPOTrainer._compute_loss``; the
 unit tests check values and gradients against TRL's own code path.
 
-To add a loss: write one function with the signature of :func:`dpo_loss`, add one line to
-:data:`LOSSES` (and its parameters to :data:`REQUIRED_PARAMS` / :data:`OPTIONAL_PARAMS`), and add
-one test in ``tests/unit/training/test_losses.py`` (see ``workflow/docs/losses.md``).
+To add a loss: write one function with the signature of :func:`dpo_loss`, add one
+:class:`LossSpec` entry to :data:`LOSS_SPECS` (parameters with defaults, reference, whether it
+needs lengths, TRL equivalent), and add one test in ``tests/unit/training/test_losses.py`` (see
+``workflow/docs/losses.md``). :data:`LOSSES`, :data:`REQUIRED_PARAMS`, :data:`OPTIONAL_PARAMS`
+and :data:`TRL_LOSS_TYPE` are derived from :data:`LOSS_SPECS`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -43,11 +48,13 @@ from torch import Tensor
 
 __all__ = [
     "LOSSES",
+    "LOSS_SPECS",
     "OPTIONAL_PARAMS",
     "PARAM_NAMES",
     "REQUIRED_PARAMS",
     "TRL_LOSS_TYPE",
     "LossConfigError",
+    "LossSpec",
     "amapo_margin",
     "margin_sigmoid_max_label_smoothing",
     "margin_sigmoid_truncation_point",
@@ -450,75 +457,182 @@ def amapo_loss(
 
 LossFn = Callable[..., Tensor]
 
-LOSSES: dict[str, LossFn] = {
-    "dpo": dpo_loss,
-    "cdpo": cdpo_loss,
-    "dpo_hinge": dpo_hinge_loss,
-    "ipo": ipo_loss,
-    "exo": exo_loss,
-    "aot": aot_loss,
-    "aot_pair": aot_pair_loss,
-    "apo_zero": apo_zero_loss,
-    "apo_down": apo_down_loss,
-    "margin_sigmoid": margin_sigmoid_loss,
-    "apo_hinge_zero": apo_hinge_zero_loss,
-    "apo_hinge_softplus": apo_hinge_softplus_loss,
-    "amapo": amapo_loss,
+PARAM_NAMES: tuple[str, ...] = ("beta", "margin", "delta", "label_smoothing")
+"""Every loss parameter :func:`validate_params` knows how to range-check."""
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything the workflow knows about one loss: adding a loss is one :data:`LOSS_SPECS` entry.
+
+    Attributes:
+        name: the config's ``loss:`` value.
+        fn: the per-pair loss, with the uniform signature of :func:`dpo_loss`.
+        params: parameter -> default, in the order error messages list them; ``None`` marks a
+            parameter the config must give. Exactly ``fn``'s keyword-only arguments, each a
+            name in :data:`PARAM_NAMES`.
+        reference: the paper / source of the formula (``workflow/docs/paper.md`` section).
+        needs_lengths: ``fn`` needs ``chosen_lengths`` / ``rejected_lengths``.
+        reference_free: ``fn`` ignores the reference log-probs (they may be ``None``).
+        trl_loss_type: the TRL 1.16 ``DPOConfig.loss_type`` computing the same loss, if any (the
+            TRL parity test then covers it).
+    """
+
+    name: str
+    fn: LossFn
+    params: Mapping[str, float | None]
+    reference: str
+    needs_lengths: bool = False
+    reference_free: bool = False
+    trl_loss_type: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        unknown = [p for p in self.params if p not in PARAM_NAMES]
+        if unknown:
+            raise ValueError(
+                f"LossSpec {self.name!r}: unknown parameter(s) {unknown}; add them to "
+                f"PARAM_NAMES and _check_value"
+            )
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The parameters a config must give, in order."""
+        return tuple(p for p, default in self.params.items() if default is None)
+
+    @property
+    def optional(self) -> dict[str, float]:
+        """The parameters with a default, ``{parameter: default}``."""
+        return {p: default for p, default in self.params.items() if default is not None}
+
+
+LOSS_SPECS: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in (
+        LossSpec(
+            "dpo",
+            dpo_loss,
+            {"beta": None},
+            "paper Eq. 1 (workflow/docs/paper.md §1.1)",
+            trl_loss_type="sigmoid",
+        ),
+        LossSpec(
+            "cdpo",
+            cdpo_loss,
+            {"beta": None, "label_smoothing": None},
+            "paper Eq. 2 (workflow/docs/paper.md §1.2)",
+        ),
+        LossSpec(
+            "dpo_hinge",
+            dpo_hinge_loss,
+            {"beta": None, "margin": None},
+            "paper Eq. 3 (workflow/docs/paper.md §1.3; SLiC / RSO)",
+            trl_loss_type="hinge",  # only with margin = 1
+        ),
+        LossSpec(
+            "ipo",
+            ipo_loss,
+            {"beta": None},
+            "IPO Eq. 17, TRL's length-normalised form (workflow/docs/paper.md §1.10)",
+            needs_lengths=True,
+            trl_loss_type="ipo",
+        ),
+        LossSpec(
+            "exo",
+            exo_loss,
+            {"beta": None, "label_smoothing": 0.0},  # 0 means eps = 1e-3
+            "Ji et al. 2024 Eq. 16, TRL's exo_pair (workflow/docs/paper.md §1.5)",
+            trl_loss_type="exo_pair",
+        ),
+        LossSpec(
+            "aot",
+            aot_loss,
+            {"beta": None, "label_smoothing": 0.0},
+            "paper Eqs. 4-5, paired (workflow/docs/paper.md §1.4)",
+            trl_loss_type="aot",
+        ),
+        LossSpec(
+            "aot_pair",
+            aot_pair_loss,
+            {"beta": None, "label_smoothing": 0.0},
+            "paper Eqs. 4-5, unpaired (workflow/docs/paper.md §1.4)",
+            trl_loss_type="aot_unpaired",
+        ),
+        LossSpec(
+            "apo_zero",
+            apo_zero_loss,
+            {"beta": None},
+            "paper Eqs. 7 / 9 (workflow/docs/paper.md §1.6)",
+            trl_loss_type="apo_zero",
+        ),
+        LossSpec(
+            "apo_down",
+            apo_down_loss,
+            {"beta": None},
+            "paper Eq. 8 (workflow/docs/paper.md §1.6)",
+            trl_loss_type="apo_down",
+        ),
+        LossSpec(
+            "margin_sigmoid",
+            margin_sigmoid_loss,
+            {"beta": None, "delta": None, "label_smoothing": None},
+            "paper Sections 4.1 / 6.4.1 (workflow/docs/paper.md §1.7)",
+        ),
+        LossSpec(
+            "apo_hinge_zero",
+            apo_hinge_zero_loss,
+            {"beta": None, "margin": None},
+            "paper Eq. 11 (workflow/docs/paper.md §1.8)",
+        ),
+        LossSpec(
+            "apo_hinge_softplus",
+            apo_hinge_softplus_loss,
+            {"beta": None, "margin": None},
+            "paper Eq. 12 (workflow/docs/paper.md §1.9)",
+        ),
+        LossSpec(
+            "amapo",
+            amapo_loss,
+            {"beta": None, "label_smoothing": 0.0},
+            "AMaPO, arXiv 2511.09385 (workflow/docs/seed_methods.md §1)",
+            needs_lengths=True,
+            reference_free=True,
+        ),
+    )
 }
+"""Loss name -> :class:`LossSpec`: the one registry of losses. Everything below derives from it."""
+
+# Read-only views of LOSS_SPECS, kept for their importers (edit LOSS_SPECS, not these).
+
+LOSSES: dict[str, LossFn] = {name: spec.fn for name, spec in LOSS_SPECS.items()}
 """Loss name -> per-pair loss function (uniform signature, parameters keyword-only)."""
 
 REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
-    "dpo": ("beta",),
-    "cdpo": ("beta", "label_smoothing"),
-    "dpo_hinge": ("beta", "margin"),
-    "ipo": ("beta",),
-    "exo": ("beta",),
-    "aot": ("beta",),
-    "aot_pair": ("beta",),
-    "apo_zero": ("beta",),
-    "apo_down": ("beta",),
-    "margin_sigmoid": ("beta", "delta", "label_smoothing"),
-    "apo_hinge_zero": ("beta", "margin"),
-    "apo_hinge_softplus": ("beta", "margin"),
-    "amapo": ("beta",),
+    name: spec.required for name, spec in LOSS_SPECS.items()
 }
 """Loss name -> parameters a config must give (a variant missing one is a config error)."""
 
 OPTIONAL_PARAMS: dict[str, dict[str, float]] = {
-    "exo": {"label_smoothing": 0.0},  # 0 means eps = 1e-3
-    "aot": {"label_smoothing": 0.0},
-    "aot_pair": {"label_smoothing": 0.0},
-    "amapo": {"label_smoothing": 0.0},
+    name: spec.optional for name, spec in LOSS_SPECS.items() if spec.optional
 }
 """Loss name -> {parameter: default} it also accepts. Any other parameter is an error."""
 
-PARAM_NAMES: tuple[str, ...] = ("beta", "margin", "delta", "label_smoothing")
-
 TRL_LOSS_TYPE: dict[str, str] = {
-    "dpo": "sigmoid",
-    "dpo_hinge": "hinge",  # only with margin = 1
-    "ipo": "ipo",
-    "exo": "exo_pair",
-    "aot": "aot",
-    "aot_pair": "aot_unpaired",
-    "apo_zero": "apo_zero",
-    "apo_down": "apo_down",
+    name: spec.trl_loss_type for name, spec in LOSS_SPECS.items() if spec.trl_loss_type is not None
 }
 """Our name -> TRL 1.16 ``DPOConfig.loss_type`` computing the same loss (where one exists)."""
 
-_LENGTH_LOSSES = frozenset({"ipo", "amapo"})
-_REFERENCE_FREE = frozenset({"amapo"})
 
-
-def _check_name(name: str) -> None:
-    if name not in LOSSES:
+def _check_name(name: str) -> LossSpec:
+    spec = LOSS_SPECS.get(name)
+    if spec is None:
         raise LossConfigError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
+    return spec
 
 
 def needs_lengths(name: str) -> bool:
     """Whether loss ``name`` needs ``chosen_lengths`` / ``rejected_lengths`` (ipo, amapo)."""
-    _check_name(name)
-    return name in _LENGTH_LOSSES
+    return _check_name(name).needs_lengths
 
 
 def finite_number(
@@ -556,10 +670,10 @@ def validate_params(name: str, params: Mapping[str, Any]) -> dict[str, float]:
     Raises :class:`LossConfigError` for an unknown loss, a missing required parameter, a
     parameter the loss does not use, or an out-of-range value. ``None`` counts as absent.
     """
-    _check_name(name)
+    spec = _check_name(name)
     given = {k: v for k, v in params.items() if v is not None}
-    required = REQUIRED_PARAMS[name]
-    optional = OPTIONAL_PARAMS.get(name, {})
+    required = spec.required
+    optional = spec.optional
     missing = [p for p in required if p not in given]
     if missing:
         raise LossConfigError(
@@ -587,17 +701,17 @@ def pairwise_loss(
     rejected_lengths: Tensor | None = None,
     **params: Any,
 ) -> Tensor:
-    """Per-pair loss ``[B]`` of loss ``name`` (see :data:`LOSSES`).
+    """Per-pair loss ``[B]`` of loss ``name`` (see :data:`LOSS_SPECS`).
 
     Args:
-        name: a key of :data:`LOSSES`.
+        name: a key of :data:`LOSS_SPECS`.
         chosen_logps, rejected_logps: policy sequence log-probs (sum over completion tokens), [B].
         ref_chosen_logps, ref_rejected_logps: reference log-probs, [B]; may be None only for the
             reference-free ``amapo``.
         chosen_lengths, rejected_lengths: completion token counts, [B]; required by ``ipo`` and
-            ``amapo`` (:func:`needs_lengths`), ignored otherwise.
+            ``amapo`` (:attr:`LossSpec.needs_lengths`), ignored otherwise.
         **params: ``beta``, ``margin``, ``delta``, ``label_smoothing`` as the loss requires
-            (:data:`REQUIRED_PARAMS`, :data:`OPTIONAL_PARAMS`).
+            (:attr:`LossSpec.params`).
 
     Raises:
         LossConfigError: unknown name, missing / unused / invalid parameter, missing lengths or
@@ -605,7 +719,8 @@ def pairwise_loss(
         ValueError: tensors of mismatching shapes or non-floating dtype.
     """
     resolved = validate_params(name, params)
-    if name in _REFERENCE_FREE:
+    spec = LOSS_SPECS[name]
+    if spec.reference_free:
         if ref_chosen_logps is None:
             ref_chosen_logps = torch.zeros_like(chosen_logps)
         if ref_rejected_logps is None:
@@ -628,10 +743,10 @@ def pairwise_loss(
                 f"loss {name!r}: {key} has shape {tuple(t.shape)}; all log-prob inputs must be "
                 f"1-D of the same shape {tuple(chosen_logps.shape)}"
             )
-    if name in _LENGTH_LOSSES:
+    if spec.needs_lengths:
         for side, lengths in (("chosen", chosen_lengths), ("rejected", rejected_lengths)):
             _lengths(name, lengths, side, chosen_logps)
-    return LOSSES[name](
+    return spec.fn(
         chosen_logps,
         rejected_logps,
         ref_chosen_logps,
