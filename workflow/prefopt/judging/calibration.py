@@ -52,13 +52,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prefopt.judging.registry import paper_judge
+
 #: The annotation files of the retired judge this project calibrates against, by source (the
 #: model that wrote ``output_2``; the baseline ``output_1`` is AlpacaEval 2.0's
 #: ``gpt4_1106_preview``), in the order the tables list them.
 SOURCES = ("Mistral-7B-Instruct-v0.2", "gpt-3.5-turbo-0301", "gemini-pro")
 #: The retired judge: alpaca_eval's annotator config and its model.
-REFERENCE_JUDGE = "alpaca_eval_gpt4_turbo_fn"
-REFERENCE_MODEL = "gpt-4-1106-preview"
+REFERENCE_JUDGE = paper_judge("alpaca_eval").id
+REFERENCE_MODEL = paper_judge("alpaca_eval").model
 #: Where a source's annotations sit in the download layout (and in a mirror, and in the shipped
 #: sample): alpaca_eval's own ``results/<model>/<annotator>/annotations.json`` under this folder.
 LAYOUT_DIR = "alpaca_eval_calibration"
@@ -349,6 +351,8 @@ def kappa_bootstrap_interval(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of :func:`cohen_kappa` over pairs resampled with
     replacement (resamples where kappa is undefined are left out); (nan, nan) without any."""
+    from prefopt.reporting.artifacts import percentile_interval
+
     n = len(a)
     if n == 0:
         return math.nan, math.nan
@@ -360,11 +364,7 @@ def kappa_bootstrap_interval(
             for idx in rng.integers(0, n, (n_bootstrap, n))
         ]
     )
-    reps = reps[np.isfinite(reps)]
-    if reps.size == 0:
-        return math.nan, math.nan
-    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    return percentile_interval(reps, level)
 
 
 def position_consistency(

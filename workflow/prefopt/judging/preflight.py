@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from prefopt.config import ConfigError
-from prefopt.judging.registry import API_KEY_ENV, BENCHMARKS, JudgeSpec, judge_spec
+from prefopt.judging.registry import API_KEY_ENV, BENCHMARKS, JudgeSpec, judge_spec, spec_of
 
 #: Set to 1 to skip the API check before a real run (a note says so; nothing else changes).
 SKIP_ENV = "PREFOPT_SKIP_JUDGE_PREFLIGHT"
@@ -96,24 +96,18 @@ def configured_api_judges(config: Mapping[str, Any]) -> list[tuple[str, JudgeSpe
 def judges_of_jobs(jobs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, JudgeSpec]]:
     """(benchmark, judge) of every API judge the given jobs will call, each once.
 
-    A job calls an API judge when it has a ``judge`` wildcard naming an API judge of the benchmark
-    its rule is named after (``judge_alpaca_eval_api``, ``judge_mt_bench_api``,
-    ``judge_calibration_alpaca_eval_api``; a later rule that follows the convention is covered
-    too). Local-judge rules have no ``judge`` wildcard.
+    A job calls an API judge when its ``judge`` wildcard names one: API judge ids are unique
+    across benchmarks (prefopt.judging.registry), so the id alone gives the record and its
+    benchmark, whatever the rule (``judge_alpaca_eval_api``, ``judge_mt_bench_api``,
+    ``judge_calibration_alpaca_eval_api``, or a later one). Local-judge rules have no ``judge``
+    wildcard, and ``local`` is no API judge.
     """
-    found: dict[tuple[str, str], JudgeSpec] = {}
-    for rule_name, wildcards in jobs:
-        judge_id = dict(wildcards).get("judge")
-        benchmark = next((b for b in BENCHMARKS if b in rule_name), None)
-        if judge_id is None or benchmark is None:
-            continue
-        try:
-            spec = judge_spec(benchmark, str(judge_id))
-        except KeyError:
-            continue
-        if spec.is_api:
-            found[(benchmark, spec.id)] = spec
-    return [(b, spec) for (b, _), spec in found.items()]
+    found: dict[str, JudgeSpec] = {}
+    for _rule_name, wildcards in jobs:
+        spec = spec_of(str(dict(wildcards).get("judge", "")))
+        if spec is not None:
+            found[spec.id] = spec
+    return [(spec.benchmark, spec) for spec in found.values()]
 
 
 def jobs_of_dag(dag: Any) -> list[tuple[str, dict[str, Any]]]:
