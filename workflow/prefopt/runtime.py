@@ -124,7 +124,7 @@ def setup_logging(log_path: str | Path | None, append: bool = False) -> logging.
 #: Set by common.smk from config `allow_cpu` for every job ("1": GPU jobs may run on the CPU).
 ALLOW_CPU_ENV = "PREFOPT_ALLOW_CPU"
 GPU_HELP = (
-    "Expose the GPU to the job: with Apptainer add --apptainer-args '--nv' (profiles/apptainer "
+    "Expose the GPU to the job: with Apptainer add --apptainer-args=--nv (profiles/apptainer "
     "does); with Docker, --gpus all; on SLURM the job must get one (profiles/slurm asks --gpus=1 "
     "for gpu=1; some sites want --gres=gpu:1 or a GPU partition); on the node, nvidia-smi must "
     "list it and torch must be a CUDA build. To run on the CPU on purpose (days at the paper's "

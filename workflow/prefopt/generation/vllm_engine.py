@@ -25,7 +25,7 @@ from prefopt.generation.interface import check_per_prompt, default_top_k, eos_id
 #: What to say when vLLM is asked for without a CUDA device (it has no CPU build on PyPI).
 NO_GPU_MESSAGE = (
     "generation.engine: vllm needs a CUDA GPU, and torch sees none in this job. Expose it "
-    '(`snakemake --use-apptainer --apptainer-args "--nv"`, or SLURM\'s gres through '
+    "(`snakemake --use-apptainer --apptainer-args=--nv`, or SLURM's gres through "
     "profiles/slurm), or set `generation.engine: hf` to generate on the CPU"
 )
 
