@@ -15,6 +15,16 @@ EMBEDDED_DATA = REPO / "workflow" / "resources" / "data"
 FIXTURES = REPO / "tests" / "fixtures"
 
 
+def shipped_alpaca_eval(data_dir: Path = EMBEDDED_DATA) -> list[dict]:
+    """The 805 AlpacaEval 1.0 items with their text-davinci-003 reference, as the pipeline reads
+    them from the shipped (or a mirrored) source: ``{dataset, instruction, output, generator}``."""
+    from prefopt.data.download import ALPACA_EVAL_REFERENCE
+    from prefopt.data.prepare import alpaca_eval_1_reference
+    from prefopt.runtime import read_json
+
+    return alpaca_eval_1_reference(read_json(data_dir / ALPACA_EVAL_REFERENCE))
+
+
 def copy_workflow(dest: Path) -> Path:
     """A copy of the repository's tracked (and untracked, non-ignored) files, so tests never
     touch the user's results/ and see exactly what a clone holds."""

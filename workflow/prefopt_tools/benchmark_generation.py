@@ -40,7 +40,8 @@ from typing import Any
 import torch
 
 from prefopt.config import load_config
-from prefopt.data.prepare import read_jsonl, subset_mt_bench
+from prefopt.data.download import ALPACA_EVAL_REFERENCE
+from prefopt.data.prepare import alpaca_eval_1_reference, read_jsonl, subset_mt_bench
 from prefopt.generation.answers import (
     _messages,
     engine_texts,
@@ -56,9 +57,7 @@ from prefopt.runtime import peak_rss_mib, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 EMBEDDED = REPO / "workflow" / "configs" / "embedded.yaml"
-SHIPPED_ALPACA_EVAL = (
-    REPO / "workflow/resources/data/alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json"
-)
+SHIPPED_ALPACA_EVAL = REPO / "workflow/resources/data" / ALPACA_EVAL_REFERENCE
 SHIPPED_MT_BENCH = REPO / "workflow/resources/data/mt_bench/question.jsonl"
 SHIPPED_MT_BENCH_JUDGE_PROMPTS = REPO / "workflow/resources/data/mt_bench/judge_prompts.jsonl"
 SHIPPED_MT_BENCH_REFERENCES = REPO / "workflow/resources/data/mt_bench/reference_answer/gpt-4.jsonl"
@@ -326,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(gen["alpaca_eval"])
     if a.max_new_tokens:
         settings["max_new_tokens"] = a.max_new_tokens
-    items = read_json(SHIPPED_ALPACA_EVAL)
+    items = alpaca_eval_1_reference(read_json(SHIPPED_ALPACA_EVAL))
     items = items[: a.prompts]
     work = a.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH
 from prefopt.judging.registry import api_judges, judge_pattern, judge_spec
 from prefopt.judging.preflight import check_before_run, jobs_of_dag, offline_warnings
 from prefopt.runtime import ALLOW_CPU_ENV, unwritable_reason
-from prefopt.data.download import DOWNLOADS_DIR
+from prefopt.data.download import ALPACA_EVAL_REFERENCE, DOWNLOADS_DIR
 from prefopt.training.reference_cache import meta_path
 from prefopt.reporting.provenance import (
     PROVENANCE_PATH,
@@ -383,7 +383,7 @@ def run_jobs():
         add("aggregate_heldout")
 
     for source, rule_name in [
-        ("alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json", "download_alpaca_eval"),
+        (ALPACA_EVAL_REFERENCE, "download_alpaca_eval"),
         ("mt_bench/question.jsonl", "download_mt_bench"),
     ]:
         if downloaded(source_file(source)):

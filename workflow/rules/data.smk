@@ -38,7 +38,7 @@ rule download_preference_data:
 
 rule download_alpaca_eval:
     output:
-        data=f"{DOWNLOADS}/alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json",
+        data=f"{DOWNLOADS}/{ALPACA_EVAL_REFERENCE}",
         provenance=f"{DOWNLOADS}/alpaca_eval/provenance.json",
     log:
         "results/logs/download_alpaca_eval.log",
@@ -116,7 +116,7 @@ rule prepare_preference_data:
 
 rule prepare_alpaca_eval:
     input:
-        source_file("alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json"),
+        source_file(ALPACA_EVAL_REFERENCE),
     output:
         ALPACA_EVAL_ITEMS,
     log:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import EMBEDDED_DATA
+from helpers import EMBEDDED_DATA, shipped_alpaca_eval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers.generation.logits_process import (
@@ -31,7 +31,6 @@ from prefopt.generation.hf_engine import (
 )
 from prefopt.generation.interface import answer_seed
 from prefopt.modeling import cpu_has_native_bf16, load_model
-from prefopt.runtime import read_json
 from prefopt_tools.benchmark_generation import distribution_check
 
 SYSTEM = "You are a helpful assistant."
@@ -53,7 +52,7 @@ def bf16(smollm2_dir):
 def items():
     """Real AlpacaEval prompts of different lengths (so that length sorting reorders them), and
     one that the model answers in a few tokens (so that a row finishes and leaves its batch)."""
-    rows = read_json(EMBEDDED_DATA / "alpaca_eval" / "alpaca_eval_v1_text_davinci_003_outputs.json")
+    rows = shipped_alpaca_eval()
     picked = [rows[i] for i in (0, 5, 9, 13, 21)]
     short = {"instruction": "Translate 'bonjour' to English.", "dataset": "test"}  # 14 tokens
     return [*picked[:2], short, *picked[2:]]

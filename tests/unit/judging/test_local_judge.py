@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import shipped_alpaca_eval
 
 from prefopt.judging.local import MIN_SHARED_PREFIX, LocalJudge, shared_prefix_length
 from prefopt.modeling import load_model
-from prefopt.runtime import read_json, read_jsonl
+from prefopt.runtime import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ class FullLogitsJudge(LocalJudge):
 def real_pairs(embedded_data):
     """AlpacaEval instructions with their text-davinci-003 reference and, as the other output,
     the reference of the next instruction (real texts, one on topic and one off)."""
-    rows = read_json(embedded_data / "alpaca_eval" / "alpaca_eval_v1_text_davinci_003_outputs.json")
+    rows = shipped_alpaca_eval(embedded_data)
     picked = [rows[i] for i in (0, 3, 7, 12, 20)]
     return [
         {

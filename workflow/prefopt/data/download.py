@@ -60,6 +60,10 @@ class GitHubSource:
     files: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
+#: Where the AlpacaEval 1.0 reference set sits in the download layout (and a mirror): alpaca_eval's
+#: published AE1 annotations of one model (phi-2-sft by alpaca_eval_gpt4), whose ``output_1`` is
+#: the text-davinci-003 baseline every AE1 judgment compares with.
+ALPACA_EVAL_REFERENCE = "alpaca_eval/alpaca_eval_1_annotations_phi-2-sft.json"
 #: The authors' files and their git blob ids at the pinned commit (path, id).
 _AUTHORS_BLOBS = [
     tuple(line.split())
@@ -85,14 +89,18 @@ alpaca_eval_margin_sigmoid.csv acb1c9b042f75d07b4ffb51655873b1f623f0001
 ]
 
 GITHUB_SOURCES: dict[str, GitHubSource] = {
-    # AlpacaEval 1.0: the 805 instructions with text-davinci-003's reference outputs.
+    # AlpacaEval 1.0: the 805 instructions with the reference (baseline) outputs of
+    # text-davinci-003 as alpaca_eval's AlpacaEval 1.0 judging shows them to the judge: the
+    # ``output_1`` of its own published AE1 annotations (prefopt.data.prepare
+    # .alpaca_eval_1_reference). Not results/text_davinci_003/model_outputs.json: 785 of its 805
+    # texts differ from the baseline the AE1 judges (and the paper's) saw.
     "alpaca_eval": GitHubSource(
         repo="tatsu-lab/alpaca_eval",
         commit="cd543a149df89434d8a54582c0151c0b945c3d20",
         files={
-            "alpaca_eval/alpaca_eval_v1_text_davinci_003_outputs.json": (
-                "results/text_davinci_003/model_outputs.json",
-                "9b42638dd9c74a21adaaff9fed3de9f3f0f43ed2",
+            ALPACA_EVAL_REFERENCE: (
+                "results/phi-2-sft/alpaca_eval_gpt4/annotations.json",
+                "e490746acb1ea6e41b81790d38572bdf70b73c60",
             ),
         },
     ),

@@ -120,6 +120,47 @@ def rejected_rows_message(report: dict[str, Any], path: str | Path) -> str | Non
     )
 
 
+#: The AlpacaEval 1.0 baseline, as alpaca_eval names it in ``generator_1``.
+ALPACA_EVAL_1_BASELINE = "text_davinci_003"
+ALPACA_EVAL_1_ITEMS = 805
+
+
+def alpaca_eval_1_reference(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AlpacaEval 1.0's items with its reference outputs, from alpaca_eval's own published AE1
+    annotations (prefopt.data.download.ALPACA_EVAL_REFERENCE): each row's instruction and
+    ``output_1``, the text-davinci-003 baseline exactly as the AE1 judge (and the paper's) saw it,
+    as ``{dataset, instruction, output, generator}`` in the benchmark's order. The file must hold
+    the 805 instructions once each, with that baseline; otherwise this stops, naming the row."""
+    seen: set[str] = set()
+    out = []
+    for i, row in enumerate(annotations):
+        if row.get("generator_1") != ALPACA_EVAL_1_BASELINE:
+            raise ValueError(
+                f"AlpacaEval 1.0 annotations row {i}: generator_1 is {row.get('generator_1')!r}, "
+                f"not the AE1 baseline {ALPACA_EVAL_1_BASELINE!r}"
+            )
+        for key in ("instruction", "output_1"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"AlpacaEval 1.0 annotations row {i}: {key!r} missing or not text")
+        if row["instruction"] in seen:
+            raise ValueError(f"AlpacaEval 1.0 annotations row {i}: instruction repeated")
+        seen.add(row["instruction"])
+        out.append(
+            {
+                "dataset": row.get("dataset"),
+                "instruction": row["instruction"],
+                "output": row["output_1"],
+                "generator": row["generator_1"],
+            }
+        )
+    if len(out) != ALPACA_EVAL_1_ITEMS:
+        raise ValueError(
+            f"AlpacaEval 1.0 annotations: {len(out)} rows, not the benchmark's "
+            f"{ALPACA_EVAL_1_ITEMS} instructions"
+        )
+    return out
+
+
 def subset_alpaca_eval(rows: list[dict[str, Any]], max_prompts: int | None) -> list[dict[str, Any]]:
     """The first `max_prompts` AlpacaEval items (the benchmark's own order), fields checked."""
     for i, row in enumerate(rows):
