@@ -56,6 +56,7 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
         "local_cpu_dtype": "auto",
         "threads": 2,
         "max_concurrency": 8,  # API requests in flight per judge job
+        "repeats": 1,  # each item judged once (judge noise: workflow/docs/judges.md)
     }
     assert (cfg["generation"]["dtype"], cfg["generation"]["cpu_dtype"]) == ("float16", "auto")
 

@@ -84,6 +84,7 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"config error at judges.{benchmark}: {name!r} is not one of {list(known)}{hint}"
             )
+    _check_judge_repeats(config)
     judge_model = config["judges"].get("local_model")
     teachers = config.get("teacher_models") or {}
     if judge_model is not None and judge_model != config["model"]["slug"]:
@@ -224,6 +225,25 @@ def _check_seed_method(config: dict[str, Any], name: str, spec: dict[str, Any]) 
     clip = spec.get("advantage_clip")
     if clip is not None and not clip[0] < clip[1]:
         raise ConfigError(f"config error at variants.{name}.advantage_clip: need [low, high]")
+
+
+def _check_judge_repeats(config: dict[str, Any]) -> None:
+    """`judges.repeats` > 1 only with API judges: the local judge reads token probabilities with
+    greedy, fixed-seed inference, so every repeat would give the same verdict, cost k times the
+    compute and report a judge noise of zero that measures nothing."""
+    from prefopt.judging import LOCAL_JUDGE
+
+    repeats = config["judges"].get("repeats", 1)
+    local = [b for b in ("alpaca_eval", "mt_bench") if config["judges"].get(b) == LOCAL_JUDGE]
+    if repeats > 1 and local:
+        keys = " and ".join(f"judges.{b}" for b in local)
+        raise ConfigError(
+            f"config error at judges.repeats: {repeats} repeats, but {keys} = {LOCAL_JUDGE!r}: "
+            "the local judge is deterministic (it reads the judge model's token probabilities, "
+            "no sampling), so repeating it gives the same verdicts k times and a judge noise of "
+            "zero that measures nothing. Repeats are for API judges; set judges.repeats: 1, or "
+            "choose an API judge for every benchmark"
+        )
 
 
 def local_judge_model(config: dict[str, Any]) -> str:

@@ -90,6 +90,7 @@ rule judge_alpaca_eval_api:
     params:
         cache="results/judgments/alpaca_eval/{judge}/{variant}/seed{seed}/cache.jsonl",
         model=lambda w: judge_spec("alpaca_eval", w.judge).model,
+        repeats=config["judges"]["repeats"],  # each item judged k times (judge noise)
     script:
         "../scripts/judge_alpaca_eval_api.py"
 
@@ -115,5 +116,6 @@ rule judge_mt_bench_api:
     params:
         cache="results/judgments/mt_bench/{judge}/{variant}/seed{seed}.cache.jsonl",
         model=lambda w: judge_spec("mt_bench", w.judge).model,
+        repeats=config["judges"]["repeats"],  # each item judged k times (judge noise)
     script:
         "../scripts/judge_mt_bench_api.py"

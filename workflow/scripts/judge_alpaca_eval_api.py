@@ -19,13 +19,17 @@ annotations = judge_alpaca_eval_pairs(
     read_json(snakemake.input.outputs),
     read_json(snakemake.input.reference),
     config_path=config_path,
+    repeats=snakemake.params.repeats,  # judges.repeats: each pair judged k times, mean verdict
 )
 write_json(annotations, snakemake.output[0])
 log.info(
-    "judged %d AlpacaEval pairs with %s (%s, served by %s); %d missing (API refused)",
+    "judged %d AlpacaEval pairs x %d repeat(s) with %s (%s, served by %s); %d missing (API "
+    "refused), %d failed repeat(s)",
     len(annotations),
+    snakemake.params.repeats,
     snakemake.wildcards.judge,
     client.model,
     ", ".join(sorted({str(a["served_model"]) for a in annotations if a["served_model"]})) or "-",
     sum(a["judge_error"] is not None for a in annotations),
+    sum(a.get("n_failed_repeats", 0) for a in annotations),
 )

@@ -17,12 +17,16 @@ records = judge_mt_bench(
     {p["name"]: p for p in read_jsonl(snakemake.input.judge_prompts)},
     {r["question_id"]: r for r in read_jsonl(snakemake.input.reference_answers)},
     model_id=f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}",
+    repeats=snakemake.params.repeats,  # judges.repeats: each turn graded k times, median score
 )
 write_jsonl(records, snakemake.output[0])
 log.info(
-    "judged %d MT-Bench turns with %s (served by %s); %d missing (API refused)",
+    "judged %d MT-Bench turns x %d repeat(s) with %s (served by %s); %d missing (API refused), "
+    "%d failed repeat(s)",
     len(records),
+    snakemake.params.repeats,
     snakemake.wildcards.judge,
     ", ".join(sorted({str(r["served_model"]) for r in records if r["served_model"]})) or "-",
     sum(r["judge_error"] is not None for r in records),
+    sum(r.get("n_failed_repeats", 0) for r in records),
 )

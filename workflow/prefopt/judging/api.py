@@ -8,6 +8,10 @@ Why this exists instead of alpaca_eval's / FastChat's own API callers:
 * Every request is keyed by a stable hash of (model, messages, params) in a per-item JSONL cache
   that is appended and fsynced after each answer, so a rerun after a crash, an interruption or a
   hard failure requests only what is missing.
+* An item may be judged ``repeats`` times (``judges.repeats``: LLM judges are not deterministic,
+  even at temperature 0). Each repeat is its own request with its own cache entry: repeat 1 keeps
+  the key of a single judgment (caches written before repeats existed still hit), repeat r > 1
+  adds ``"repeat": r`` to the hashed payload, never to the request itself.
 * 429, 5xx, timeouts and connection errors are retried with exponential backoff; running out of
   retries, 401/403 (key, account) and malformed answers are hard failures that raise
   :class:`ApiJudgeError` naming the item.
@@ -47,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import openai
 
 from prefopt.judging import ALPACA_EVAL_API_JUDGE
@@ -80,22 +85,44 @@ class ApiJudgeError(RuntimeError):
 
 @dataclass(frozen=True)
 class JudgeItem:
-    """One chat-completion request: ``params`` are extra create() arguments (temperature...)."""
+    """One chat-completion request: ``params`` are extra create() arguments (temperature...).
+
+    ``repeat`` (1-based) tells the repeated judgments of one item apart in the cache; it is not
+    sent to the API."""
 
     item_id: str
     messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
+    repeat: int = 1
 
 
-def request_key(model: str, messages: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:
-    """Stable cache key: sha256 of canonical JSON of (model, messages, params)."""
-    payload = json.dumps(
-        {"model": model, "messages": list(messages), "params": params},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+def request_key(
+    model: str, messages: Sequence[dict[str, Any]], params: dict[str, Any], repeat: int = 1
+) -> str:
+    """Stable cache key: sha256 of canonical JSON of (model, messages, params), and of the
+    repeat number for repeats after the first (repeat 1 is the key of a single judgment)."""
+    if int(repeat) < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    body: dict[str, Any] = {"model": model, "messages": list(messages), "params": params}
+    if int(repeat) > 1:
+        body["repeat"] = int(repeat)
+    payload = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def repeat_id(item_id: str, repeat: int) -> str:
+    """The id of one repeat of an item: the item's own id for repeat 1, ``<id>#r<repeat>`` after."""
+    return item_id if repeat == 1 else f"{item_id}#r{repeat}"
+
+
+def with_repeats(item: JudgeItem, repeats: int) -> list[JudgeItem]:
+    """The ``repeats`` requests of one item (same messages and params; repeats 1..k)."""
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    return [
+        JudgeItem(repeat_id(item.item_id, r), item.messages, item.params, r)
+        for r in range(1, int(repeats) + 1)
+    ]
 
 
 class ApiJudgeClient:
@@ -213,7 +240,7 @@ class ApiJudgeClient:
             self._cache[record["key"]] = record
 
     def key_for(self, item: JudgeItem) -> str:
-        return request_key(self.model, item.messages, item.params)
+        return request_key(self.model, item.messages, item.params, item.repeat)
 
     def cached(self, item: JudgeItem) -> dict[str, Any] | None:
         """The cached answer (or missing record) for ``item``, or None."""
@@ -634,6 +661,38 @@ def alpaca_eval_items(
     return out
 
 
+def judge_repeated(
+    client: ApiJudgeClient, items: Sequence[JudgeItem], repeats: int = 1
+) -> dict[str, list[dict[str, Any]]]:
+    """Ask every item ``repeats`` times; ``{item_id: [record of repeat 1, ..., repeat k]}``.
+
+    The requests go repeat by repeat (every item's first judgment, then every item's second...),
+    so a run cut short leaves as many items as possible judged at least once; each repeat is
+    cached on its own (:func:`request_key`), so a rerun asks only the repeats not yet answered.
+    """
+    plan = [with_repeats(it, repeats) for it in items]
+    got = client.judge([reps[r] for r in range(int(repeats)) for reps in plan])
+    return {reps[0].item_id: [got[rep.item_id] for rep in reps] for reps in plan}
+
+
+def _served(records: Iterable[dict[str, Any]]) -> str | None:
+    """The model(s) the API says answered, ';'-joined when repeats were served by several."""
+    names = sorted({str(r["response_model"]) for r in records if r.get("response_model")})
+    return ";".join(names) or None
+
+
+def _first_error(records: Iterable[dict[str, Any]]) -> str | None:
+    """The error kind of the first repeat the API refused, None when it answered every one."""
+    return next((r["error"] for r in records if is_missing(r)), None)
+
+
+def mean_preference(preferences: Sequence[float | None]) -> float | None:
+    """The preference of an item judged several times: the mean of its readable verdicts (1..2;
+    alpaca_eval's win rate takes fractional preferences), None when no repeat gave one."""
+    valid = [float(p) for p in preferences if p is not None]
+    return float(np.mean(valid)) if valid else None
+
+
 def judge_alpaca_eval_pairs(
     client: ApiJudgeClient,
     model_outputs: Sequence[dict[str, Any]],
@@ -642,6 +701,7 @@ def judge_alpaca_eval_pairs(
     config_path: str | os.PathLike = DEFAULT_ALPACA_EVAL_CONFIG,
     seed: int = 0,
     item_prefix: str | None = None,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
     """Annotate (reference, model) pairs as alpaca_eval's ``alpaca_eval_gpt4_turbo_fn`` does.
 
@@ -650,6 +710,14 @@ def judge_alpaca_eval_pairs(
     sent to the judge) or None: an unparseable judge answer (the raw answer is kept) or a
     request the API refused (``judge_error`` says how, e.g. ``HTTP 400 content_filter``).
     ``judge_model`` is the model requested, ``served_model`` the one the API says answered.
+
+    With ``repeats`` k > 1 every pair is judged k times and the record stays one row per pair:
+    ``preference`` is the mean of the readable verdicts (:func:`mean_preference`), and
+    :data:`ALPACA_EVAL_REPEAT_KEYS` are added: ``preferences`` (the k verdicts, None for a
+    repeat that failed), ``n_failed_repeats``, ``judge_errors`` (each repeat's API error kind or
+    None) and ``preference_raw_completions``; ``preference_raw_completion`` is the first answer.
+    ``judge_error`` is set only when no repeat gave a verdict (the first refusal's kind). With
+    k = 1 the records are exactly those of a single judgment.
     """
     annotator = load_alpaca_eval_annotator(config_path)
     if client.model != annotator.config_model:
@@ -661,7 +729,7 @@ def judge_alpaca_eval_pairs(
     plan = alpaca_eval_items(
         model_outputs, reference_outputs, annotator, seed=seed, item_prefix=item_prefix
     )
-    answers = client.judge([item for _, item, _ in plan if item is not None])
+    answers = judge_repeated(client, [item for _, item, _ in plan if item is not None], repeats)
     records = []
     for i, item, switched in plan:
         m, r = model_outputs[i], reference_outputs[i]
@@ -680,24 +748,49 @@ def judge_alpaca_eval_pairs(
             "served_model": None,
             "judge_error": None,
         }
-        if item is not None:
-            ans = answers[item.item_id]
-            if is_missing(ans):
-                rec["preference"] = None
-                rec["judge_error"] = ans["error"]
-                records.append(rec)
-                continue
-            text = response_text(ans)
-            pref = parse_ranking(text, annotator.annotation_key, annotator.model_1_name)
-            if pref is None:
-                log.warning("item %s: could not parse the judge's ranking", item.item_id)
-            elif switched:
-                pref = 3 - pref
-            rec["preference"] = None if pref is None else float(pref)
-            rec["preference_raw_completion"] = text
-            rec["served_model"] = ans.get("response_model")
+        if item is None:  # identical outputs: a draw, never asked
+            verdicts: list[tuple[float | None, str | None]] = [(1.5, None)] * int(repeats)
+            errors: list[str | None] = [None] * int(repeats)
+        else:
+            reps = answers[item.item_id]
+            verdicts = [_alpaca_verdict(ans, switched, annotator, item.item_id) for ans in reps]
+            errors = [ans.get("error") for ans in reps]
+            texts = [text for _, text in verdicts if text is not None]
+            rec["preference"] = mean_preference([pref for pref, _ in verdicts])
+            rec["preference_raw_completion"] = texts[0] if texts else None
+            rec["served_model"] = _served(reps)
+            rec["judge_error"] = None if rec["preference"] is not None else _first_error(reps)
+        if int(repeats) > 1:
+            prefs = [pref for pref, _ in verdicts]
+            rec["preferences"] = prefs
+            rec["n_failed_repeats"] = sum(pref is None for pref in prefs)
+            rec["judge_errors"] = errors
+            rec["preference_raw_completions"] = [text for _, text in verdicts]
         records.append(rec)
     return records
+
+
+#: What a repeatedly judged AlpacaEval annotation adds (``judges.repeats`` > 1).
+ALPACA_EVAL_REPEAT_KEYS = (
+    "preferences",
+    "n_failed_repeats",
+    "judge_errors",
+    "preference_raw_completions",
+)
+
+
+def _alpaca_verdict(
+    ans: dict[str, Any], switched: bool, annotator: AlpacaEvalAnnotator, item_id: str
+) -> tuple[float | None, str | None]:
+    """(preference in the record's orientation or None, raw answer or None) of one answer."""
+    if is_missing(ans):
+        return None, None
+    text = response_text(ans)
+    pref = parse_ranking(text, annotator.annotation_key, annotator.model_1_name)
+    if pref is None:
+        log.warning("item %s: could not parse the judge's ranking", item_id)
+        return None, text
+    return float(3 - pref if switched else pref), text
 
 
 # --------------------------------------------------------------------------------------------
@@ -745,6 +838,7 @@ def judge_mt_bench(
     reference_answers: dict[int, dict[str, Any]] | None,
     *,
     model_id: str,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
     """FastChat ``model_judgment`` single rows for one model's answers (both turns).
 
@@ -752,29 +846,47 @@ def judge_mt_bench(
     file named after the judge model, ``gpt-4.jsonl``). The timestamp is that of the cached
     answer, so a rerun reproduces the file byte for byte. A request the API refused is written
     as FastChat writes a failed judgment (``$ERROR$``, score -1) with ``judge_error`` set.
+
+    With ``repeats`` k > 1 every turn is graded k times and stays one row: ``score`` is the
+    median of the readable ratings (:func:`prefopt.judging.mt_bench.median_score`; FastChat's
+    maintainers recommend the median of several gradings), ``judgment`` the first answer with a
+    readable rating, and :data:`prefopt.judging.mt_bench.REPEAT_KEYS` are added: ``scores`` (the
+    k ratings, None for a repeat that failed), ``n_failed_repeats``, ``judge_errors`` and
+    ``judgments``. Only when no repeat gave a rating is the row a failure (score -1), as today.
     """
     from prefopt.judging import mt_bench
 
     plan = mt_bench_items(questions, answers, judge_prompts, reference_answers, model_id=model_id)
-    got = client.judge([item for *_, item in plan])
+    got = judge_repeated(client, [item for *_, item in plan], repeats)
     rows = []
     for q, turn, name, user, item in plan:
-        ans = got[item.item_id]
-        missing = is_missing(ans)
-        text = mt_bench.API_ERROR_OUTPUT if missing else ans.get("content") or ""
-        rows.append(
-            mt_bench.judgment_record(
-                question_id=q["question_id"],
-                model=model_id,
-                judge_model=client.model,
-                prompt_name=name,
-                user_prompt=user,
-                judgment=text,
-                score=-1.0 if missing else mt_bench.extract_rating(text),
-                turn=turn,
-                tstamp=ans["tstamp"],
-                served_model=ans.get("response_model"),
-                judge_error=ans.get("error"),
-            )
+        reps = got[item.item_id]
+        texts = [
+            mt_bench.API_ERROR_OUTPUT if is_missing(a) else a.get("content") or "" for a in reps
+        ]
+        scores = [
+            -1.0 if is_missing(a) else mt_bench.extract_rating(t)
+            for a, t in zip(reps, texts, strict=True)
+        ]
+        score = mt_bench.median_score(scores)
+        shown = next((t for t, x in zip(texts, scores, strict=True) if x >= 0), texts[0])
+        row = mt_bench.judgment_record(
+            question_id=q["question_id"],
+            model=model_id,
+            judge_model=client.model,
+            prompt_name=name,
+            user_prompt=user,
+            judgment=shown,
+            score=score,
+            turn=turn,
+            tstamp=reps[0]["tstamp"],
+            served_model=_served(reps),
+            judge_error=None if score >= 0 else _first_error(reps),
         )
+        if int(repeats) > 1:
+            row["scores"] = [x if x >= 0 else None for x in scores]
+            row["n_failed_repeats"] = sum(x < 0 for x in scores)
+            row["judge_errors"] = [a.get("error") for a in reps]
+            row["judgments"] = texts
+        rows.append(row)
     return rows

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from prefopt.runtime import read_jsonl
@@ -70,6 +71,10 @@ JUDGMENT_KEYS = (
 #: answered (the local model's slug for the local judge), and why a judgment is missing (an
 #: API error such as ``HTTP 400 content_filter``; None when the judge answered).
 PROVENANCE_KEYS = ("judge_model", "served_model", "judge_error")
+#: What a judgment graded several times adds (``judges.repeats`` > 1; prefopt.judging.api): the
+#: k ratings (None for a repeat without one), how many repeats failed, each repeat's API error
+#: kind (None when it answered) and each repeat's judgment text. ``score`` is their median.
+REPEAT_KEYS = ("scores", "n_failed_repeats", "judge_errors", "judgments")
 
 
 def load_questions(
@@ -167,6 +172,14 @@ def extract_rating(judgment_text: str | None) -> float:
     # FastChat uses ast.literal_eval, which gives the same number for every string the regex
     # admits except those with a leading zero ("07"), where it raises; float() accepts them.
     return float(match.groups()[0])
+
+
+def median_score(scores: Sequence[float | None]) -> float:
+    """The score of a turn graded several times: the median of its valid ratings (>= 0), as
+    FastChat's maintainers recommend for non-deterministic GPT-4 judges; -1 (FastChat's failed
+    judgment) when no repeat gave one. A single rating is returned as it is."""
+    valid = [float(x) for x in scores if x is not None and float(x) >= 0]
+    return float(np.median(valid)) if valid else -1.0
 
 
 def judgment_record(

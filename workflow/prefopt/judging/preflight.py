@@ -123,7 +123,8 @@ def request_count(config: Mapping[str, Any], benchmark: str) -> tuple[int, str]:
 
     AlpacaEval: one request per (variant, seed, prompt); MT-Bench: one per (variant, seed,
     question, turn). From ``run.variants``, ``run.seeds``, ``data.alpaca_eval.max_prompts`` and
-    ``data.mt_bench.questions_per_category`` (null: all). The benchmark judging only: a judge
+    ``data.mt_bench.questions_per_category`` (null: all), times ``judges.repeats`` (each item
+    judged k times; "x k repeats" in the text when k > 1). The benchmark judging only: a judge
     calibration's pairs (``calibration.alpaca_eval``) and retried requests come on top.
     """
     variants, seeds = len(config["run"]["variants"]), len(config["run"]["seeds"])
@@ -132,18 +133,21 @@ def request_count(config: Mapping[str, Any], benchmark: str) -> tuple[int, str]:
     if benchmark == "alpaca_eval":
         prompts = (data.get("alpaca_eval") or {}).get("max_prompts") or ALPACA_EVAL_PROMPTS
         prompts = min(int(prompts), ALPACA_EVAL_PROMPTS)
-        return variants * seeds * prompts, f"{runs} x {prompts} prompts"
-    if benchmark == "mt_bench":
+        count, how = variants * seeds * prompts, f"{runs} x {prompts} prompts"
+    elif benchmark == "mt_bench":
         from prefopt.judging.mt_bench import CATEGORIES
 
         per = (data.get("mt_bench") or {}).get("questions_per_category")
         per = min(int(per or MT_BENCH_QUESTIONS_PER_CATEGORY), MT_BENCH_QUESTIONS_PER_CATEGORY)
         questions = per * len(CATEGORIES)
-        return (
-            variants * seeds * questions * MT_BENCH_TURNS,
-            f"{runs} x {questions} questions x {MT_BENCH_TURNS} turns",
-        )
-    raise ValueError(f"unknown benchmark {benchmark!r}; known: {list(BENCHMARKS)}")
+        count = variants * seeds * questions * MT_BENCH_TURNS
+        how = f"{runs} x {questions} questions x {MT_BENCH_TURNS} turns"
+    else:
+        raise ValueError(f"unknown benchmark {benchmark!r}; known: {list(BENCHMARKS)}")
+    repeats = int((config.get("judges") or {}).get("repeats") or 1)  # judges.repeats
+    if repeats > 1:
+        return count * repeats, f"{how} x {repeats} repeats"
+    return count, how
 
 
 def estimated_cost(spec: JudgeSpec, requests: int) -> float | None:

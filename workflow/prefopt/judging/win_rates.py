@@ -9,13 +9,16 @@ rate is reported as missing (with the reason) instead of being approximated.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from prefopt.data.download import LC_ASSET_FILES
@@ -41,6 +44,19 @@ WINRATE_KEYS = (
 LC_KEYS = ("length_controlled_winrate", "lc_standard_error")
 #: One leaderboard row as this package returns it: alpaca_eval's columns, and why LC is missing.
 LEADERBOARD_KEYS = WINRATE_KEYS + LC_KEYS + ("lc_missing_reason",)
+#: The judge-noise columns of a run (:func:`judge_noise`): how often each pair was judged
+#: (``judges.repeats``), "judged once" or "mean of k repeats", the repeats that failed, the share
+#: of pairs whose verdicts disagree, the win rate of each repeat alone and their SD.
+JUDGE_NOISE_KEYS = (
+    "judge_repeats",
+    "judge_noise",
+    "n_failed_repeats",
+    "frac_items_repeats_disagree",
+    "win_rate_by_repeat",
+    "win_rate_sd_over_repeats",
+)
+#: What the judge-noise columns say when every item was judged once.
+JUDGED_ONCE = "judged once"
 
 Annotations = pd.DataFrame | Sequence[dict[str, Any]] | str | os.PathLike
 
@@ -182,14 +198,18 @@ def alpaca_eval_leaderboard(
 
 
 def per_prompt_table(annotations: Annotations) -> pd.DataFrame:
-    """One row per prompt: ``index, instruction, dataset, preference, output_length``.
+    """One row per prompt: ``index, instruction, dataset, preference, output_length`` (and
+    ``preferences`` for pairs judged several times).
 
     Kept per prompt so that paired comparisons between variants (same instruction) and length
-    analyses can be done later without re-reading raw annotations.
+    analyses can be done later without re-reading raw annotations. ``preferences`` holds the k
+    verdicts of a pair judged k > 1 times as a JSON list (null for a failed repeat), so that the
+    bootstrap can resample them (:func:`prefopt.reporting.artifacts.repeat_tensor`); a run judged
+    once has no such column.
     """
     df = load_annotations(annotations)
     pref = pd.to_numeric(df["preference"], errors="coerce")
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "index": range(len(df)),
             "instruction": df["instruction"] if "instruction" in df.columns else None,
@@ -198,3 +218,62 @@ def per_prompt_table(annotations: Annotations) -> pd.DataFrame:
             "output_length": df["output_2"].str.len().astype("Int64"),
         }
     )
+    repeats = repeat_preferences(df)
+    if repeats.shape[1] > 1:
+        table["preferences"] = [json.dumps([_py(x) for x in row]) for row in repeats]
+    return table
+
+
+def repeat_preferences(annotations: Annotations) -> np.ndarray:
+    """items x k verdicts (NaN: a failed repeat) of annotations judged k times; one column, the
+    ``preference``, for annotations judged once (no ``preferences`` lists)."""
+    df = load_annotations(annotations)
+    lists = df["preferences"] if "preferences" in df.columns else pd.Series(None, index=df.index)
+    k = max((len(v) for v in lists if isinstance(v, list | tuple)), default=1)
+    if k == 1:
+        return pd.to_numeric(df["preference"], errors="coerce").to_numpy(float)[:, None]
+    out = np.full((len(df), k), np.nan)
+    for i, values in enumerate(lists):
+        values = values if isinstance(values, list | tuple) else [df["preference"].iloc[i]]
+        out[i, : len(values)] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    return out
+
+
+def judge_noise(annotations: Annotations) -> dict[str, Any]:
+    """The judge-noise columns (:data:`JUDGE_NOISE_KEYS`) of one run's annotations.
+
+    Judged once: ``judge_repeats`` 1, ``judge_noise`` "judged once", the rest None (not
+    measured). Judged k > 1 times: the failed repeats; the share of pairs with at least two
+    verdicts whose verdicts are not all equal; the win rate each repeat alone would give (by
+    alpaca_eval's ``get_winrate``, a failed repeat left out as alpaca_eval leaves out a null
+    preference) and their SD: the judge noise of a win rate from one judging pass (the mean of k
+    passes, which the table's ``win_rate`` is, has about 1/sqrt(k) of it).
+    """
+    df = load_annotations(annotations)
+    mat = repeat_preferences(df)
+    k = mat.shape[1]
+    if k == 1:
+        return {"judge_repeats": 1, "judge_noise": JUDGED_ONCE} | {
+            key: None for key in JUDGE_NOISE_KEYS[2:]
+        }
+    metrics = _import_alpaca_eval_metrics()
+    rates = []
+    for r in range(k):
+        one = df[["preference"]].copy()
+        one["preference"] = [None if np.isnan(x) else float(x) for x in mat[:, r]]
+        rates.append(float(metrics.get_winrate(one)["win_rate"]))
+    valid = np.isfinite(mat)
+    several = valid.sum(axis=1) >= 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pairs without any verdict
+        spread = np.nanmax(mat, axis=1) - np.nanmin(mat, axis=1)
+    return {
+        "judge_repeats": k,
+        "judge_noise": f"mean of {k} repeats",
+        "n_failed_repeats": int((~valid).sum()),
+        "frac_items_repeats_disagree": (
+            float(np.mean(spread[several] > 0)) if several.any() else None
+        ),
+        "win_rate_by_repeat": " ".join(f"{x:.4f}" for x in rates),
+        "win_rate_sd_over_repeats": _py(float(np.std(rates, ddof=1))),
+    }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from prefopt.data.prepare import read_jsonl
@@ -50,7 +53,10 @@ def judge_provenance(annotations: list[dict[str, Any]]) -> dict[str, Any]:
 def alpaca_eval_tables(
     paths: list[str], judge: str, lc_assets_dir: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from prefopt.judging.win_rates import alpaca_eval_leaderboard, per_prompt_table
+    """The AlpacaEval score table (one row per run: alpaca_eval's leaderboard columns, the judge's
+    provenance and the judge-noise columns of ``prefopt.judging.win_rates.judge_noise``: empty
+    and "judged once" unless ``judges.repeats`` > 1) and the per-prompt table."""
+    from prefopt.judging.win_rates import alpaca_eval_leaderboard, judge_noise, per_prompt_table
 
     rows, per_prompt = [], []
     for path in paths:
@@ -64,6 +70,7 @@ def alpaca_eval_tables(
                 "judge": judge,
                 **board,
                 **judge_provenance(annotations),
+                **judge_noise(annotations),
             }
         )
         table = per_prompt_table(annotations)
@@ -80,13 +87,23 @@ def mt_bench_table(paths: list[str], judge: str, questions_path: str) -> pd.Data
 
     ``judge_model`` is the model asked to judge (FastChat's ``judge[0]`` in older files),
     ``served_model`` the model the API says answered, ``judge_error`` why a judgment is missing
-    (the API refused the request; None otherwise)."""
+    (the API refused the request; None otherwise). The judge-noise columns
+    (:data:`MT_BENCH_NOISE_KEYS`) come before ``score``, which stays last: ``judge_repeats`` (k,
+    ``judges.repeats``), ``judge_noise`` ("judged once" or "median of k repeats"), and with k > 1
+    ``scores`` (the k ratings as a JSON list, null for a failed repeat), ``n_failed_repeats``,
+    ``score_sd_over_repeats`` (SD of the turn's valid ratings: the within-item spread) and
+    ``mean_score_sd_over_repeats`` (per run: the SD over repeats of the run's mean score, each
+    repeat's mean taken over the turns it rated); empty when judged once."""
     category = {q["question_id"]: q["category"] for q in read_jsonl(questions_path)}
-    rows = []
+    frames = []
     for path in paths:
         variant, seed = variant_seed(path)
+        rows, repeats = [], []
         for j in read_jsonl(path):
             score = float(j["score"])
+            ratings = j.get("scores")
+            ratings = [float(score)] if not isinstance(ratings, list) else ratings
+            repeats.append([np.nan if x is None or float(x) < 0 else float(x) for x in ratings])
             rows.append(
                 {
                     "variant": variant,
@@ -98,10 +115,94 @@ def mt_bench_table(paths: list[str], judge: str, questions_path: str) -> pd.Data
                     "judge_model": j.get("judge_model") or j["judge"][0],
                     "served_model": j.get("served_model"),
                     "judge_error": j.get("judge_error"),
-                    "score": score if score >= 0 else float("nan"),  # last, as before
+                    "score": score if score >= 0 else float("nan"),
                 }
             )
-    return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows, columns=MT_BENCH_BASE_COLUMNS)
+        noise = mt_bench_noise(repeats)
+        frames.append(pd.concat([frame.drop(columns="score"), noise, frame["score"]], axis=1))
+    if not frames:
+        return pd.DataFrame(
+            columns=[*MT_BENCH_BASE_COLUMNS[:-1], *MT_BENCH_NOISE_KEYS, MT_BENCH_BASE_COLUMNS[-1]]
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+#: The columns of mt_bench.csv before the judge-noise ones were added (``score`` last).
+MT_BENCH_BASE_COLUMNS = (
+    "variant",
+    "seed",
+    "judge",
+    "question_id",
+    "category",
+    "turn",
+    "judge_model",
+    "served_model",
+    "judge_error",
+    "score",
+)
+#: The judge-noise columns of mt_bench.csv (:func:`mt_bench_noise`), before ``score``.
+MT_BENCH_NOISE_KEYS = (
+    "judge_repeats",
+    "judge_noise",
+    "scores",
+    "n_failed_repeats",
+    "score_sd_over_repeats",
+    "mean_score_sd_over_repeats",
+)
+
+
+def mt_bench_noise(repeats: list[list[float]]) -> pd.DataFrame:
+    """The judge-noise columns (:data:`MT_BENCH_NOISE_KEYS`) of one run's turns, from each
+    turn's ratings (NaN: a failed repeat): see :func:`mt_bench_table`."""
+    from prefopt.judging.win_rates import JUDGED_ONCE
+
+    k = max((len(r) for r in repeats), default=1)
+    n = len(repeats)
+    if k == 1:
+        return pd.DataFrame(
+            {"judge_repeats": [1] * n, "judge_noise": [JUDGED_ONCE] * n, "scores": [None] * n}
+            | {key: [np.nan] * n for key in MT_BENCH_NOISE_KEYS[3:]}
+        )
+    mat = np.full((n, k), np.nan)
+    for i, ratings in enumerate(repeats):
+        mat[i, : len(ratings)] = ratings
+    valid = np.isfinite(mat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # turns / repeats without a rating
+        within = np.where(valid.sum(axis=1) >= 2, np.nanstd(mat, axis=1, ddof=1), np.nan)
+        per_repeat = np.nanmean(mat, axis=0)
+    per_repeat = per_repeat[np.isfinite(per_repeat)]
+    between = float(np.std(per_repeat, ddof=1)) if per_repeat.size >= 2 else np.nan
+    return pd.DataFrame(
+        {
+            "judge_repeats": [k] * n,
+            "judge_noise": [f"median of {k} repeats"] * n,
+            "scores": [json.dumps([None if np.isnan(x) else x for x in row]) for row in mat],
+            "n_failed_repeats": (~valid).sum(axis=1),
+            "score_sd_over_repeats": within,
+            "mean_score_sd_over_repeats": [between] * n,
+        }
+    )
+
+
+def mt_bench_judge_noise(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, seed) of an mt_bench.csv table: ``judge_repeats``, ``judge_noise``,
+    ``n_failed_repeats``, ``mean_within_item_sd`` (mean over turns of ``score_sd_over_repeats``)
+    and ``mean_score_sd_over_repeats``; NaN where judged once."""
+    cols = ["judge_repeats", "n_failed_repeats", "score_sd_over_repeats"]
+    df = table.copy()
+    df[cols + ["mean_score_sd_over_repeats"]] = df[cols + ["mean_score_sd_over_repeats"]].apply(
+        pd.to_numeric, errors="coerce"
+    )
+    out = df.groupby(["variant", "seed"], sort=False).agg(
+        judge_repeats=("judge_repeats", "max"),
+        judge_noise=("judge_noise", "first"),
+        n_failed_repeats=("n_failed_repeats", lambda x: x.sum(min_count=1)),
+        mean_within_item_sd=("score_sd_over_repeats", "mean"),
+        mean_score_sd_over_repeats=("mean_score_sd_over_repeats", "first"),
+    )
+    return out.reset_index()
 
 
 def diagnostics_table(paths: list[str]) -> pd.DataFrame:

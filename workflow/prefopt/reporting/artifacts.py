@@ -9,6 +9,7 @@ no tabulate), so it imports only those and light modules of this package.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -355,9 +356,15 @@ def bootstrap_ci(
 
 
 def hierarchical_bootstrap(
-    mat: np.ndarray, n_boot: int, rng: np.random.Generator, *, shared_prompts: bool = True
+    mat: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+    *,
+    shared_prompts: bool = True,
+    minus: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Bootstrap replicates of a seed-mean score: seeds and prompts both resampled.
+    """Bootstrap replicates of a seed-mean score: seeds and prompts both resampled, and the
+    judge's repeats of each item too when it judged them more than once.
 
     Why: a method's seed-mean win rate varies with the training seed as well as with the prompts
     judged. A bootstrap over prompts alone (`bootstrap_ci`), alpaca_eval's standard error or the
@@ -375,19 +382,133 @@ def hierarchical_bootstrap(
     nested in seeds); on crossed data it shrinks the prompt part of the variance by up to 1/S
     when the seeds agree prompt by prompt (intervals ~0.6x too narrow with 3 seeds).
 
+    Judge repeats (`judges.repeats` > 1): `mat` may be seeds x prompts x repeats (NaN = a repeat
+    that failed, or one not asked). The score of a drawn cell is then the mean of n verdicts
+    drawn with replacement from its n valid ones (the bootstrap of the item's mean verdict), so
+    the judge's disagreement with itself widens the interval; a cell without a valid verdict is
+    skipped. The repeat draws come after the seed and prompt draws, so when every item's repeats
+    agree the replicates are those of the seeds x prompts matrix of their means (to rounding).
+    A seeds x prompts `mat` (or a third axis of length 1) is an item judged once: the seeds and
+    prompts bootstrap above, unchanged.
+
+    `minus`: a second array of the same seeds and prompts (2-D or 3-D); the replicates are then
+    of the difference `mat` - `minus`, cell by cell, each side's repeats drawn independently (a
+    paired comparison of two methods on the same prompts and seeds).
+
     Returns the finite replicates (empty without seeds, prompts, resamples or valid cells).
     """
-    mat = np.asarray(mat, dtype=float)
-    if mat.ndim != 2 or mat.size == 0 or n_boot < 1:
+    terms = [np.asarray(mat, dtype=float)]
+    if minus is not None:
+        terms.append(np.asarray(minus, dtype=float))
+    if any(t.ndim not in (2, 3) for t in terms) or n_boot < 1:
         return np.empty(0)
-    n_seeds, n_prompts = mat.shape
+    terms = [t if t.ndim == 3 else t[:, :, None] for t in terms]
+    if len({t.shape[:2] for t in terms}) != 1:
+        raise ValueError(f"mat and minus differ in seeds x prompts: {[t.shape for t in terms]}")
+    n_seeds, n_prompts = terms[0].shape[:2]
+    if n_seeds == 0 or n_prompts == 0 or any(t.shape[2] == 0 for t in terms):
+        return np.empty(0)
     per_replicate = 1 if shared_prompts else n_seeds
     prompts = rng.integers(0, n_prompts, size=(int(n_boot), per_replicate, n_prompts))
     seeds = rng.integers(0, n_seeds, size=(int(n_boot), n_seeds, 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (every judgment failed)
-        stat = np.nanmean(np.nanmean(mat[seeds, prompts], axis=2), axis=1)
+        if all(t.shape[2] == 1 for t in terms):  # judged once: seeds and prompts
+            cell = terms[0][:, :, 0] - (terms[1][:, :, 0] if len(terms) > 1 else 0.0)
+            stat = np.nanmean(np.nanmean(cell[seeds, prompts], axis=2), axis=1)
+        else:
+            stat = _repeat_replicates(terms, seeds, prompts, rng)
     return stat[np.isfinite(stat)]
+
+
+#: Cells (replicates x seeds x prompts x repeats) resampled at once by the repeat bootstrap.
+_REPEAT_CHUNK_CELLS = 2_000_000
+
+
+def _repeat_replicates(
+    terms: list[np.ndarray], seeds: np.ndarray, prompts: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """`hierarchical_bootstrap`'s replicates when an item has several verdicts: for the drawn
+    seeds and prompts, each term's cell is the mean of n of its n valid verdicts drawn with
+    replacement; the replicate is the seed mean of the prompt nanmean of term 0 - term 1."""
+    prepared = []
+    for t in terms:
+        ordered = np.sort(t, axis=2)  # valid verdicts first, NaN last
+        prepared.append((ordered, np.isfinite(t).sum(axis=2)))
+    n_boot, n_seeds, n_prompts = seeds.shape[0], seeds.shape[1], prompts.shape[2]
+    k_max = max(t.shape[2] for t in terms)
+    chunk = max(1, _REPEAT_CHUNK_CELLS // (n_seeds * n_prompts * k_max))
+    out = np.empty(n_boot)
+    for lo in range(0, n_boot, chunk):
+        s_idx, p_idx = seeds[lo : lo + chunk], prompts[lo : lo + chunk]
+        cell = 0.0
+        for sign, (ordered, n_valid) in zip((1.0, -1.0), prepared, strict=False):
+            k = ordered.shape[2]
+            n = n_valid[s_idx, p_idx][..., None]  # replicates x seeds x prompts x 1
+            pick = np.minimum((rng.random(n.shape[:3] + (k,)) * n).astype(int), k - 1)
+            drawn = ordered[s_idx[..., None], p_idx[..., None], pick]
+            drawn = np.where(np.arange(k) < n, drawn, np.nan)  # n draws of the n valid
+            cell = cell + sign * np.nanmean(drawn, axis=3)
+        out[lo : lo + chunk] = np.nanmean(np.nanmean(cell, axis=2), axis=1)
+    return out
+
+
+def parse_repeats(value: Any) -> list[float] | None:
+    """The verdicts of a per-prompt row judged several times (the `preferences` column: a JSON
+    list, null for a failed repeat) as floats (NaN for null); None when the row was judged once
+    (empty cell)."""
+    if value is None or (not isinstance(value, str | list | tuple) and pd.isna(value)):
+        return None
+    values = json.loads(value) if isinstance(value, str) else list(value)
+    if not values:
+        return None
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def repeat_tensor(
+    per_prompt: pd.DataFrame,
+    variant: str,
+    seeds: Sequence[Any] | None = None,
+    prompts: Sequence[Any] | None = None,
+) -> np.ndarray:
+    """One variant's scores (win-rate points, `preference_score`) as seeds x prompts x repeats.
+
+    A row judged k times (`preferences`, per_prompt_table) fills k cells of its third axis with
+    the score of each verdict (NaN: a failed repeat); a row judged once fills one cell with its
+    `score` (the `preference`'s score when the table has no `score` column). Shorter rows are
+    padded with NaN, as are seeds and prompts the variant lacks. `seeds` and `prompts` (the
+    prompt indices) default to those the variant has, sorted; a duplicate (seed, prompt) row
+    replaces the one before it.
+    """
+    rows = per_prompt[per_prompt["variant"] == variant]
+    seeds = sorted(rows["seed"].unique()) if seeds is None else list(seeds)
+    prompts = sorted(rows["index"].unique()) if prompts is None else list(prompts)
+    score = rows["score"] if "score" in rows.columns else preference_score(rows["preference"])
+    lists = rows["preferences"] if "preferences" in rows.columns else [None] * len(rows)
+    repeats = [parse_repeats(v) for v in lists]
+    k = max((len(r) for r in repeats if r is not None), default=1)
+    out = np.full((len(seeds), len(prompts), k), np.nan)
+    at_seed = {s: i for i, s in enumerate(seeds)}
+    at_prompt = {p: j for j, p in enumerate(prompts)}
+    for seed, prompt, value, verdicts in zip(
+        rows["seed"], rows["index"], score, repeats, strict=True
+    ):
+        i, j = at_seed.get(seed), at_prompt.get(prompt)
+        if i is None or j is None:
+            continue
+        cells = [value] if verdicts is None else [(v - 1.0) * 100.0 for v in verdicts]
+        out[i, j, :] = np.nan
+        out[i, j, : len(cells)] = cells
+    return out
+
+
+def judge_repeats_of(per_prompt: pd.DataFrame) -> int:
+    """How many times the judge judged each item of a per-prompt table (the longest
+    `preferences` list; 1 without one)."""
+    if "preferences" not in per_prompt.columns:
+        return 1
+    lengths = [len(r) for r in map(parse_repeats, per_prompt["preferences"]) if r is not None]
+    return max(lengths, default=1)
 
 
 def seed_prompt_matrix(
@@ -406,7 +527,12 @@ def seed_prompt_matrix(
 
 
 def win_rate_uncertainty(
-    per_prompt: pd.DataFrame, n_boot: int, bootstrap_seed: int, level: float = 0.95
+    per_prompt: pd.DataFrame,
+    n_boot: int,
+    bootstrap_seed: int,
+    level: float = 0.95,
+    *,
+    judge_repeats: bool = False,
 ) -> pd.DataFrame:
     """Per variant: the seed-mean win rate from per-prompt scores, with its hierarchical
     bootstrap CI (`ci_low`, `ci_high`) and standard error (`se`).
@@ -414,23 +540,37 @@ def win_rate_uncertainty(
     `per_prompt` has the columns variant, seed, index and score (`preference_score`, win-rate
     points). Each variant's generator is `rng_for(bootstrap_seed, variant)`, so Table 1, Figure 1
     and the paper comparison show the same interval for a method whatever else is in the run.
-    Index: variant, in order of appearance.
+    With `judge_repeats` the bootstrap also resamples each item's verdicts when the judge gave
+    several (`preferences`: `repeat_tensor`); `n_repeats` says how many it resampled (1: the
+    interval covers seeds and prompts, for `bootstrap_note`). Index: variant, in order of
+    appearance.
     """
-    cols = ["n_seeds", "n_prompts", "win_rate", "ci_low", "ci_high", "se"]
+    cols = ["n_seeds", "n_prompts", "win_rate", "ci_low", "ci_high", "se", "n_repeats"]
     rows = []
     for v in dict.fromkeys(per_prompt["variant"]):
-        mat = seed_prompt_matrix(per_prompt, v).to_numpy(dtype=float)
+        if judge_repeats:
+            mat = repeat_tensor(per_prompt, v)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = np.nanmean(mat, axis=2)  # each item's mean verdict
+        else:
+            means = mat = seed_prompt_matrix(per_prompt, v).to_numpy(dtype=float)
         reps = hierarchical_bootstrap(mat, n_boot, rng_for(bootstrap_seed, v))
         lo, hi = percentile_interval(reps, level)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            point = float(np.nanmean(np.nanmean(mat, axis=1))) if mat.size else math.nan
-        rows.append([v, mat.shape[0], mat.shape[1], point, lo, hi, bootstrap_se(reps)])
+            point = float(np.nanmean(np.nanmean(means, axis=1))) if means.size else math.nan
+        k = mat.shape[2] if mat.ndim == 3 else 1
+        rows.append([v, mat.shape[0], mat.shape[1], point, lo, hi, bootstrap_se(reps), k])
     return pd.DataFrame(rows, columns=["variant", *cols]).set_index("variant")
 
 
 def bootstrap_note(
-    n_boot: int, bootstrap_seed: int, n_seeds: Iterable[int] = (), level: float | None = None
+    n_boot: int,
+    bootstrap_seed: int,
+    n_seeds: Iterable[int] = (),
+    level: float | None = None,
+    n_repeats: int | Iterable[int] = 1,
 ) -> str:
     """What a hierarchical bootstrap number is, for a caption or footnote (one sentence).
 
@@ -438,17 +578,27 @@ def bootstrap_note(
     seeds: they answered the same prompts); B=…"; without:
     "Hierarchical bootstrap: …" (for a standard error). `n_seeds`, the number of seeds of each
     method shown, says whether the single-seed case applies, where the hierarchical bootstrap is
-    the bootstrap over prompts.
+    the bootstrap over prompts. `n_repeats` (the judge's repeats the bootstrap resampled, as
+    `win_rate_uncertainty` and `paired_comparison_table` report them): above 1, "seeds, prompts
+    and judge repeats", with how the repeats are drawn.
     """
     counts = {int(n) for n in n_seeds}
+    repeats = [int(n_repeats)] if isinstance(n_repeats, int | np.integer) else list(n_repeats)
+    k = max((int(n) for n in repeats if pd.notna(n)), default=1)
     what = (
         "hierarchical bootstrap"
         if level is None
         else f"{level * 100:g} % hierarchical bootstrap CI"
     )
+    if k > 1:
+        drawn = (
+            "seeds, prompts and judge repeats (one prompt draw for all seeds: they answered the "
+            f"same prompts; each judged item's {k} verdicts drawn again with replacement)"
+        )
+    else:
+        drawn = "seeds and prompts (one prompt draw for all seeds: they answered the same prompts)"
     text = (
-        f"{what[0].upper()}{what[1:]}: seeds and prompts (one prompt draw for all seeds: they "
-        "answered the same prompts); "
+        f"{what[0].upper()}{what[1:]}: {drawn}; "
         f"B={int(n_boot)} resamples (rng seed {bootstrap_seed})"
     )
     if counts == {1}:
@@ -456,6 +606,164 @@ def bootstrap_note(
     if 1 in counts:
         return text + "; for a method with one seed it is the bootstrap over prompts."
     return text + "; with one seed it reduces to the bootstrap over prompts."
+
+
+def judge_noise_note(n_repeats: int) -> str:
+    """What the paired comparisons' intervals cover, for a footnote: seeds and prompts when each
+    output was judged once (judge noise not measured), seeds, prompts and judge repeats when the
+    judge was asked `n_repeats` > 1 times per item (`judges.repeats`)."""
+    if int(n_repeats) <= 1:
+        return (
+            "Uncertainty: the intervals cover seeds and prompts only. Judge noise is not "
+            "included: each output was judged once (no repeated judgments in this run; the local "
+            "judge is deterministic, API judges are asked at temperature 0)."
+        )
+    k = int(n_repeats)
+    return (
+        f"Uncertainty: the bootstrap interval covers seeds, prompts and judge repeats: each "
+        f"output was judged {k} times (judges.repeats), its preference is the mean of the {k} "
+        "verdicts, and each replicate draws every item's verdicts again with replacement, so "
+        "the judge's disagreement with itself widens the interval. The t-CI is across the "
+        "per-seed mean differences, which carry the judge noise averaged over prompts."
+    )
+
+
+#: The columns of the paired-comparison table (`paired_comparison_table`), in order.
+PAIRED_COLUMNS = (
+    "comparison",
+    "variant_a",
+    "variant_b",
+    "judge",
+    "status",
+    "n_seeds",
+    "seeds",
+    "n_prompts",
+    "n_pairs_valid",
+    "mean_diff",
+    "sd_over_seeds",
+    "t_ci_low",
+    "t_ci_high",
+    "bootstrap_ci_low",
+    "bootstrap_ci_high",
+    "frac_a_better",
+    "frac_b_better",
+    "frac_equal",
+    "per_seed_mean_diff",
+    "judge_repeats",
+)
+
+
+def paired_comparison(
+    per_prompt: pd.DataFrame,
+    a: str,
+    b: str,
+    n_boot: int,
+    bootstrap_seed: int,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """The paired per-prompt comparison of variants `a` and `b` (A − B, win-rate points).
+
+    `per_prompt` has variant, seed, index, score (`preference_score`) and, for a judge asked
+    several times, `preferences`. Over the seeds both variants have and the prompts both have:
+    Δ = score of A − score of B per (seed, prompt) (NaN where either judgment failed), its mean
+    over prompts then over seeds, a t-interval across the per-seed means (n/a with one seed),
+    the `hierarchical_bootstrap` percentile interval of A − B with generator
+    `rng_for(bootstrap_seed, a, b)` (seeds, one shared prompt draw, and each side's judge repeats
+    when there are several), and the shares of A better / B better / equal. `judge_repeats`: the
+    most verdicts per item the bootstrap resampled (1: judged once). Without common seeds:
+    `status` "not run in this config (no common seed)" and `n_seeds` 0.
+    """
+    row: dict[str, Any] = {"variant_a": a, "variant_b": b}
+    sel = per_prompt[per_prompt["variant"].isin([a, b])]
+    seeds = sorted(
+        set(sel.loc[sel["variant"] == a, "seed"]) & set(sel.loc[sel["variant"] == b, "seed"])
+    )
+    if not seeds:
+        return row | {"status": "not run in this config (no common seed)", "n_seeds": 0}
+    sel = sel[sel["seed"].isin(seeds)]
+    wide = {
+        v: sel[sel["variant"] == v].pivot_table(
+            index="seed", columns="index", values="score", aggfunc="mean", dropna=False
+        )
+        for v in (a, b)
+    }
+    prompts = sorted(set(wide[a].columns) & set(wide[b].columns))
+    d = (
+        wide[a].reindex(index=seeds, columns=prompts)
+        - wide[b].reindex(index=seeds, columns=prompts)
+    ).to_numpy(float)  # seeds x prompts, NaN where a judgment failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_seed = np.nanmean(d, axis=1)
+    n = len(seeds)
+    mean = float(np.mean(per_seed))
+    sd = float(np.std(per_seed, ddof=1)) if n >= 2 else math.nan
+    if n >= 2:
+        half = t_quantile((1 + level) / 2, n - 1) * sd / math.sqrt(n)
+        t_lo, t_hi = mean - half, mean + half
+    else:
+        t_lo = t_hi = math.nan
+    ta, tb = (repeat_tensor(sel, v, seeds, prompts) for v in (a, b))
+    reps = hierarchical_bootstrap(ta, n_boot, rng_for(bootstrap_seed, a, b), minus=tb)
+    b_lo, b_hi = percentile_interval(reps, level)
+    valid = d[np.isfinite(d)]
+    share = (lambda mask: float(np.mean(mask))) if valid.size else (lambda mask: math.nan)
+    return row | {
+        "status": "run",
+        "n_seeds": n,
+        "seeds": " ".join(map(str, seeds)),
+        "n_prompts": len(prompts),
+        "n_pairs_valid": int(valid.size),
+        "mean_diff": mean,
+        "sd_over_seeds": sd,
+        "t_ci_low": t_lo,
+        "t_ci_high": t_hi,
+        "bootstrap_ci_low": float(b_lo),
+        "bootstrap_ci_high": float(b_hi),
+        "frac_a_better": share(valid > 0),
+        "frac_b_better": share(valid < 0),
+        "frac_equal": share(valid == 0),
+        "per_seed_mean_diff": " ".join(f"{x:.4f}" for x in per_seed),
+        "judge_repeats": max(ta.shape[2], tb.shape[2]),
+    }
+
+
+def paired_comparison_table(
+    per_prompt: pd.DataFrame,
+    pairs: Iterable[tuple[str, str]],
+    labels: pd.DataFrame,
+    judge: str,
+    n_boot: int,
+    bootstrap_seed: int,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """`paired_comparison` of every (A, B) of `pairs`, one row each (`PAIRED_COLUMNS`).
+
+    `labels`: `read_variants` of the pairs' variants (the `label` column names the comparison).
+    A pair with a variant absent from `per_prompt` is listed as "not run in this config (<v>
+    absent)", as is one without a common seed.
+    """
+    present = set(per_prompt["variant"])
+    rows = []
+    for a, b in pairs:
+        head = {
+            "comparison": f"{labels.loc[a, 'label']} vs {labels.loc[b, 'label']}",
+            "judge": judge,
+        }
+        missing = [v for v in (a, b) if v not in present]
+        if missing:
+            rows.append(
+                head
+                | {
+                    "variant_a": a,
+                    "variant_b": b,
+                    "status": f"not run in this config ({', '.join(missing)} absent)",
+                    "n_seeds": 0,
+                }
+            )
+            continue
+        rows.append(head | paired_comparison(per_prompt, a, b, n_boot, bootstrap_seed, level))
+    return pd.DataFrame(rows).reindex(columns=list(PAIRED_COLUMNS))
 
 
 def t_quantile_numeric(p: float, df: float) -> float:
