@@ -1,13 +1,25 @@
-"""Snakemake wiring: the run's AlpacaEval judge scored against the retired paper judge's
-recorded verdicts (prefopt.judging.calibration): table and figure, stamped with the provenance."""
+"""Snakemake wiring: the run's judges scored against the retired judges' recorded verdicts
+(AlpacaEval: prefopt.judging.calibration) and FastChat's published GPT-4 grades (MT-Bench:
+prefopt.judging.calibration_mt_bench), whichever the run calibrates: one table and figure,
+stamped with the provenance."""
 
 from prefopt.judging.calibration import pairs_note, write_calibration_outputs
-from prefopt.runtime import read_json, setup_logging
+from prefopt.judging.calibration_mt_bench import items_note, merged_records
+from prefopt.runtime import read_json, read_jsonl, setup_logging
 
 log = setup_logging(snakemake.log[0])
 inp, out, par = snakemake.input, snakemake.output, snakemake.params
+mt_bench = None
+if inp.mt_bench_judgments:
+    items = read_json(inp.mt_bench_items[0])
+    mt_bench = {
+        "judge": par.mt_bench_judge,
+        "records": merged_records(items, read_jsonl(inp.mt_bench_judgments[0])),
+        "models": par.mt_bench_models,
+        "items_note": items_note(read_json(inp.mt_bench_report[0])),
+    }
 table = write_calibration_outputs(
-    read_json(inp.judgments),
+    read_json(inp.judgments[0]) if inp.judgments else [],
     out.table,
     out.markdown,
     out.figure,
@@ -16,10 +28,17 @@ table = write_calibration_outputs(
     local_judge_model=par.local_judge_model,
     swap=par.swap,
     sources=par.sources,
-    pairs_note=pairs_note(read_json(inp.report)),
+    pairs_note=pairs_note(read_json(inp.report[0])) if inp.report else "",
     provenance=par.provenance_stamp,
+    mt_bench=mt_bench,
 )
-overall = table[table["source"] == "all"].set_index("statistic")["value"]
-log.info("judge %s on %d pairs: agreement %.3f, kappa %.3f, same winner in both orders %.3f",
-         par.judge, overall["pairs"], overall["agreement"], overall["cohen_kappa"],
-         overall["position_consistency"])  # fmt: skip
+for benchmark, part in table[table["source"] == "all"].groupby("benchmark"):
+    overall = part.set_index("statistic")["value"]
+    if benchmark == "alpaca_eval":
+        log.info("judge %s on %d pairs: agreement %.3f, kappa %.3f, same winner in both orders "
+                 "%.3f", par.judge, overall["pairs"], overall["agreement"],
+                 overall["cohen_kappa"], overall["position_consistency"])  # fmt: skip
+    else:
+        log.info("judge %s on %d MT-Bench turns: Pearson %.3f, Spearman %.3f, ranking tau %.3f",
+                 par.mt_bench_judge, overall["items"], overall["score_pearson"],
+                 overall["score_spearman"], overall["ranking_kendall_tau"])  # fmt: skip

@@ -5,8 +5,8 @@ The download layout is also the layout of a data mirror and of the samples shipp
 the files came by. Each source is fetched at a pinned revision and checked before it is kept:
 
 - GitHub files at a commit, each against its git blob id at that commit (recorded here);
-- Hugging Face dataset files at a revision resolved to a commit, each against the sha256 (LFS)
-  or git blob id the Hub lists for it at that commit.
+- Hugging Face dataset (or Space) files at a revision resolved to a commit, each against the
+  sha256 (LFS) or git blob id the Hub lists for it at that commit.
 
 Files are written under a temporary name and moved into place only when every file of the
 source passed, so a failed download leaves nothing behind, and the error names the source.
@@ -151,6 +151,11 @@ GITHUB_SOURCES: dict[str, GitHubSource] = {
 #: The Hub dataset (and its files) alpaca_eval's length-controlled win rate reads.
 LC_ASSETS_REPO = "tatsu-lab/alpaca_eval"
 LC_ASSET_FILES = ("df_gamed.csv", "instruction_difficulty.csv")
+#: FastChat's MT-Bench Space: GPT-4's single-grading judgments and the answers it graded, for
+#: the MT-Bench judge calibration (prefopt.judging.calibration_mt_bench). FastChat's own
+#: downloader (fastchat/llm_judge/download_mt_bench_pregenerated.py) reads them at ``main``; the
+#: revision is ``calibration.mt_bench.space_revision``, resolved to a commit and recorded.
+MT_BENCH_SPACE_REPO = "lmsys/mt-bench"
 
 
 # --------------------------------------------------------------------------- hashing, fetching
@@ -306,10 +311,14 @@ def download_github(
 # --------------------------------------------------------------------------- Hugging Face
 
 
-def resolve_hf_dataset(name: str, repo_id: str, revision: str) -> dict[str, Any]:
-    """The Hub's record of a dataset at ``revision``: its commit ``sha`` and file ``siblings``
-    (with sizes, blob ids and LFS sha256, from ``/api/datasets/{id}/revision/{rev}?blobs=true``)."""
-    url = f"{hf_endpoint()}/api/datasets/{repo_id}/revision/{quote(revision, safe='')}?blobs=true"
+def resolve_hf_dataset(
+    name: str, repo_id: str, revision: str, repo_type: str = "datasets"
+) -> dict[str, Any]:
+    """The Hub's record of a dataset (``repo_type="spaces"``: a Space) at ``revision``: its
+    commit ``sha`` and file ``siblings`` (with sizes, blob ids and LFS sha256, from
+    ``/api/{repo_type}/{id}/revision/{rev}?blobs=true``)."""
+    rev = quote(revision, safe="")
+    url = f"{hf_endpoint()}/api/{repo_type}/{repo_id}/revision/{rev}?blobs=true"
     info = fetch_json(name, url)
     if not isinstance(info, dict) or not re.fullmatch(r"[0-9a-f]{40}", str(info.get("sha"))):
         raise DownloadError(f"{name}: {url} gave no commit sha for revision {revision!r}")
@@ -389,10 +398,15 @@ def _hf_record(name: str, repo_id: str, revision: str, info: dict[str, Any]) -> 
 
 
 def _fetch_hub_file(
-    name: str, repo_id: str, sha: str, sibling: dict[str, Any], dest: Path
+    name: str,
+    repo_id: str,
+    sha: str,
+    sibling: dict[str, Any],
+    dest: Path,
+    repo_type: str = "datasets",
 ) -> dict[str, Any]:
     """One listed file at commit ``sha`` into ``dest``, checked against the Hub's listing."""
-    url = f"{hf_endpoint()}/datasets/{repo_id}/resolve/{sha}/{quote(sibling['rfilename'])}"
+    url = f"{hf_endpoint()}/{repo_type}/{repo_id}/resolve/{sha}/{quote(sibling['rfilename'])}"
     fetch(name, url, dest)
     return _check_hub_file(name, url, dest, sibling)
 
@@ -442,6 +456,44 @@ def download_hf_files(
                 )
             staged = stage.path(out_dir / rel)
             record["files"][rel] = _fetch_hub_file(name, repo_id, info["sha"], listed[rel], staged)
+        stage.commit()
+    return record
+
+
+def download_hf_space_files(
+    name: str, repo_id: str, revision: str, files: dict[str, str], out_dir: str | Path
+) -> dict[str, Any]:
+    """Files of a Hub Space at ``revision`` (resolved to a commit through
+    ``/api/spaces/{id}/revision/{rev}``, fetched from ``/spaces/{id}/resolve/{sha}/{path}``),
+    each verified against the Hub's listing: ``files`` maps the path under ``out_dir`` to the
+    path in the Space. The record names the requested revision, the commit it resolved to and
+    every file's url, size and sha256 (paths relative to ``out_dir``, as ``recorded_checksums``
+    reads them); a revision that is not a commit sha is recorded with a warning to pin one."""
+    info = resolve_hf_dataset(name, repo_id, revision, repo_type="spaces")
+    record = {
+        "source": name,
+        "space": f"{hf_endpoint()}/spaces/{repo_id}",
+        "requested_revision": revision,
+        "resolved_commit": info["sha"],
+        "retrieved_utc": _utc_now(),
+        "files": {},
+    }
+    if revision != info["sha"]:
+        record["warning"] = (
+            f"revision {revision!r} is not a commit: it resolved to {info['sha']} on this day and "
+            "may move; pin that commit (the files' sha256 below are what was read)"
+        )
+    listed = {s["rfilename"]: s for s in info.get("siblings", [])}
+    out_dir = Path(out_dir)
+    with _Staging(out_dir) as stage:
+        for local, remote in files.items():
+            if remote not in listed:
+                raise DownloadError(
+                    f"{name}: the Space {repo_id} has no file {remote!r} at commit {info['sha']}"
+                )
+            staged = stage.path(out_dir / local)
+            entry = _fetch_hub_file(name, repo_id, info["sha"], listed[remote], staged, "spaces")
+            record["files"][local] = {"path": remote, **entry}
         stage.commit()
     return record
 

@@ -35,9 +35,10 @@ the same model, ``alpaca_eval_cot_gpt4_turbo_fn``; the table names each source's
 The local judge always reads both orders and averages them (:mod:`prefopt.judging.local`); its
 verdict is that average and its per-order probabilities give the two orders.
 
-The table is long (one row per judge, source and statistic) so that MT-Bench rows (correlation of
-scores and of model rankings with FastChat's published GPT-4 judgments) can join it later with
-``benchmark = mt_bench`` and statistics of their own.
+The table is long (one row per judge, source and statistic): the MT-Bench calibration's rows
+(correlation of scores and of model rankings with FastChat's published GPT-4 judgments,
+:mod:`prefopt.judging.calibration_mt_bench`) join it with ``benchmark = mt_bench`` and statistics
+of their own (:func:`write_calibration_outputs`, ``mt_bench=``).
 """
 
 from __future__ import annotations
@@ -567,15 +568,22 @@ def table_notes(table: pd.DataFrame, judge_note: str, pairs_note: str = "") -> l
             + "; ".join(f"{s}: {a}" for s, a in other.items())
             + f" (alpaca_eval files these rows under {REFERENCE_JUDGE})."
         )
-    notes.append(
-        "MT-Bench calibration (against FastChat's published GPT-4 judgments) is not computed: "
-        "those judgments are not among this run's sources."
-    )
     return notes
 
 
-def calibration_figure(table: pd.DataFrame, title: str) -> Any:
-    """Each statistic per source with its 95 % interval: percentages (left), κ (right)."""
+#: The note of a table without MT-Bench rows.
+NO_MT_BENCH_NOTE = (
+    "MT-Bench calibration (against FastChat's published GPT-4 judgments) is not computed in this "
+    "run: calibration.mt_bench.models is empty, or its sources are not among this run's."
+)
+
+
+def calibration_figure(
+    table: pd.DataFrame, title: str, mt_bench: pd.DataFrame | None = None
+) -> Any:
+    """Each AlpacaEval statistic per source with its 95 % interval: percentages (left), κ
+    (right); with MT-Bench rows, a row of MT-Bench panels below (correlations and rankings, and
+    each model's mean score against GPT-4's: prefopt.judging.calibration_mt_bench)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -583,9 +591,30 @@ def calibration_figure(table: pd.DataFrame, title: str) -> Any:
 
     shares = [s for s in _SHOWN if s != "cohen_kappa"]
     sources = list(dict.fromkeys(table["source"]))
-    fig, (ax, kx) = plt.subplots(
-        1, 2, figsize=(10, 1.2 + 0.25 * len(shares) * len(sources)), width_ratios=[3, 1]
-    )
+    heights = []
+    if len(table):  # AlpacaEval rows
+        heights.append(0.6 + 0.25 * len(shares) * len(sources))
+    if mt_bench is not None and len(mt_bench):
+        heights.append(3.2)
+    fig = plt.figure(figsize=(10, 0.6 + sum(heights) + 0.6 * len(heights)))
+    grid = fig.add_gridspec(len(heights), 2, width_ratios=[3, 1], height_ratios=heights)
+    if len(table):
+        _alpaca_eval_panels(fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), table)
+    if mt_bench is not None and len(mt_bench):
+        from prefopt.judging.calibration_mt_bench import draw_panels
+
+        row = len(heights) - 1
+        draw_panels(fig.add_subplot(grid[row, 0]), fig.add_subplot(grid[row, 1]), mt_bench)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _alpaca_eval_panels(ax: Any, kx: Any, table: pd.DataFrame) -> None:
+    import matplotlib.pyplot as plt
+
+    shares = [s for s in _SHOWN if s != "cohen_kappa"]
+    sources = list(dict.fromkeys(table["source"]))
     colors = plt.get_cmap("tab10")
     step = 0.8 / max(len(sources), 1)
     centre = step * (len(sources) - 1) / 2  # of a statistic's points, one per source
@@ -610,9 +639,6 @@ def calibration_figure(table: pd.DataFrame, title: str) -> Any:
     kx.axvline(0, color="0.7", lw=0.8, ls="--")
     kx.set_xlim(-1.1, 1.1)
     kx.set_xlabel("κ (95 % bootstrap)")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def write_calibration_outputs(
@@ -628,11 +654,16 @@ def write_calibration_outputs(
     sources: Sequence[str] | None = None,
     pairs_note: str = "",
     provenance: str | None = None,
+    mt_bench: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The calibration table (long CSV with the provenance stamp's columns, wide Markdown with
-    the notes) and figure of one AlpacaEval judge's records; returns the long table."""
+    the notes) and figure of one AlpacaEval judge's records (none: no AlpacaEval part) and, with
+    ``mt_bench``, of the MT-Bench judge's: a mapping with ``judge`` (its id), ``records``
+    (:func:`prefopt.judging.calibration_mt_bench.merged_records`), ``models`` (the table's order)
+    and optionally ``items_note`` and ``n_bootstrap``. Returns the long table of both."""
     import matplotlib.pyplot as plt
 
+    from prefopt.judging import calibration_mt_bench as cmt
     from prefopt.reporting.artifacts import (
         judge_label,
         markdown_document,
@@ -641,32 +672,66 @@ def write_calibration_outputs(
     )
     from prefopt.reporting.provenance import provenance_note, stamp_columns
 
-    label = judge_label(judge, local_judge_model)
-    frame = pd.DataFrame(list(records))
-    models = {
-        column: ";".join(sorted({str(m) for m in frame[column].dropna()}))
-        for column in ("judge_model", "served_model")
-        if column in frame
-    }
-    table = calibration_table(
-        frame,
-        judge,
-        label.title,
-        models.get("judge_model", ""),
-        swap=swap,
-        sources=sources,
-        served_model=models.get("served_model", ""),
-    )
-    notes = table_notes(table, label.note, pairs_note)
+    if not records and mt_bench is None:
+        raise ValueError("judge calibration: no AlpacaEval records and no MT-Bench records")
+    documents, captions = [], []
+    table = pd.DataFrame(columns=list(COLUMNS))
+    if records:
+        label = judge_label(judge, local_judge_model)
+        frame = pd.DataFrame(list(records))
+        models = {
+            column: ";".join(sorted({str(m) for m in frame[column].dropna()}))
+            for column in ("judge_model", "served_model")
+            if column in frame
+        }
+        table = calibration_table(
+            frame,
+            judge,
+            label.title,
+            models.get("judge_model", ""),
+            swap=swap,
+            sources=sources,
+            served_model=models.get("served_model", ""),
+        )
+        notes = table_notes(table, label.note, pairs_note)
+        if mt_bench is None:
+            notes.append(NO_MT_BENCH_NOTE)
+        captions.append(
+            f"Judge calibration (AlpacaEval): {label.title}, against the retired paper judge "
+            f"{REFERENCE_JUDGE} ({REFERENCE_MODEL}) on pairs it judged"
+        )
+        documents.append((wide_table(table), captions[-1], notes))
+    mt_table = None
+    if mt_bench is not None:
+        mt_label = judge_label(mt_bench["judge"], local_judge_model)
+        n_bootstrap = mt_bench.get("n_bootstrap", cmt.N_BOOTSTRAP)
+        mt_table = cmt.mt_bench_table(
+            pd.DataFrame(mt_bench["records"]),
+            mt_bench["judge"],
+            mt_label.title,
+            models=mt_bench.get("models"),
+            n_bootstrap=n_bootstrap,
+        )
+        captions.append(
+            f"Judge calibration (MT-Bench): {mt_label.title}, against GPT-4's single-answer "
+            "grades published by FastChat, on the same answers"
+        )
+        documents.append(
+            (
+                cmt.wide_table(mt_table),
+                captions[-1],
+                cmt.table_notes(mt_label.note, mt_bench.get("items_note", ""), n_bootstrap),
+            )
+        )
+        table = mt_table if table.empty else pd.concat([table, mt_table], ignore_index=True)
     if provenance:
-        notes.append(provenance_note(provenance))
-    caption = (
-        f"Judge calibration (AlpacaEval): {label.title}, against the retired paper judge "
-        f"{REFERENCE_JUDGE} ({REFERENCE_MODEL}) on pairs it judged"
-    )
+        documents[-1][2].append(provenance_note(provenance))
     (stamp_columns(table, provenance) if provenance else table).to_csv(out_path(csv), index=False)
-    out_path(md).write_text(markdown_document(wide_table(table), caption, notes), "utf-8")
-    fig = calibration_figure(table, caption.replace(", against", ",\nagainst"))
+    text = "\n".join(markdown_document(*doc) for doc in documents)
+    out_path(md).write_text(text, "utf-8")
+    alpaca = table[table["benchmark"] == "alpaca_eval"]
+    title = "\n".join(c.replace(", against", ",\nagainst") for c in captions)
+    fig = calibration_figure(alpaca, title, mt_table)
     save_figure(fig, png, pdf, provenance=provenance)
     plt.close(fig)
     return table
