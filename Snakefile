@@ -19,6 +19,7 @@ include: "workflow/rules/judge.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/artifacts.smk"
 include: "workflow/rules/calibration.smk"
+include: "workflow/rules/authors_outputs.smk"
 
 
 rule all:

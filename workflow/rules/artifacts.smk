@@ -229,6 +229,8 @@ rule render_paper_vs_reproduction:
         paper_table1_csv=f"{ART_PAPER}/table1.csv",
         paper_leaderboards_csv=f"{ART_PAPER}/leaderboards.csv",
         paper_mt_bench_csv=f"{ART_PAPER}/mt_bench_figure_estimates.csv",
+        # the authors' outputs judged again by this run's judge (authors_outputs.smk)
+        authors_outputs_csv=f"{ART_SCORES}/authors_alpaca_eval.csv",
     output:
         **_reported("paper_vs_reproduction"),
         notebook=f"{ART_NOTEBOOKS}/paper_vs_reproduction.ipynb",
@@ -258,6 +260,7 @@ rule render_paper_vs_reproduction:
                 "paper_table1_csv",
                 "paper_leaderboards_csv",
                 "paper_mt_bench_csv",
+                "authors_outputs_csv",
             ],
             [
                 "alpaca_eval_judge",

@@ -405,7 +405,10 @@ def run_jobs():
     add("audit_paper")
     for artifact in ARTIFACTS_RENDERED:
         add(f"render_{artifact}")
-    for rule_name, wildcards in globals().get("CALIBRATION_JOBS", []):  # calibration.smk
+    for rule_name, wildcards in [
+        *globals().get("CALIBRATION_JOBS", []),  # calibration.smk
+        *globals().get("AUTHORS_OUTPUTS_JOBS", []),  # authors_outputs.smk
+    ]:
         add(rule_name, **wildcards)
     return jobs
 

@@ -13,6 +13,7 @@ import datetime as dt
 import secrets
 import time
 
+import pandas as pd
 import pytest
 from standins import FakeOpenAI
 
@@ -276,3 +277,35 @@ def test_request_count_follows_the_config():
 )
 def test_parse_shutdown_date(value, expected):
     assert parse_shutdown_date(value) == expected
+
+
+def test_calibration_and_the_paper_outputs_are_counted_once_each(tmp_path):
+    """Beyond the benchmark: the judge calibration's pairs (two orders with swap) and, when the
+    run has the authors' files, their outputs (rows x items); neither is repeated."""
+    from prefopt.judging.authors_outputs import annotated_rows
+
+    config = make_config(alpaca_eval=AE_SUB, mt_bench=MT_SUB, max_prompts=4)
+    config["judges"]["repeats"] = 3
+    config["calibration"] = {"alpaca_eval": {"sources": ["a", "b"], "max_pairs": 8, "swap": True}}
+    config["authors_outputs"] = {"variants": None, "max_items": None, "swap": False}
+    config["mirror_dir"] = None  # downloads the authors' files
+    count, how = preflight.request_count(config, "alpaca_eval")
+    rows = len(annotated_rows(pd.read_csv("workflow/resources/paper/table1.csv")))
+    assert rows == preflight.AUTHORS_OUTPUT_ROWS == 7
+    assert count == 2 * 3 * 4 * 3 + 2 * 8 * 2 + 7 * 805
+    assert how.endswith(
+        "x 3 repeats + 32 (judge calibration: 2 file(s) x 8 pairs x 2 order(s)) + 5,635 "
+        "(the paper's outputs: 7 row(s) x 805 items x 1 order(s))"
+    )
+    config["mirror_dir"] = str(tmp_path)  # a mirror without the authors' files
+    config["authors_outputs"] = {"variants": ["dpo"], "max_items": 10, "swap": True}
+    assert preflight.request_count(config, "alpaca_eval")[0] == 72 + 32
+    (tmp_path / "authors_alpaca_eval").mkdir()
+    assert preflight.request_count(config, "alpaca_eval")[0] == 72 + 32 + 20
+    assert preflight.request_count(config, "mt_bench")[1].endswith("x 2 turns x 3 repeats")
+    config["calibration"]["mt_bench"] = {"models": ["gpt-4", "llama-13b"], "max_questions": 16}
+    assert preflight.request_count(config, "mt_bench")[0] == 2 * 3 * 80 * 2 * 3
+    (tmp_path / "mt_bench_calibration").mkdir()
+    count, how = preflight.request_count(config, "mt_bench")
+    assert count == 2 * 3 * 80 * 2 * 3 + 2 * 16 * 2
+    assert how.endswith("+ 64 (judge calibration: 2 model(s) x 16 questions x 2 turns)")

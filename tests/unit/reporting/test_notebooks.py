@@ -662,6 +662,27 @@ def test_api_judge_gets_its_own_name_and_no_local_caveat(tmp_path):
     assert "local judge" not in md and "pipeline check" not in md
 
 
+def test_paper_vs_reproduction_reads_the_authors_outputs_under_the_run_judge(rendered):
+    """Issue 28 item 4: paper's number | paper's outputs under the run's judge | ours, per row,
+    from the score table rule score_authors_outputs writes (the fixture: three rows judged)."""
+    outs = rendered["paper_vs_reproduction"]
+    cmp = pd.read_csv(outs["alpaca_csv"]).set_index("variant")
+    authors = pd.read_csv(FIXTURES / "authors_alpaca_eval.csv").set_index("variant")
+    judged = authors.index[authors["status"] == "judged"]
+    assert len(judged) == 3
+    for v in judged:
+        assert cmp.loc[v, "authors_outputs_win_rate"] == authors.loc[v, "rejudged_win_rate"]
+        assert cmp.loc[v, "authors_outputs_agreement"] == authors.loc[v, "agreement"]
+    assert cmp.loc[~cmp.index.isin(judged), "authors_outputs_win_rate"].isna().all()
+    base = authors.loc["base", "rejudged_win_rate"]
+    assert cmp.loc["dpo", "authors_outputs_win_rate_vs_base"] == pytest.approx(
+        authors.loc["dpo", "rejudged_win_rate"] - base
+    )
+    md = outs["alpaca_md"].read_text()
+    assert "Paper's outputs, our judge: WR" in md
+    assert f"{authors.loc['dpo', 'rejudged_win_rate']:.1f} ± " in md
+
+
 @pytest.mark.parametrize(
     ("judge", "differs", "cell"),
     [

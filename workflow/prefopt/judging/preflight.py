@@ -36,6 +36,7 @@ import datetime as dt
 import math
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -56,6 +57,8 @@ ALPACA_EVAL_PROMPTS = 805
 #: turns each answer has, each judged by one request (FastChat single-answer grading).
 MT_BENCH_QUESTIONS_PER_CATEGORY = 10
 MT_BENCH_TURNS = 2
+#: Table 1 rows whose outputs the authors published (prefopt.judging.authors_outputs).
+AUTHORS_OUTPUT_ROWS = 7
 #: Estimated (input, output) tokens of one judge request, by protocol. An estimate for the order
 #: of magnitude of a run's bill, not a quote:
 #:
@@ -124,8 +127,8 @@ def request_count(config: Mapping[str, Any], benchmark: str) -> tuple[int, str]:
     AlpacaEval: one request per (variant, seed, prompt); MT-Bench: one per (variant, seed,
     question, turn). From ``run.variants``, ``run.seeds``, ``data.alpaca_eval.max_prompts`` and
     ``data.mt_bench.questions_per_category`` (null: all), times ``judges.repeats`` (each item
-    judged k times; "x k repeats" in the text when k > 1). The benchmark judging only: a judge
-    calibration's pairs (``calibration.alpaca_eval``) and retried requests come on top.
+    judged k times; "x k repeats" in the text when k > 1), plus the requests of
+    :func:`other_requests` (judge calibration, the paper's outputs). Retries come on top.
     """
     variants, seeds = len(config["run"]["variants"]), len(config["run"]["seeds"])
     data = config.get("data", {})
@@ -146,8 +149,49 @@ def request_count(config: Mapping[str, Any], benchmark: str) -> tuple[int, str]:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {list(BENCHMARKS)}")
     repeats = int((config.get("judges") or {}).get("repeats") or 1)  # judges.repeats
     if repeats > 1:
-        return count * repeats, f"{how} x {repeats} repeats"
+        count, how = count * repeats, f"{how} x {repeats} repeats"
+    for extra, what in other_requests(config, benchmark):
+        count, how = count + extra, f"{how} + {extra:,} ({what})"
     return count, how
+
+
+def other_requests(config: Mapping[str, Any], benchmark: str) -> list[tuple[int, str]]:
+    """The judge's requests beyond the benchmark judging, each once (not repeated): for
+    MT-Bench, the judge calibration's answers (``calibration.mt_bench``: models x questions x 2
+    turns, when the files are downloaded or in the mirror); for AlpacaEval, the calibration's
+    pairs (``calibration.alpaca_eval``: each source file's pairs, in two orders with ``swap``)
+    and the paper authors' outputs judged again (``authors_outputs``: rows x items, two orders
+    with ``swap``), when the run has the authors' files (downloaded with ``mirror_dir: null``,
+    or in the mirror)."""
+    if benchmark == "mt_bench":
+        cal = (config.get("calibration") or {}).get("mt_bench") or {}
+        mirror = config.get("mirror_dir")
+        if not cal.get("models") or (
+            mirror and not (Path(mirror) / "mt_bench_calibration").is_dir()
+        ):
+            return []
+        per = min(int(cal.get("max_questions") or 80), 80)
+        what = f"judge calibration: {len(cal['models'])} model(s) x {per} questions x 2 turns"
+        return [(len(cal["models"]) * per * 2, what)]
+    if benchmark != "alpaca_eval":
+        return []
+    out = []
+    cal = (config.get("calibration") or {}).get("alpaca_eval") or {}
+    if cal.get("sources"):
+        files, per = len(cal["sources"]), min(int(cal.get("max_pairs") or 805), 805)
+        orders = 2 if cal.get("swap", True) else 1
+        what = f"judge calibration: {files} file(s) x {per} pairs x {orders} order(s)"
+        out.append((files * per * orders, what))
+    authors = config.get("authors_outputs")
+    mirror = config.get("mirror_dir")
+    has_files = not mirror or (Path(mirror) / "authors_alpaca_eval").is_dir()
+    if authors is not None and has_files:
+        rows = len(authors.get("variants") or range(AUTHORS_OUTPUT_ROWS))
+        per = min(int(authors.get("max_items") or ALPACA_EVAL_PROMPTS), ALPACA_EVAL_PROMPTS)
+        orders = 2 if authors.get("swap") else 1
+        what = f"the paper's outputs: {rows} row(s) x {per} items x {orders} order(s)"
+        out.append((rows * per * orders, what))
+    return out
 
 
 def estimated_cost(spec: JudgeSpec, requests: int) -> float | None:
