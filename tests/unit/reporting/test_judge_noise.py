@@ -408,3 +408,41 @@ def test_paired_comparison_notebook_with_repeats(tmp_path: Path) -> None:
     assert "bootstrap CI (seeds, prompts, judge repeats)" in md
     assert "seeds, prompts and judge repeats" in md and "judged 3 times" in md
     assert "Judge noise is not included" not in md
+
+
+def test_table1_and_paper_comparison_include_judge_repeats(tmp_path: Path) -> None:
+    """Table 1's interval and the paper comparison's SE resample each item's repeated verdicts
+    too: today's numbers when the repeats agree, wider when they disagree, and the notes say so."""
+    pytest.importorskip("papermill")
+    from test_notebooks import run_notebook
+
+    def run(name: str, scores: Path) -> tuple[pd.DataFrame, str, pd.DataFrame, str]:
+        t1 = run_notebook("table1_alpaca_eval", tmp_path / name / "t1", scores)
+        pvr = run_notebook("paper_vs_reproduction", tmp_path / name / "pvr", scores)
+        return (
+            pd.read_csv(t1["out_csv"]).set_index("variant"),
+            t1["out_md"].read_text(),
+            pd.read_csv(pvr["alpaca_csv"]).set_index("variant"),
+            pvr["alpaca_md"].read_text(),
+        )
+
+    once, md_once, cmp_once, _ = run("once", FIXTURES)
+    agree, _, cmp_agree, _ = run("agree", _fixture_with_repeats(tmp_path / "a", False))
+    noisy = _fixture_with_repeats(tmp_path / "n", True)
+    t_noisy, md, cmp_noisy, cmp_md = run("noisy", noisy)
+    pp = pd.read_csv(noisy / "alpaca_eval_per_prompt.csv")
+    pp.drop(columns="preferences").to_csv(noisy / "alpaca_eval_per_prompt.csv", index=False)
+    blind, _, cmp_blind, _ = run("blind", noisy)
+
+    ran = once["win_rate_ci_low"].notna()
+    cols = ["win_rate_ci_low", "win_rate_ci_high"]
+    np.testing.assert_allclose(agree.loc[ran, cols], once.loc[ran, cols], rtol=1e-9)
+    width = lambda t: t.loc[ran, "win_rate_ci_high"] - t.loc[ran, "win_rate_ci_low"]  # noqa: E731
+    assert (width(t_noisy) > 1.2 * width(blind)).all()
+    se = {name: t["ours_win_rate_se"] for name, t in [("once", cmp_once), ("agree", cmp_agree),
+          ("noisy", cmp_noisy), ("blind", cmp_blind)]}  # fmt: skip
+    has = se["once"].notna()
+    np.testing.assert_allclose(se["agree"][has], se["once"][has], rtol=1e-9)
+    assert (se["noisy"][has] > 1.2 * se["blind"][has]).all()
+    assert "judge repeats" in md and "judge repeats" in cmp_md
+    assert "judge repeats" not in md_once
