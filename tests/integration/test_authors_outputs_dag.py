@@ -112,3 +112,28 @@ def test_rows_not_judged_say_why(run):
     assert table.loc["aot", "status"].startswith("the authors published a leaderboard line only")
     assert table.loc["dpo_hinge", "status"] == "not selected (authors_outputs.variants)"
     assert table.loc["dpo_hinge", "paper_win_rate"] == pytest.approx(34.60)
+
+
+def test_the_calibration_table_scores_the_judge_on_the_paper_pairs_too(run):
+    """judge_calibration reads the same judgments: one source per Table 1 row judged, after
+    alpaca_eval's recorded files, with the agreement the score table reports."""
+    work, _, scores = run
+    table_path = "results/tables/judge_calibration.csv"
+    with FakeOpenAI(lifetime_s=600) as server:
+        env = snakemake_env(
+            PATH=os.defpath, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=server.base_url
+        )
+        proc = run_snakemake(
+            work, "--cores", "1", table_path,
+            "--configfile", "tests/config.tiny.yaml", "overlay.yaml", env=env,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert server.served["?"] == 12  # only the 6 calibration pairs, both orders: not ours again
+    table = pd.read_csv(work / table_path)
+    agreement = table[table["statistic"] == "agreement"].set_index("source")["value"]
+    for variant, folder in (("dpo", "alpaca_eval_DPO"), ("base", "alpaca_eval_Original")):
+        assert agreement[folder] == pytest.approx(scores.loc[variant, "agreement"])
+    sources = list(dict.fromkeys(table["source"]))
+    assert sources[-3:] == ["alpaca_eval_DPO", "alpaca_eval_Original", "all"]
+    md = (work / "results/tables/judge_calibration.md").read_text()
+    assert "alpaca_eval_DPO: 4" in md and "text-davinci-003 in the paper authors'" in md

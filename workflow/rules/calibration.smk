@@ -304,6 +304,13 @@ rule judge_calibration:
         mt_bench_judgments=[CALIBRATION_MT_JUDGMENTS.format(judge=JUDGE_MT)] * CALIBRATION_MT_RUNS,
         mt_bench_items=[CALIBRATION_MT_ITEMS] * CALIBRATION_MT_RUNS,
         mt_bench_report=[CALIBRATION_MT_REPORT] * CALIBRATION_MT_RUNS,
+        # the paper authors' pairs judged by the same judge (authors_outputs.smk), when the run
+        # has their files: the retired judge's verdicts on the paper's very pairs
+        authors_judgments=lambda wc: (
+            expand(AUTHORS_JUDGMENTS, judge=JUDGE_AE, paper_row=AUTHORS_JUDGED)
+            if CALIBRATION_AE_RUNS
+            else []
+        ),
     output:
         **{
             key: report(

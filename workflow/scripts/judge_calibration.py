@@ -18,8 +18,20 @@ if inp.mt_bench_judgments:
         "models": par.mt_bench_models,
         "items_note": items_note(read_json(inp.mt_bench_report[0])),
     }
+records = read_json(inp.judgments[0]) if inp.judgments else []
+note = pairs_note(read_json(inp.report[0])) if inp.report else ""
+# the paper authors' pairs, judged by the same judge (rule judge_authors_outputs_*): one source
+# per Table 1 row, after alpaca_eval's files
+authors = [read_json(path) for path in inp.authors_judgments]
+records += [r for rows in authors for r in rows]
+if authors:
+    note += (
+        " The paper authors' pairs (AlpacaEval 1.0, their annotations.json): "
+        + "; ".join(f"{rows[0]['source']}: {len(rows)}" for rows in authors if rows)
+        + "."
+    )
 table = write_calibration_outputs(
-    read_json(inp.judgments[0]) if inp.judgments else [],
+    records,
     out.table,
     out.markdown,
     out.figure,
@@ -28,7 +40,7 @@ table = write_calibration_outputs(
     local_judge_model=par.local_judge_model,
     swap=par.swap,
     sources=par.sources,
-    pairs_note=pairs_note(read_json(inp.report[0])) if inp.report else "",
+    pairs_note=note,
     provenance=par.provenance_stamp,
     mt_bench=mt_bench,
 )

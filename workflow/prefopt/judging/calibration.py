@@ -543,8 +543,9 @@ def table_notes(table: pd.DataFrame, judge_note: str, pairs_note: str = "") -> l
     the source files hold."""
     notes = [
         judge_note,
-        "Verdicts as alpaca_eval records them: preference 1 = output_1 (the baseline, "
-        "gpt4_1106_preview) wins, 2 = output_2 (the source model) wins, 1.5 or 0 = draw, "
+        "Verdicts as alpaca_eval records them: preference 1 = output_1 (the baseline: "
+        "gpt4_1106_preview in alpaca_eval's files, text-davinci-003 in the paper authors' "
+        "AlpacaEval 1.0 files) wins, 2 = output_2 (the source model) wins, 1.5 or 0 = draw, "
         "null = failure. Agreement and κ use the pairs both judges decided (a draw or a failure "
         "on either side leaves a pair out; counted in the last two columns); agreement with "
         "draws counts a draw as agreeing only with a draw.",
@@ -552,7 +553,8 @@ def table_notes(table: pd.DataFrame, judge_note: str, pairs_note: str = "") -> l
         f"bootstrap over pairs ({N_BOOTSTRAP} resamples); n/a where undefined (no pairs, or both "
         "judges always name the same side).",
         "Same winner both orders: the judge asked with the two outputs in the retired judge's "
-        "order and exchanged (the local judge always reads both orders and averages them). "
+        "order and exchanged (the local judge always reads both orders and averages them; the "
+        "paper authors' pairs are asked in one order unless authors_outputs.swap). "
         "Longer preferred: share of decisive verdicts for the longer output (characters).",
     ]
     if pairs_note:
