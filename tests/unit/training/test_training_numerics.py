@@ -236,6 +236,29 @@ def test_step_zero_reference_check_names_the_pair_of_a_mismatched_cache(
     assert re.search(r"has -?\d+\.\d{4}, the policy's own log-prob .* is -?\d+\.\d{4}", message)
 
 
+def test_step_zero_reference_check_fails_on_a_non_finite_policy_log_prob(
+    smollm2_dir, pairs, tmp_path, monkeypatch
+):
+    """A policy whose own log-prob is NaN or inf before any step (overflowing half-precision
+    kernels, broken weights) must stop the run: |NaN - x| > tol is False, so a check written as
+    "diff > tol" let it through (issue 29 item 10)."""
+    import torch
+
+    from prefopt.training.trainer import ReferenceCacheError, check_reference_at_step_zero
+
+    trainer, reference = _fp32_trainer_with_cache(smollm2_dir, pairs, tmp_path)
+    own = trainer.compute_ref_log_probs
+    for bad in (float("nan"), float("inf")):
+
+        def poisoned(model, batch, bad=bad):
+            chosen, rejected = own(model, batch)
+            return chosen, torch.full_like(rejected, bad)
+
+        monkeypatch.setattr(trainer, "compute_ref_log_probs", poisoned)
+        with pytest.raises(ReferenceCacheError, match=r"\(rejected\).* is (nan|inf)"):
+            check_reference_at_step_zero(trainer, reference, "fp32")
+
+
 def test_non_finite_cached_values_are_rejected_when_read(smollm2_dir, pairs, tmp_path):
     from prefopt.training.reference_cache import (
         ReferenceCacheError,

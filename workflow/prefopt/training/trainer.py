@@ -281,7 +281,7 @@ def check_reference_at_step_zero(
             diff = abs(cached - mine)
             if diff > worst["diff"]:
                 worst = {"diff": diff, "pair_id": pid, "side": side}
-            if diff > tolerance:
+            if not diff <= tolerance:  # NaN (a non-finite log-prob) fails too: NaN > x is False
                 raise ReferenceCacheError(
                     f"step-0 reference check failed for pair {pid!r} ({side}): the cache "
                     f"{reference_path} has {cached:.4f}, the policy's own log-prob before any "
