@@ -221,3 +221,23 @@ def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):
     produced = [p for p in (work / "results").rglob("*") if p.is_file() and p.name != "README.md"]
     assert produced == [], f"a bad config still produced {produced[:5]}"
     assert "rule " not in proc.stdout + proc.stderr, "a job was scheduled despite the bad config"
+
+
+@pytest.mark.parametrize("bad", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize(
+    "key",
+    ["training.learning_rate", "variants.dpo.beta", "generation.alpaca_eval.temperature"],
+)
+def test_non_finite_numbers_are_refused_naming_the_key(paper, key, bad):
+    """YAML's .nan and .inf parse as floats that JSON Schema's bounds let through (NaN < minimum
+    is False): a run would train on NaN weights for hours (issue 31)."""
+    cfg = copy.deepcopy(paper)
+    *parents, last = key.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[last] = yaml.safe_load(bad)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert f"config error at {key}: " in str(err.value)
+    assert "is not a finite number" in str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,31 @@ def _validator(schema_path: str) -> Any:
     return _with_defaults(Draft202012Validator)(schema)
 
 
+def _non_finite(value: Any, path: tuple = ()) -> Any:
+    """(path, value) of every NaN or infinite number in a parsed config (YAML's .nan, .inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, (*path, i))
+
+
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate `config` in place (schema + cross-key rules) and return it with defaults."""
     # `--config mirror_dir=null` arrives as a string: it means "no mirror" (download).
     if str(config.get("mirror_dir")).strip().lower() in NO_MIRROR:
         config["mirror_dir"] = None
+    non_finite = list(_non_finite(config))
+    if non_finite:  # JSON Schema's number bounds let NaN through (NaN < minimum is False)
+        raise ConfigError(
+            "\n".join(
+                f"config error at {_dotted(path)}: {value!r} is not a finite number"
+                for path, value in non_finite[:10]
+            )
+        )
     validator = _validator(str(schema_path))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
