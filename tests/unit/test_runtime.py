@@ -86,9 +86,10 @@ time.sleep(300)
 """
 
 
-def _claimant(tmp_path, name: str, n: int):
+def _claimant(tmp_path, name: str, n: int, **extra_env: str):
     """A job process that claims `n` of 3 GPUs, writes what it got, and holds them."""
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    env.update(extra_env)
     script = tmp_path / "hold_gpus.py"
     script.write_text(HOLD_GPUS)
     out = tmp_path / f"{name}.txt"
@@ -131,6 +132,28 @@ def test_each_gpu_job_gets_gpus_no_other_job_holds(tmp_path):
             proc.wait()
 
 
+def test_jobs_inside_one_slurm_allocation_share_its_gpus_and_other_allocations_never_wait(
+    tmp_path,
+):
+    """Issue 29 item 9: inside one allocation (salloc with 3 GPUs, Snakemake running the jobs
+    locally) each job gets a GPU no other job holds; before, claiming was skipped under SLURM and
+    every job crowded onto GPU 0. A job of another SLURM job on the same node, whose GPU cgroups
+    also number 0, does not wait for them."""
+    procs = []
+    try:
+        for name in ("a", "b"):
+            proc, out = _claimant(tmp_path, name, 1, SLURM_JOB_ID="100")
+            procs.append(proc)
+            assert _wait_for(out, proc) == {"a": "0|0", "b": "1|1"}[name]
+        other, other_out = _claimant(tmp_path, "other", 2, SLURM_JOB_ID="200")
+        procs.append(other)
+        assert _wait_for(other_out, other) == "0,1|0,1"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def test_visible_devices_and_slurm_are_respected(tmp_path, monkeypatch):
     from prefopt import runtime
 
@@ -141,9 +164,10 @@ def test_visible_devices_and_slurm_are_respected(tmp_path, monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     with pytest.raises(RuntimeError, match=r"asks for 2 GPUs .* 1 are visible \(5\)"):
         runtime.claim_gpus(2, tmp_path)
-    monkeypatch.setenv("SLURM_JOB_ID", "42")  # SLURM gave the job its own GPUs already
+    monkeypatch.setenv("SLURM_JOB_ID", "42")  # SLURM gave the job its own GPU: it is the one
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
-    assert runtime.claim_gpus(1, tmp_path) == [] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    assert runtime.claim_gpus(1, tmp_path) == ["3"] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    assert (tmp_path / "slurm-job-42" / "gpu-3.lock").exists()  # locks of that SLURM job only
     monkeypatch.delenv("SLURM_JOB_ID")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert runtime.claim_gpus(1, tmp_path, gpu_ids=list) == []  # no GPU: nothing to claim

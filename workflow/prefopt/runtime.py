@@ -170,11 +170,16 @@ def claim_gpus(
     Snakemake's `gpu` resource caps how many GPU jobs run at once but does not say which GPU
     each gets: without this every job sees every GPU, they all crowd onto GPU 0, and a training
     job on an n-GPU box is wrapped in DataParallel by transformers, its batch n times the
-    paper's. Under SLURM (`SLURM_JOB_ID`) the scheduler already gives each job its own GPUs.
+    paper's. Under SLURM the locks are those of the SLURM job (`SLURM_JOB_ID`): the jobs that
+    Snakemake runs inside one allocation (an interactive `salloc` with several GPUs) share its
+    GPUs and so claim them from one another, while separate SLURM jobs on a node, each given its
+    own GPUs (which cgroups may number from 0 in every job), never wait for each other.
     Must run before torch initialises CUDA.
     """
-    if n <= 0 or os.environ.get("SLURM_JOB_ID"):
+    if n <= 0:
         return []
+    if os.environ.get("SLURM_JOB_ID"):
+        lock_dir = lock_dir / f"slurm-job-{os.environ['SLURM_JOB_ID']}"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     candidates = [g for g in visible.split(",") if g.strip()] if visible else gpu_ids()
     if not candidates:
