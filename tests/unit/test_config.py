@@ -223,6 +223,21 @@ def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):
     assert "rule " not in proc.stdout + proc.stderr, "a job was scheduled despite the bad config"
 
 
+@pytest.mark.parametrize("prompt", [64, 80])
+def test_prompt_length_must_leave_room_for_the_answer(paper, prompt):
+    """Issue 31: max_prompt_length 256 with max_length 64 planned the whole DAG, and training
+    would have cut every answer to nothing."""
+    cfg = copy.deepcopy(paper)
+    cfg["training"].update(max_length=64, max_prompt_length=prompt)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    message = str(err.value)
+    assert message.startswith("config error at training.max_prompt_length: ")
+    assert "training.max_length (64)" in message
+    cfg["training"].update(max_length=96, max_prompt_length=48)  # the tiny config's
+    validate_config(cfg)
+
+
 @pytest.mark.parametrize("bad", [".nan", ".inf", "-.inf"])
 @pytest.mark.parametrize(
     "key",

@@ -125,6 +125,14 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             "where the diagnostics and the loss total are complete"
         )
     training = config["training"]
+    prompt, total = training["max_prompt_length"], training["max_length"]
+    if prompt >= total:
+        raise ConfigError(
+            f"config error at training.max_prompt_length: {prompt} leaves no room for an answer "
+            f"within training.max_length ({total}); prompts are cut to max_prompt_length "
+            "tokens and prompt + answer to max_length, so max_prompt_length must be smaller "
+            "(the paper: 256 of 1024)"
+        )
     gpus, batch = training["gpus_per_job"], training["per_device_train_batch_size"]
     if batch % gpus:
         raise ConfigError(
