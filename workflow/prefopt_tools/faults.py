@@ -119,6 +119,8 @@ def _value_mutations(path: Path_, value: Any, schema: dict[str, Any]) -> list[Co
         out.append(ConfigMutation(key, "wrong type (text)", _setter(path, "yes")))
     elif isinstance(value, int | float):
         out.append(ConfigMutation(key, "wrong type (text)", _setter(path, "ten")))
+        out.append(ConfigMutation(key, "not a number (NaN)", _setter(path, float("nan"))))
+        out.append(ConfigMutation(key, "infinite", _setter(path, float("inf"))))
         if value > 0:
             out.append(ConfigMutation(key, "negative", _setter(path, -3)))
         if isinstance(value, int):
@@ -144,13 +146,53 @@ def _value_mutations(path: Path_, value: Any, schema: dict[str, Any]) -> list[Co
     return out
 
 
+def _pair(**changes: Any) -> Callable[[dict[str, Any]], None]:
+    """Set several keys at once (`section__key=value`): each value valid alone, the pair not."""
+
+    def apply(cfg: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            section, name = key.split("__")
+            cfg[section][name] = copy.deepcopy(value)
+
+    return apply
+
+
 def _cross_key_mutations(cfg: dict[str, Any]) -> list[ConfigMutation]:
-    """Mistakes only the cross-key checks see (names that must refer to something)."""
+    """Mistakes only the cross-key checks see: names that must refer to something, and pairs
+    of keys each valid alone that contradict each other (workflow/docs/configuration.md)."""
+    training = cfg["training"]
 
     def add_variant(c: dict[str, Any]) -> None:
         c["run"]["variants"].append("dpo_typo")
 
-    return [
+    pairs = [
+        ConfigMutation(
+            "training.max_prompt_length",
+            "pair: prompt as long as the whole sequence",
+            _pair(training__max_prompt_length=training["max_length"]),
+        ),
+        ConfigMutation(
+            "training.checkpoint_steps",
+            "pair: checkpoint off the logging steps",
+            _pair(training__logging_steps=3, training__checkpoint_steps=10),
+        ),
+        ConfigMutation(
+            "training.gpus_per_job",
+            "pair: batch not divisible by the GPUs",
+            _pair(training__per_device_train_batch_size=3, training__gpus_per_job=2),
+        ),
+        ConfigMutation(
+            "judges.repeats",
+            "pair: repeats with the local judge",
+            _pair(judges__repeats=3, judges__alpaca_eval="local"),
+        ),
+        ConfigMutation(
+            "judges.local_model",
+            "pair: local judge model not among teacher_models",
+            _pair(judges__local_model="not-fetched-model", judges__alpaca_eval="local"),
+        ),
+    ]
+    return pairs + [
         ConfigMutation("run.variants", "unknown variant", add_variant),
         ConfigMutation("run.seeds[0]", "seed not a number", _setter(("run", "seeds", 0), "one")),
         ConfigMutation(
