@@ -26,7 +26,7 @@ def test_every_config_mutation_is_refused_naming_the_key(repo, name):
     assert len(results) >= 150, len(results)
     assert {"wrong type (text)", "negative", "unknown key", "required key missing"} <= set(kinds)
     assert {"unknown variant", "unknown judge", "floating alias", "not a choice"} <= set(kinds)
-    # issue 31: non-finite numbers and pairs of keys each valid alone (workflow/docs/configuration.md)
+    # issue 31: non-finite numbers, and pairs of keys each valid alone (docs/configuration.md)
     assert {"not a number (NaN)", "infinite"} <= set(kinds)
     assert sum(kind.startswith("pair: ") for kind in kinds) == 5
     missed = [(r.key, r.kind) for r in results if not r.rejected]
