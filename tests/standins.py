@@ -500,6 +500,55 @@ class FakeOpenAI:
         h.wfile.write(data)
 
 
+def judge_items(names: list[str]) -> list[Any]:
+    """Raw API-judge requests, one per name, each marked ``ITEM-<name>`` for FakeOpenAI's
+    per-item scripts."""
+    from prefopt.judging import api
+
+    return [
+        api.JudgeItem(
+            f"raw:{n}",
+            [{"role": "system", "content": "judge"}, {"role": "user", "content": f"ITEM-{n}"}],
+            {"temperature": 0, "max_tokens": 16},
+        )
+        for n in names
+    ]
+
+
+def cache_lines(path: Path) -> list[dict]:
+    """The records of an API judge's JSON-lines cache."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def toy_alpaca_eval_pairs(n: int) -> tuple[list[dict], list[dict]]:
+    """(model outputs, reference outputs) for n instructions marked ``ITEM-q<i>``: FakeOpenAI
+    ranks first the output holding GOOD, the model's for even i; the last pair's outputs are
+    identical (a draw alpaca_eval decides without a request). The model outputs carry literal
+    braces, which no prompt formatting may touch."""
+    model, ref = [], []
+    for i in range(n):
+        instr = f"Question ITEM-q{i}: say something about {i}."
+        good_model = i % 2 == 0
+        model.append(
+            {
+                "instruction": instr,
+                "output": f"{'GOOD' if good_model else 'meh'} answer {{literal}} {i}",
+                "generator": "toy-seed0",
+                "dataset": "toy",
+            }
+        )
+        ref.append(
+            {
+                "instruction": instr,
+                "output": f"{'meh' if good_model else 'GOOD'} reference {i}",
+                "generator": "text_davinci_003",
+                "dataset": "toy",
+            }
+        )
+    model[-1]["output"] = ref[-1]["output"]
+    return model, ref
+
+
 # ----------------------------------------------------------------------------- vLLM
 #: `vllm.SamplingParams` keywords of vLLM 0.33.0 (vllm/sampling_params.py) that a caller may
 #: pass; anything else is a TypeError there, and here.

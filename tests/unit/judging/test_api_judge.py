@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from helpers import EMBEDDED_DATA
-from standins import FakeOpenAI
+from standins import FakeOpenAI, cache_lines, judge_items, toy_alpaca_eval_pairs
 
 from prefopt.judging import MT_BENCH_API_JUDGE, api, mt_bench
 
@@ -72,17 +72,6 @@ def make_client(server: FakeOpenAI, cache: Path, sleeps: list[float] | None = No
     return api.ApiJudgeClient(sleep=lambda s: (sink.append(s), time.sleep(min(s, 0.06))), **opts)
 
 
-def items(names: list[str]) -> list[api.JudgeItem]:
-    return [
-        api.JudgeItem(
-            f"raw:{n}",
-            [{"role": "system", "content": "judge"}, {"role": "user", "content": f"ITEM-{n}"}],
-            {"temperature": 0, "max_tokens": 16},
-        )
-        for n in names
-    ]
-
-
 def assert_key_absent(key: str, results_dir: Path, *texts: str) -> None:
     files = [p for p in results_dir.rglob("*") if p.is_file()]
     assert files, "nothing was written"
@@ -90,10 +79,6 @@ def assert_key_absent(key: str, results_dir: Path, *texts: str) -> None:
         assert key.encode() not in p.read_bytes(), p
     for text in texts:
         assert key not in text
-
-
-def cache_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # ------------------------------------------------------------------------------------------
@@ -107,7 +92,7 @@ def test_injected_failures_are_retried(api_key, results, caplog) -> None:
     sleeps: list[float] = []
     with FakeOpenAI(script) as server:
         client = make_client(server, results / "cache.jsonl", sleeps)
-        out = client.judge(items(["a", "b", "c", "d"]))
+        out = client.judge(judge_items(["a", "b", "c", "d"]))
     assert set(out) == {"raw:a", "raw:b", "raw:c", "raw:d"}
     assert server.requests == Counter({"a": 3, "b": 2, "c": 4, "d": 1})
     assert server.served == Counter({"a": 1, "b": 1, "c": 1, "d": 1})
@@ -125,7 +110,7 @@ def test_gives_up_after_max_retries(api_key, results) -> None:
     with FakeOpenAI({"x": ["500"] * 10}) as server:
         client = make_client(server, results / "cache.jsonl", max_retries=2)
         with pytest.raises(api.ApiJudgeError, match=r"raw:x.*gave up after 3 attempts") as err:
-            client.judge(items(["w", "x", "y"]))
+            client.judge(judge_items(["w", "x", "y"]))
     assert err.value.item_id == "raw:x"
     assert server.requests["x"] == 3 and server.requests["y"] == 0
     assert [r["item_id"] for r in cache_lines(results / "cache.jsonl")] == ["raw:w"]
@@ -138,13 +123,13 @@ def test_hard_failure_then_resume_judges_each_item_once(api_key, results, caplog
     cache = results / "cache.jsonl"
     with FakeOpenAI({"3": ["401"]}) as server:
         with pytest.raises(api.ApiJudgeError) as err:
-            make_client(server, cache).judge(items(names))
+            make_client(server, cache).judge(judge_items(names))
         assert err.value.item_id == "raw:3" and "HTTP 401" in str(err.value)
         assert api.REDACTED in str(err.value)  # the server echoed the key back
         assert err.value.__context__ is None and err.value.__cause__ is None
         assert [r["item_id"] for r in cache_lines(cache)] == ["raw:0", "raw:1", "raw:2"]
 
-        out = make_client(server, cache).judge(items(names))  # a fresh run, as after a restart
+        out = make_client(server, cache).judge(judge_items(names))  # fresh, as after a restart
     assert sorted(out) == [f"raw:{n}" for n in names]
     assert server.served == Counter({n: 1 for n in names})
     assert server.requests == Counter({**{n: 1 for n in names}, "3": 2})
@@ -199,7 +184,7 @@ def test_killed_process_resumes_without_loss_or_duplicates(api_key, results, cap
         assert "finished" not in stdout
         assert [r["item_id"] for r in cache_lines(cache)] == [f"raw:{i}" for i in range(4)]
 
-        out = make_client(server, cache, timeout=5).judge(items(names))
+        out = make_client(server, cache, timeout=5).judge(judge_items(names))
     assert sorted(out) == sorted(f"raw:{n}" for n in names)
     assert server.served == Counter({n: 1 for n in names})  # nothing judged twice
     assert server.requests["4"] == 2 and sum(server.requests.values()) == 9
@@ -212,10 +197,10 @@ def test_concurrent_workers_stop_on_hard_failure_and_resume(api_key, results) ->
     cache = results / "cache.jsonl"
     with FakeOpenAI({"5": ["401"], "2": ["429"]}) as server:
         with pytest.raises(api.ApiJudgeError, match="raw:5"):
-            make_client(server, cache, max_workers=3).judge(items(names))
+            make_client(server, cache, max_workers=3).judge(judge_items(names))
         first = {r["item_id"] for r in cache_lines(cache)}
         assert "raw:5" not in first
-        out = make_client(server, cache, max_workers=3).judge(items(names))
+        out = make_client(server, cache, max_workers=3).judge(judge_items(names))
     assert len(out) == 9 and server.served == Counter({n: 1 for n in names})
     assert all(server.requests[n] == 1 for n in names if f"raw:{n}" in first and n != "2")
 
@@ -228,14 +213,14 @@ def test_eight_workers_with_faults_lose_nothing_and_ask_nothing_twice(api_key, r
     cache = results / "cache.jsonl"
     script = {"1": ["429", "429"], "4": ["500"], "7": ["timeout"], "9": ["503", "429"]}
     with FakeOpenAI(script, always={"12": "400"}) as server:
-        out = make_client(server, cache, max_workers=8).judge(items(names))
+        out = make_client(server, cache, max_workers=8).judge(judge_items(names))
     assert len(out) == 24 and server.max_in_flight >= 2
     assert server.served == Counter({n: 1 for n in names if n != "12"})
     assert api.is_missing(out["raw:12"]) and sum(map(api.is_missing, out.values())) == 1
     assert [server.requests[n] for n in ("1", "4", "7", "9", "12", "0")] == [3, 2, 2, 3, 1, 1]
     assert {r["item_id"] for r in cache_lines(cache)} == set(out)
     with FakeOpenAI(always={"12": "400"}) as again:
-        rerun = make_client(again, cache, max_workers=8).judge(items(names))
+        rerun = make_client(again, cache, max_workers=8).judge(judge_items(names))
     assert again.total == 1 and again.requests["12"] == 1  # the refused item, asked once more
     assert {k: v["response_model"] for k, v in rerun.items() if k != "raw:12"} == {
         k: v["response_model"] for k, v in out.items() if k != "raw:12"
@@ -253,18 +238,18 @@ def test_item_level_error_is_a_missing_annotation_asked_at_most_twice(
     names = [str(i) for i in range(5)]
     cache = results / "cache.jsonl"
     with FakeOpenAI(always={"3": "400"}, script={"1": ["503"]}) as server:
-        first = make_client(server, cache).judge(items(names))
+        first = make_client(server, cache).judge(judge_items(names))
         rec = first["raw:3"]
         assert api.is_missing(rec) and rec["error"] == "HTTP 400 content_filter"
         assert rec["attempts"] == 1 and rec["content"] is None and rec["response_model"] is None
         assert api.REDACTED in rec["error_message"]
         assert all(not api.is_missing(first[f"raw:{n}"]) for n in "0124")
         assert server.requests["3"] == 1 and server.requests["1"] == 2  # 503 still retried
-        second = make_client(server, cache).judge(items(names))
+        second = make_client(server, cache).judge(judge_items(names))
         assert second["raw:3"]["attempts"] == 2 and server.requests["3"] == 2
         client = make_client(server, cache)
-        assert client.estimate(items(names), quiet=True)["n_to_request"] == 0
-        third = client.judge(items(names))
+        assert client.estimate(judge_items(names), quiet=True)["n_to_request"] == 0
+        third = client.judge(judge_items(names))
     assert third["raw:3"]["attempts"] == 2 and server.requests["3"] == 2
     assert server.served == Counter({n: 1 for n in "0124"})
     assert [r["item_id"] for r in cache_lines(cache)].count("raw:3") == 2
@@ -277,13 +262,13 @@ def test_item_level_error_is_a_missing_annotation_asked_at_most_twice(
 def test_missing_annotation_answered_on_the_next_run(api_key, results) -> None:
     cache = results / "cache.jsonl"
     with FakeOpenAI({"b": ["404"]}) as server:
-        first = make_client(server, cache).judge(items(["a", "b"]))
+        first = make_client(server, cache).judge(judge_items(["a", "b"]))
         assert first["raw:b"]["error"] == "HTTP 404 model_not_found"
-        second = make_client(server, cache).judge(items(["a", "b"]))
+        second = make_client(server, cache).judge(judge_items(["a", "b"]))
     assert not api.is_missing(second["raw:b"])
     assert second["raw:b"]["content"] == "Judged b. Rating: [[2]]"
     assert server.requests == Counter({"a": 1, "b": 2})
-    back = make_client(server, cache).cached(items(["b"])[0])  # the last line of a key wins
+    back = make_client(server, cache).cached(judge_items(["b"])[0])  # the last line of a key wins
     assert back is not None and not api.is_missing(back)
 
 
@@ -295,10 +280,10 @@ def test_a_streak_of_refusals_stops_the_run_and_caches_none_of_them(api_key, res
     names = ["a", "b", "c", "d", "e"]
     with FakeOpenAI(always={n: "404" for n in names}) as server:
         with pytest.raises(api.ApiJudgeError, match=r"3 requests in a row got no answer.*404"):
-            make_client(server, cache, max_consecutive_missing=3).judge(items(names))
+            make_client(server, cache, max_consecutive_missing=3).judge(judge_items(names))
         assert server.total == 3 and not cache.exists()
     with FakeOpenAI(always={"a": "400", "b": "400", "d": "400", "e": "400"}) as server:
-        out = make_client(server, cache, max_consecutive_missing=3).judge(items(names))
+        out = make_client(server, cache, max_consecutive_missing=3).judge(judge_items(names))
     assert [api.is_missing(out[f"raw:{n}"]) for n in names] == [True, True, False, True, True]
     assert len(cache_lines(cache)) == 5
 
@@ -306,27 +291,27 @@ def test_a_streak_of_refusals_stops_the_run_and_caches_none_of_them(api_key, res
 def test_unusable_answer_is_a_hard_failure(api_key, results) -> None:
     with FakeOpenAI({"e": ["empty"]}) as server:
         with pytest.raises(api.ApiJudgeError, match=r"raw:e.*IndexError"):
-            make_client(server, results / "c.jsonl").judge(items(["d", "e"]))
-        out = make_client(server, results / "c.jsonl").judge(items(["d", "e"]))
+            make_client(server, results / "c.jsonl").judge(judge_items(["d", "e"]))
+        out = make_client(server, results / "c.jsonl").judge(judge_items(["d", "e"]))
     assert server.requests == Counter({"d": 1, "e": 2}) and len(out) == 2
 
 
 def test_torn_cache_line_is_dropped(api_key, results) -> None:
     cache = results / "cache.jsonl"
     with FakeOpenAI() as server:
-        make_client(server, cache).judge(items(["a", "b"]))
+        make_client(server, cache).judge(judge_items(["a", "b"]))
         with open(cache, "a") as fh:
             fh.write('{"key": "deadbeef", "item_id": "raw:c", "cont')  # crash mid-write
         client = make_client(server, cache)
-        assert client.cached(items(["a"])[0]) is not None
-        out = client.judge(items(["a", "b", "c"]))
+        assert client.cached(judge_items(["a"])[0]) is not None
+        out = client.judge(judge_items(["a", "b", "c"]))
     assert out["raw:c"]["content"].startswith("Judged c")
     assert [r["item_id"] for r in cache_lines(cache)] == ["raw:a", "raw:b", "raw:c"]
     assert server.served == Counter({"a": 1, "b": 1, "c": 1})
 
 
 def test_identical_requests_are_sent_once(api_key, results) -> None:
-    same = items(["z"])[0]
+    same = judge_items(["z"])[0]
     twin = api.JudgeItem("other-id", same.messages, same.params)
     with FakeOpenAI() as server:
         out = make_client(server, results / "c.jsonl").judge([same, twin])
@@ -336,17 +321,17 @@ def test_identical_requests_are_sent_once(api_key, results) -> None:
 def test_estimate_and_budget(api_key, results, capsys) -> None:
     with FakeOpenAI() as server:
         client = make_client(server, results / "c.jsonl", price_per_1k_prompt_tokens=1.0)
-        est = client.estimate(items(["a", "b"]))
+        est = client.estimate(judge_items(["a", "b"]))
         assert (est["n_items"], est["n_cached"], est["n_to_request"]) == (2, 0, 2)
         assert est["est_prompt_tokens"] > 0 and est["est_max_completion_tokens"] == 32
         assert "[judge estimate]" in capsys.readouterr().err
         client.budget_usd = 1e-6
         with pytest.raises(api.ApiJudgeError, match="exceeds budget"):
-            client.judge(items(["a", "b"]))
+            client.judge(judge_items(["a", "b"]))
         assert server.total == 0
         client.budget_usd = None
-        client.judge(items(["a"]))
-        est = client.estimate(items(["a", "b"]), quiet=True)
+        client.judge(judge_items(["a"]))
+        est = client.estimate(judge_items(["a", "b"]), quiet=True)
         assert (est["n_cached"], est["n_to_request"]) == (1, 1)
 
 
@@ -373,34 +358,9 @@ def test_redaction(api_key, results) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _pairs(n: int) -> tuple[list[dict], list[dict]]:
-    model, ref = [], []
-    for i in range(n):
-        instr = f"Question ITEM-q{i}: say something about {i}."
-        good_model = i % 2 == 0
-        model.append(
-            {
-                "instruction": instr,
-                "output": f"{'GOOD' if good_model else 'meh'} answer {{literal}} {i}",
-                "generator": "toy-seed0",
-                "dataset": "toy",
-            }
-        )
-        ref.append(
-            {
-                "instruction": instr,
-                "output": f"{'meh' if good_model else 'GOOD'} reference {i}",
-                "generator": "text_davinci_003",
-                "dataset": "toy",
-            }
-        )
-    model[-1]["output"] = ref[-1]["output"]  # identical outputs: a draw without a request
-    return model, ref
-
-
 def test_alpaca_eval_pairs(api_key, results, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    model, ref = _pairs(7)
+    model, ref = toy_alpaca_eval_pairs(7)
     switched = [api.is_switched_outputs(m["instruction"]) for m in model]
     assert any(switched[:6]) and not all(switched[:6])  # both orders exercised
     with FakeOpenAI({"q1": ["500"]}, always={"q4": "400"}) as server:

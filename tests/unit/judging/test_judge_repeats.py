@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers import EMBEDDED_DATA, REPO
-from standins import FakeOpenAI
+from standins import FakeOpenAI, cache_lines, judge_items, toy_alpaca_eval_pairs
 
 from prefopt.config import ConfigError, validate_config
 from prefopt.judging import api, mt_bench
@@ -53,21 +53,6 @@ def make_client(server: FakeOpenAI, cache: Path, **kw: Any) -> api.ApiJudgeClien
     }
     opts.update(kw)
     return api.ApiJudgeClient(sleep=lambda s: time.sleep(min(s, 0.02)), **opts)
-
-
-def items(names: list[str]) -> list[api.JudgeItem]:
-    return [
-        api.JudgeItem(
-            f"raw:{n}",
-            [{"role": "system", "content": "judge"}, {"role": "user", "content": f"ITEM-{n}"}],
-            {"temperature": 0, "max_tokens": 16},
-        )
-        for n in names
-    ]
-
-
-def cache_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class VaryingJudge(FakeOpenAI):
@@ -126,9 +111,9 @@ def test_repeat_one_keeps_todays_key_and_later_repeats_get_their_own() -> None:
 def test_a_cache_of_single_judgments_is_reused_as_repeat_one(api_key, tmp_path) -> None:
     cache = tmp_path / "cache.jsonl"
     with FakeOpenAI() as server:
-        once = make_client(server, cache).judge(items(["a", "b"]))
+        once = make_client(server, cache).judge(judge_items(["a", "b"]))
         assert server.requests == Counter({"a": 1, "b": 1})
-        thrice = api.judge_repeated(make_client(server, cache), items(["a", "b"]), 3)
+        thrice = api.judge_repeated(make_client(server, cache), judge_items(["a", "b"]), 3)
         # only repeats 2 and 3 were asked; repeat 1 is the cached single judgment
         assert server.requests == Counter({"a": 3, "b": 3})
     assert thrice["raw:a"][0] == once["raw:a"]
@@ -143,11 +128,11 @@ def test_a_run_cut_short_with_three_repeats_resumes_without_asking_twice(api_key
     # item c's second request: 401, a hard failure that stops the run
     with FakeOpenAI({"c": ["ok", "401"]}) as server:
         with pytest.raises(api.ApiJudgeError):
-            api.judge_repeated(make_client(server, cache), items(["a", "b", "c", "d"]), 3)
+            api.judge_repeated(make_client(server, cache), judge_items(["a", "b", "c", "d"]), 3)
         # repeat by repeat: every item got its first judgment before the failure
         assert server.served == Counter({"a": 2, "b": 2, "c": 1, "d": 1})
         assert len(cache_lines(cache)) == 6
-        got = api.judge_repeated(make_client(server, cache), items(["a", "b", "c", "d"]), 3)
+        got = api.judge_repeated(make_client(server, cache), judge_items(["a", "b", "c", "d"]), 3)
     assert server.served == Counter({"a": 3, "b": 3, "c": 3, "d": 3})
     assert server.requests["c"] == 4  # the refused request, asked again by the rerun
     assert len(cache_lines(cache)) == 12 and len({r["key"] for r in cache_lines(cache)}) == 12
@@ -160,34 +145,8 @@ def test_a_run_cut_short_with_three_repeats_resumes_without_asking_twice(api_key
 # ------------------------------------------------------------------------------------------
 
 
-def _pairs(n: int) -> tuple[list[dict], list[dict]]:
-    """As test_api_judge: the output with GOOD wins by default (the model's for even i)."""
-    model, ref = [], []
-    for i in range(n):
-        instr = f"Question ITEM-q{i}: say something about {i}."
-        good = i % 2 == 0
-        model.append(
-            {
-                "instruction": instr,
-                "output": f"{'GOOD' if good else 'meh'} answer {i}",
-                "generator": "toy-seed0",
-                "dataset": "toy",
-            }
-        )
-        ref.append(
-            {
-                "instruction": instr,
-                "output": f"{'meh' if good else 'GOOD'} reference {i}",
-                "generator": "text_davinci_003",
-                "dataset": "toy",
-            }
-        )
-    model[-1]["output"] = ref[-1]["output"]  # identical outputs: a draw, never asked
-    return model, ref
-
-
 def test_alpaca_eval_preference_is_the_mean_of_the_verdicts(api_key, tmp_path) -> None:
-    model, ref = _pairs(6)
+    model, ref = toy_alpaca_eval_pairs(6)
     flips = {"q1": [False, True, False], "q2": [True, True, True]}
     # q3: content filter on every request (all repeats fail); q4: its first request refused
     fake = VaryingJudge(always={"q3": "400"}, script={"q4": ["400"]}, flips=flips)
@@ -222,7 +181,7 @@ def test_alpaca_eval_preference_is_the_mean_of_the_verdicts(api_key, tmp_path) -
 
 
 def test_one_repeat_writes_exactly_the_single_judgment_records(api_key, tmp_path) -> None:
-    model, ref = _pairs(4)
+    model, ref = toy_alpaca_eval_pairs(4)
     with FakeOpenAI(always={"q2": "400"}) as server:
         default = api.judge_alpaca_eval_pairs(
             make_client(server, tmp_path / "a.jsonl", model="gpt-4-1106-preview"), model, ref
