@@ -54,6 +54,21 @@ def write_authors_standin(mirror, reference: list[dict]) -> None:
         )
 
 
+def make_with_the_api_standin(work, target: str) -> FakeOpenAI:
+    """Make `target` with the tiny config and the overlay, the API judge served by a fresh
+    FakeOpenAI; returns the server (its request counts)."""
+    with FakeOpenAI(lifetime_s=600) as server:
+        env = snakemake_env(
+            PATH=os.defpath, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=server.base_url
+        )
+        proc = run_snakemake(
+            work, "--cores", "1", target,
+            "--configfile", "tests/config.tiny.yaml", "overlay.yaml", env=env,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return server
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("authors") / "repo")
@@ -66,15 +81,7 @@ def run(tmp_path_factory):
         f"judges: {{alpaca_eval: {ALPACA_EVAL_API_JUDGE}}}\n"
         "authors_outputs: {variants: [dpo, base]}\n"
     )
-    with FakeOpenAI(lifetime_s=600) as server:
-        env = snakemake_env(
-            PATH=os.defpath, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=server.base_url
-        )
-        proc = run_snakemake(
-            work, "--cores", "1", SCORES,
-            "--configfile", "tests/config.tiny.yaml", "overlay.yaml", env=env,
-        )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    server = make_with_the_api_standin(work, SCORES)
     return work, server, pd.read_csv(work / SCORES).set_index("variant")
 
 
@@ -119,15 +126,7 @@ def test_the_calibration_table_scores_the_judge_on_the_paper_pairs_too(run):
     alpaca_eval's recorded files, with the agreement the score table reports."""
     work, _, scores = run
     table_path = "results/tables/judge_calibration.csv"
-    with FakeOpenAI(lifetime_s=600) as server:
-        env = snakemake_env(
-            PATH=os.defpath, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=server.base_url
-        )
-        proc = run_snakemake(
-            work, "--cores", "1", table_path,
-            "--configfile", "tests/config.tiny.yaml", "overlay.yaml", env=env,
-        )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    server = make_with_the_api_standin(work, table_path)
     assert server.served["?"] == 12  # only the 6 calibration pairs, both orders: not ours again
     table = pd.read_csv(work / table_path)
     agreement = table[table["statistic"] == "agreement"].set_index("source")["value"]
