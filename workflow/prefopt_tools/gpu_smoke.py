@@ -34,7 +34,7 @@ def snakemake_command(sdm: str, dry_run: bool) -> list[str]:
         return [*cmd, "-n", "--quiet", "rules"]
     cmd += ["--software-deployment-method", sdm]
     if sdm == "apptainer":
-        cmd += ["--apptainer-args=--nv"]  # "--apptainer-args --nv": the parser wants a value
+        cmd += ["--apptainer-args=--nv"]  # one token: Snakemake's parser wants the value attached
     return cmd
 
 
