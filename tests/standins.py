@@ -58,8 +58,17 @@ def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+#: The commit at which the stand-in raw GitHub serves the shipped AlpacaEval sample. The sample
+#: keeps four fields of the upstream file (workflow/resources/data/alpaca_eval/PROVENANCE.md), so
+#: its bytes are not the pinned commit's and would fail the git blob check there, as they should.
+#: A run pointed at this commit (`data.alpaca_eval.repo_revision`) downloads it as an unpinned
+#: revision: sha256 recorded, with the warning. The pinned blob check is exercised on MT-Bench's
+#: files (shipped unchanged) and, on the real file, by the tests marked `mirror`.
+AE_SAMPLE_COMMIT = "5a" * 20
+
+
 def github_tree(embedded: Path, name: str) -> dict[str, bytes]:
-    """Repository paths of GitHub source `name`, with the upstream bytes the repo ships."""
+    """Repository paths of GitHub source `name`, with the bytes the repository ships for them."""
     src = download.GITHUB_SOURCES[name]
     return {remote: (embedded / local).read_bytes() for local, (remote, _) in src.files.items()}
 
@@ -81,11 +90,13 @@ def shipped_hub(embedded: Path) -> StandInHub:
 
 
 def shipped_github(embedded: Path) -> StandInGitHubRaw:
-    """Raw GitHub holding the AlpacaEval and MT-Bench files at their pinned commits."""
+    """Raw GitHub holding MT-Bench's files at their pinned commit and the AlpacaEval sample at
+    `AE_SAMPLE_COMMIT`."""
     github = StandInGitHubRaw()
-    for name in ("alpaca_eval", "mt_bench"):
-        src = download.GITHUB_SOURCES[name]
-        github.add_tree(src.repo, src.commit, github_tree(embedded, name))
+    mt_bench = download.GITHUB_SOURCES["mt_bench"]
+    github.add_tree(mt_bench.repo, mt_bench.commit, github_tree(embedded, "mt_bench"))
+    alpaca_eval = download.GITHUB_SOURCES["alpaca_eval"]
+    github.add_tree(alpaca_eval.repo, AE_SAMPLE_COMMIT, github_tree(embedded, "alpaca_eval"))
     return github
 
 

@@ -1,11 +1,13 @@
 """The download route (`mirror_dir: null`) through the real DAG, against local stand-ins.
 
 The stand-in Hub and raw-GitHub servers (tests/standins.py) serve the bytes the real services
-would: the upstream AlpacaEval and MT-Bench files shipped in workflow/resources/data, and a
-parquet of the shipped UltraFeedback rows in trl-lib's schema. Every `results/data/*` file the
-download route prepares must be byte-identical to what the shipped-data route prepares; a
-corrupted or missing download must fail naming its source, leave no file behind, and keep
-what was already computed.
+would: the upstream MT-Bench files shipped in workflow/resources/data, and a parquet of the
+shipped UltraFeedback rows in trl-lib's schema. The shipped AlpacaEval file is a cut of the
+upstream one (four fields), so the stand-in serves it at a commit of its own
+(`standins.AE_SAMPLE_COMMIT`), which these runs name, and the download records its sha256.
+Every `results/data/*` file the download route prepares must be byte-identical to what the
+shipped-data route prepares; a corrupted or missing download must fail naming its source,
+leave no file behind, and keep what was already computed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import copy_workflow, run_snakemake, snakemake_env
-from standins import UF_REPO, shipped_github, shipped_hub
+from standins import AE_SAMPLE_COMMIT, UF_REPO, shipped_github, shipped_hub
 
 from prefopt.data import download
 
@@ -48,6 +50,9 @@ def run(work: Path, servers, *args: str, mirror: str | None = None):
         HF_HUB_OFFLINE="0",
         **{download.GITHUB_RAW_URL_ENV: github.url},
     )
+    (work / "ae_sample_commit.yaml").write_text(
+        f"data: {{alpaca_eval: {{repo_revision: '{AE_SAMPLE_COMMIT}'}}}}\n"
+    )
     return run_snakemake(
         work,
         *args,  # targets and flags first: --configfile and --config take several values
@@ -55,6 +60,7 @@ def run(work: Path, servers, *args: str, mirror: str | None = None):
         "2",
         "--configfile",
         "tests/config.tiny.yaml",
+        "ae_sample_commit.yaml",
         "--config",
         f"mirror_dir={mirror or 'null'}",
         env=env,
@@ -94,6 +100,8 @@ def test_downloads_record_what_they_got(routes, servers):
     assert uf["resolved_commit"] == hub.datasets[UF_REPO]["sha"]
     assert uf["requested_revision"] == "main"
     assert list(uf["files"]) == ["data/train-00000-of-00001.parquet"]
+    ae = json.loads((downloads / "alpaca_eval" / "provenance.json").read_text())
+    assert ae["commit"] == AE_SAMPLE_COMMIT and "not the pinned" in ae["warning"]
     mt = json.loads((downloads / "mt_bench" / "provenance.json").read_text())
     assert mt["commit"] == download.GITHUB_SOURCES["mt_bench"].commit
     assert {e["git_blob"] for e in mt["files"].values()} == {
@@ -103,12 +111,13 @@ def test_downloads_record_what_they_got(routes, servers):
 
 
 def test_corrupted_download_fails_cleanly_and_keeps_finished_work(tmp_path, servers):
-    """A checksum mismatch on the AlpacaEval file: that job fails naming the source and leaves
-    no file; with --keep-going the jobs that did not depend on it finish and stay."""
+    """A checksum mismatch on one MT-Bench file (at its pinned commit): that job fails naming the
+    source and leaves no file; with --keep-going the jobs that did not depend on it finish and
+    stay."""
     hub, github = servers
     work = copy_workflow(tmp_path / "repo")
-    src = download.GITHUB_SOURCES["alpaca_eval"]
-    (remote,) = [r for r, _ in src.files.values()]
+    src = download.GITHUB_SOURCES["mt_bench"]
+    remote = src.files["mt_bench/judge_prompts.jsonl"][0]
     key = f"/{src.repo}/{src.commit}/{remote}"
     github.faults[key] = "corrupt"
     try:
@@ -116,22 +125,20 @@ def test_corrupted_download_fails_cleanly_and_keeps_finished_work(tmp_path, serv
     finally:
         github.faults.pop(key)
     assert proc.returncode != 0
-    log = (work / "results" / "logs" / "download_alpaca_eval.log").read_text()
-    assert "alpaca_eval: checksum mismatch" in log and "nothing was kept" in log
+    log = (work / "results" / "logs" / "download_mt_bench.log").read_text()
+    assert "mt_bench: checksum mismatch" in log and "nothing was kept" in log
     downloads = work / "results" / "downloads"
-    assert not (downloads / "alpaca_eval").exists() or not any(
-        (downloads / "alpaca_eval").iterdir()
-    )
+    assert not (downloads / "mt_bench").exists() or not any((downloads / "mt_bench").iterdir())
     assert not list(downloads.rglob(".partial-*"))
-    assert not (work / "results" / "data" / "alpaca_eval.json").exists()
+    assert not list((work / "results" / "data").glob("mt_bench_*"))
     # unaffected work finished and is kept
     assert (work / "results" / "data" / "train_pairs.jsonl").is_file()
-    assert (work / "results" / "data" / "mt_bench_questions.jsonl").is_file()
+    assert (work / "results" / "data" / "alpaca_eval.json").is_file()
     # the next run, with the fault gone, fetches only what is missing
     again = run(work, servers, *DATA_TARGETS)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "download_alpaca_eval" in again.stdout + again.stderr
-    assert "download_mt_bench" not in again.stdout + again.stderr
+    assert "download_mt_bench" in again.stdout + again.stderr
+    assert "download_alpaca_eval" not in again.stdout + again.stderr
 
 
 def test_audit_without_the_authors_files_says_why(tmp_path, servers):

@@ -12,10 +12,24 @@ import re
 from pathlib import Path
 
 import pytest
-from standins import UF_LOCAL, UF_REPO, github_tree, shipped_github, shipped_hub
+from standins import (
+    AE_SAMPLE_COMMIT,
+    UF_LOCAL,
+    UF_REPO,
+    StandInGitHubRaw,
+    github_tree,
+    shipped_github,
+    shipped_hub,
+)
 
 from prefopt.data import download
-from prefopt.data.prepare import read_jsonl
+from prefopt.data.prepare import (
+    ALPACA_EVAL_1_FIELDS,
+    ALPACA_EVAL_1_ITEMS,
+    alpaca_eval_1_reference,
+    read_jsonl,
+)
+from prefopt.runtime import write_json
 
 
 @pytest.fixture
@@ -39,10 +53,56 @@ def leftovers(root: Path) -> list[str]:
 # ------------------------------------------------------------------- the shipped data itself
 
 
-@pytest.mark.parametrize("name", ["alpaca_eval", "mt_bench"])
-def test_shipped_github_files_are_the_pinned_upstream_bytes(embedded_data: Path, name: str):
-    for local, (_, blob) in download.GITHUB_SOURCES[name].files.items():
+def test_shipped_mt_bench_files_are_the_pinned_upstream_bytes(embedded_data: Path):
+    for local, (_, blob) in download.GITHUB_SOURCES["mt_bench"].files.items():
         assert download.git_blob_id((embedded_data / local).read_bytes()) == blob, local
+
+
+def alpaca_eval_sample(rows: list[dict]) -> list[dict]:
+    """The shipped AlpacaEval sample's rule (its PROVENANCE.md): every row, the fields read."""
+    return [{key: row[key] for key in ALPACA_EVAL_1_FIELDS} for row in rows]
+
+
+def test_shipped_alpaca_eval_sample_holds_every_item_and_only_the_fields_read(embedded_data):
+    (local,) = download.GITHUB_SOURCES["alpaca_eval"].files
+    rows = json.loads((embedded_data / local).read_text(encoding="utf-8"))
+    assert len(rows) == ALPACA_EVAL_1_ITEMS
+    assert all(list(row) == list(ALPACA_EVAL_1_FIELDS) for row in rows)
+    assert alpaca_eval_sample(rows) == rows
+    reference = alpaca_eval_1_reference(rows)  # the benchmark's checks hold on the sample
+    assert [r["instruction"] for r in reference] == [r["instruction"] for r in rows]
+
+
+@pytest.mark.mirror
+def test_alpaca_eval_sample_is_cut_from_the_pinned_upstream_file(
+    tmp_path, mirror, embedded_data, monkeypatch
+):
+    """With the whole file in a mirror: it is the pinned upstream bytes, the shipped sample is
+    its four fields written by write_json, byte for byte, and the download's code fetches it."""
+    src = download.GITHUB_SOURCES["alpaca_eval"]
+    ((local, (remote, blob)),) = src.files.items()
+    full = mirror / local
+    if not full.is_file() or download.git_blob_id(full.read_bytes()) != blob:
+        pytest.skip(f"the mirror holds no upstream {local} (a mirror of the samples?)")
+    rows = json.loads(full.read_text(encoding="utf-8"))
+    write_json(alpaca_eval_sample(rows), tmp_path / "cut.json")
+    shipped = embedded_data / local
+    assert (tmp_path / "cut.json").read_bytes() == shipped.read_bytes()
+    assert alpaca_eval_1_reference(rows) == alpaca_eval_1_reference(json.loads(shipped.read_text()))
+    with StandInGitHubRaw() as github:
+        github.add_tree(src.repo, src.commit, {remote: full})
+        monkeypatch.setenv(download.GITHUB_RAW_URL_ENV, github.url)
+        record = download.download_github("alpaca_eval", tmp_path / "fetched")
+    assert record["files"][local]["git_blob"] == blob
+
+
+def test_shipped_alpaca_eval_sample_fails_the_pinned_blob_check(tmp_path, embedded_data, github):
+    """The sample is not the upstream file: served as if it were, the download refuses it."""
+    src = download.GITHUB_SOURCES["alpaca_eval"]
+    github.add_tree(src.repo, src.commit, github_tree(embedded_data, "alpaca_eval"))
+    with pytest.raises(download.DownloadError, match=r"^alpaca_eval: checksum mismatch"):
+        download.download_github("alpaca_eval", tmp_path)
+    assert leftovers(tmp_path) == []
 
 
 def test_shipped_files_match_their_recorded_sha256(embedded_data: Path):
@@ -111,11 +171,12 @@ def test_github_bad_bytes_fail_and_leave_nothing(tmp_path, github, fault, messag
 
 
 def test_github_other_commit_records_sha256_and_warns(tmp_path, github, embedded_data):
-    src = download.GITHUB_SOURCES["alpaca_eval"]
-    other = "1" * 40
-    github.add_tree(src.repo, other, github_tree(embedded_data, "alpaca_eval"))
-    record = download.download_github("alpaca_eval", tmp_path, commit=other)
+    record = download.download_github("alpaca_eval", tmp_path, commit=AE_SAMPLE_COMMIT)
     assert "not the pinned" in record["warning"] and record["checked_against"] is None
+    (local,) = record["files"]
+    data = (tmp_path / local).read_bytes()
+    assert data == (embedded_data / local).read_bytes()
+    assert record["files"][local]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------------- Hugging Face datasets

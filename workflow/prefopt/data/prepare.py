@@ -123,6 +123,9 @@ def rejected_rows_message(report: dict[str, Any], path: str | Path) -> str | Non
 #: The AlpacaEval 1.0 baseline, as alpaca_eval names it in ``generator_1``.
 ALPACA_EVAL_1_BASELINE = "text_davinci_003"
 ALPACA_EVAL_1_ITEMS = 805
+#: The fields of alpaca_eval's AE1 annotations that `alpaca_eval_1_reference` reads (the shipped
+#: sample, workflow/resources/data/alpaca_eval/, keeps only these).
+ALPACA_EVAL_1_FIELDS = ("dataset", "instruction", "output_1", "generator_1")
 
 
 def alpaca_eval_1_reference(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
