@@ -110,6 +110,32 @@ def check_model_dir(path: str | Path) -> None:
                 raise ModelFolderError(f"{err}; {fix}") from None
 
 
+class ContextError(ValueError):
+    """A configured length the model cannot hold (the message names the config key)."""
+
+
+def model_context(config: Any) -> int | None:
+    """The longest sequence, in tokens, the model was built for: `max_position_embeddings` of a
+    transformers config (an object, a dict, or a model folder holding config.json); None when
+    the config does not say."""
+    if isinstance(config, str | Path):
+        config = json.loads((Path(config) / "config.json").read_text())
+    value = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if value is None and not isinstance(config, dict):
+        value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def check_context(context: int | None, needed: int, *, key: str, what: str) -> None:
+    """Stop before any work when `what` needs more tokens than the model's context (positions
+    past it were never trained: the model would run, and its outputs would mean little)."""
+    if context is not None and needed > context:
+        raise ContextError(
+            f"config error at {key}: {what} needs {needed} tokens, more than the model's "
+            f"context of {context} (max_position_embeddings of its config.json); lower {key}"
+        )
+
+
 def prepare_model(model_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Materialise the configured base model as a Hugging Face folder and return provenance."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

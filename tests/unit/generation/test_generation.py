@@ -339,3 +339,49 @@ def test_vllm_engine_without_a_gpu_says_how_to_expose_one(smollm2_dir):
     generation = {"engine": "vllm", "dtype": "float16", "vllm": {"gpu_memory_utilization": 0.8}}
     with pytest.raises(RuntimeError, match=r"--nv.*generation\.engine: hf"):
         load_engine(str(smollm2_dir), generation, seed=0)
+
+
+def test_answers_that_cannot_fit_the_context_stop_before_any_is_generated(
+    monkeypatch, fp32, items, smollm2_dir
+):
+    """Issue 31: new tokens beyond the model's context (max_position_embeddings) would run on
+    positions it was never trained on; vLLM would stop mid-job on the first prompt too long.
+    Checked for every item before the first answer, naming the config key and the item."""
+    from standins import StandInVllm
+
+    from prefopt.generation.answers import load_engine
+    from prefopt.modeling import ContextError
+
+    model, tok = fp32
+    hf = HfEngine(model, tok, 2)
+    context = model.config.max_position_embeddings
+    assert hf.context_length == context == 8192  # SmolLM2-135M-Instruct
+    asked = []
+    monkeypatch.setattr(hf, "token_ids", lambda *a, **k: asked.append(a))
+    kw = {"generator": "m", "system_prompt": SYSTEM, "seed": 0}
+    too_long = {**GREEDY, "max_new_tokens": context}
+    with pytest.raises(ContextError) as err:
+        generate_alpaca_eval(hf, items, settings=too_long, **kw)
+    assert str(err.value).startswith(
+        "config error at generation.alpaca_eval.max_new_tokens: AlpacaEval item 0 ("
+    )
+    assert f"+ {context} new) needs " in str(err.value) and f"context of {context}" in str(
+        err.value
+    )
+    # MT-Bench: the turn-2 prompt holds the turn-1 answer, so half the context is too much
+    questions = read_jsonl(EMBEDDED_DATA / "mt_bench" / "question.jsonl")[:3]
+    half = {**GREEDY, "temperature": "fastchat", "max_new_tokens": context // 2}
+    with pytest.raises(ContextError, match=r"^config error at generation\.mt_bench\.max_new_tok"):
+        generate_mt_bench(hf, questions, model_id="m", system_prompt=SYSTEM, settings=half, seed=0)
+    assert asked == []
+    # vLLM holds generation.vllm.max_model_len tokens when it is set
+    stand_in = StandInVllm()
+    stand_in.install(monkeypatch)
+    vllm = {"gpu_memory_utilization": 0.85, "max_model_len": 64}
+    engine = load_engine(
+        str(smollm2_dir), {"engine": "vllm", "dtype": "float16", "vllm": vllm}, seed=0
+    )
+    assert engine.context_length == 64
+    with pytest.raises(ContextError, match=r"model's context of 64 "):
+        generate_alpaca_eval(engine, items, settings={**GREEDY, "max_new_tokens": 60}, **kw)
+    assert stand_in.requests == []

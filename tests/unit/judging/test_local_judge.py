@@ -256,3 +256,14 @@ def test_a_cache_that_cannot_be_copied_into_a_batch_runs_whole_prompts(smollm2_d
     assert rest == fed_whole  # then every prompt whole, as without sharing
     for g, w in zip(judged, expected, strict=True):
         assert g["preference"] == pytest.approx(w["preference"], abs=FP32_TOLERANCE)
+
+
+def test_a_judge_prompt_longer_than_the_models_context_is_refused(judge):
+    """Issue 31: judges.local_max_length past the judge model's context is refused when the
+    judge is made, before any item, naming the key."""
+    from prefopt.modeling import ContextError
+
+    context = judge.model.config.max_position_embeddings
+    LocalJudge(judge.model, judge.tokenizer, max_length=context)
+    with pytest.raises(ContextError, match=r"^config error at judges\.local_max_length: .*8192"):
+        LocalJudge(judge.model, judge.tokenizer, max_length=context + 1)

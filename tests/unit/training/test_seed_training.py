@@ -145,3 +145,14 @@ def test_non_finite_listwise_reference_is_rejected():
     rows.append({"prompt_id": "p1", "ref_logps": [-3.0, float("-inf"), float("nan")]})
     with pytest.raises(ReferenceCacheError, match=r"prompt 'p1' .* candidate\(s\) \[1, 2\]"):
         check_finite_listwise_reference(rows, "cache.jsonl")
+
+
+def test_training_max_length_past_the_models_context_is_refused(smollm2_dir):
+    """Issue 31: training.max_length beyond max_position_embeddings is refused before the model
+    loads (the trainer's and the reference cache's first step), naming the key."""
+    from prefopt.modeling import ContextError
+    from prefopt.training.trainer import check_training_context
+
+    check_training_context(smollm2_dir, {"max_length": 8192})
+    with pytest.raises(ContextError, match=r"^config error at training\.max_length: .* 8193 "):
+        check_training_context(smollm2_dir, {"max_length": 8193})

@@ -21,6 +21,7 @@ from prefopt.generation.hf_engine import HfEngine
 from prefopt.generation.interface import GenerationEngine, answer_seed, chat_prompt_ids
 from prefopt.generation.vllm_engine import VllmEngine
 from prefopt.judging.mt_bench import FASTCHAT_TEMPERATURE
+from prefopt.modeling import check_context
 
 
 def _messages(system_prompt: str, turns: list[str], answers: list[str]) -> list[dict[str, str]]:
@@ -54,6 +55,30 @@ def engine_texts(
         seeds=seeds,
     )
     return [t.strip() for t in engine.tokenizer.batch_decode(answers, skip_special_tokens=True)]
+
+
+def check_answers_fit(
+    engine: GenerationEngine,
+    conversations: list[list[dict[str, str]]],
+    new_tokens: int,
+    *,
+    key: str,
+    names: list[str],
+) -> None:
+    """Before any answer is generated: every conversation's prompt plus `new_tokens` fits the
+    engine's context (the hf engine would run past the positions the model was trained on, vLLM
+    stops on the first prompt too long, after the answers before it). The first that does not
+    fit stops the job, naming `key` and the item."""
+    context = getattr(engine, "context_length", None)
+    if context is None:
+        return
+    for name, ids in zip(names, chat_prompt_ids(engine.tokenizer, conversations), strict=True):
+        check_context(
+            context,
+            len(ids) + new_tokens,
+            key=key,
+            what=f"{name} ({len(ids)} prompt tokens + {new_tokens} new)",
+        )
 
 
 def generate_texts(
@@ -90,9 +115,17 @@ def generate_alpaca_eval(
     seed: int,
 ) -> list[dict[str, Any]]:
     """alpaca_eval model outputs for `items` (instruction, dataset), in the benchmark order."""
+    conversations = [_messages(system_prompt, [it["instruction"]], []) for it in items]
+    check_answers_fit(
+        engine,
+        conversations,
+        settings["max_new_tokens"],
+        key="generation.alpaca_eval.max_new_tokens",
+        names=[f"AlpacaEval item {i}" for i in range(len(items))],
+    )
     texts = engine_texts(
         engine,
-        [_messages(system_prompt, [it["instruction"]], []) for it in items],
+        conversations,
         temperatures=[float(settings["temperature"])] * len(items),
         top_p=settings["top_p"],
         max_new_tokens=settings["max_new_tokens"],
@@ -132,6 +165,15 @@ def generate_mt_bench(
     (greedy rows and sampled rows share the batch): one decoding loop per turn instead of one
     per temperature group, so the questions of the three FastChat temperatures no longer wait
     for each other's loops."""
+    # the longest turn-2 prompt: both questions around a turn-1 answer of max_new_tokens
+    new = settings["max_new_tokens"]
+    check_answers_fit(
+        engine,
+        [_messages(system_prompt, q["turns"][:2], [""]) for q in questions],
+        2 * new,
+        key="generation.mt_bench.max_new_tokens",
+        names=[f"MT-Bench question {q['question_id']}, turns 1 + 2" for q in questions],
+    )
     answers: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
     for turn in range(2):
         texts = engine_texts(

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from prefopt.generation.interface import chat_prompt_ids, check_per_prompt, default_top_k, eos_ids
+from prefopt.modeling import model_context
 
 
 def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -248,6 +249,8 @@ class HfEngine:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        #: the longest prompt + answer the model was built for (None: its config does not say)
+        self.context_length = model_context(getattr(model, "config", None))
 
     def describe(self) -> dict[str, str]:
         import transformers

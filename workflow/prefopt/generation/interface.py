@@ -68,6 +68,8 @@ class GenerationEngine(Protocol):
     prompts are made with, the answers' token ids, and what to record about itself."""
 
     tokenizer: Any
+    #: the longest prompt + answer in tokens the engine can hold (None: unknown)
+    context_length: int | None
 
     def token_ids(
         self,

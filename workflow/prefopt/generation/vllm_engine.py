@@ -85,6 +85,10 @@ class VllmEngine:
         self.top_k = default_top_k(generation_config)
         self.dtype = dtype
         self.version = vllm.__version__
+        from prefopt.modeling import model_context
+
+        #: what vLLM holds per sequence: max_model_len, else the model's own limit
+        self.context_length = max_model_len or model_context(model_dir)
         extra = {"max_model_len": max_model_len} if max_model_len else {}
         self.llm = vllm.LLM(
             model=str(model_dir),

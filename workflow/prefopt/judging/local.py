@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from prefopt.judging import LOCAL_JUDGE
+from prefopt.modeling import check_context, model_context
 
 PAIRWISE_SYSTEM = "You are a careful evaluator of answers written by AI assistants."
 PAIRWISE_TEMPLATE = (
@@ -70,6 +71,12 @@ class LocalJudge:
         model_name: str | None = None,
         share_prefix: bool = True,
     ):
+        check_context(
+            model_context(getattr(model, "config", None)),
+            max_length,
+            key="judges.local_max_length",
+            what="one local-judge prompt",
+        )
         self.model = model
         self.tokenizer = tokenizer
         loaded_from = str(getattr(model, "name_or_path", "") or "").rstrip("/\\")

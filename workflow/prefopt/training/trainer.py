@@ -24,7 +24,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from prefopt.data.prepare import read_jsonl, to_conversational, truncate_prompt
-from prefopt.modeling import check_model_dir, resolve_precision
+from prefopt.modeling import check_context, check_model_dir, model_context, resolve_precision
 from prefopt.training.ddp import barrier, init_process_group, is_main_process, per_device_batch
 from prefopt.training.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.training.losses import pairwise_loss
@@ -341,6 +341,7 @@ def pair_logps(
 
     on_gpu = torch.cuda.is_available()
     check_model_dir(model_dir)
+    check_training_context(model_dir, training)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = build_pair_dataset(pairs_path, tokenizer, training["max_prompt_length"])
     model = load_policy_model(model_dir, on_gpu)  # after the pairs are read: a bad row stops first
@@ -390,6 +391,17 @@ def pair_logps(
     }
 
 
+def check_training_context(model_dir: str | Path, training: dict[str, Any]) -> None:
+    """`training.max_length` (prompt + answer) fits the model's context, checked before the
+    model loads."""
+    check_context(
+        model_context(model_dir),
+        training["max_length"],
+        key="training.max_length",
+        what="a pair's prompt + answer",
+    )
+
+
 def load_for_training(model_dir: str | Path, training: dict[str, Any], seed: int):
     """Seed everything, set the thread count, load the tokenizer and the fp32 model to train.
 
@@ -400,6 +412,7 @@ def load_for_training(model_dir: str | Path, training: dict[str, Any], seed: int
     seed_everything(seed)
     torch.set_num_threads(int(training.get("threads", torch.get_num_threads())))
     check_model_dir(model_dir)
+    check_training_context(model_dir, training)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     on_gpu = torch.cuda.is_available()
     check_one_gpu()
