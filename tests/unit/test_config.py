@@ -256,3 +256,58 @@ def test_non_finite_numbers_are_refused_naming_the_key(paper, key, bad):
         validate_config(cfg)
     assert f"config error at {key}: " in str(err.value)
     assert "is not a finite number" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "new", "limit"), [("alpaca_eval", 1024, 1024), ("mt_bench", 600, 1200)]
+)
+def test_vllm_max_model_len_must_hold_the_answers(paper, benchmark, new, limit):
+    """Issue 31: vLLM cuts answers at generation.vllm.max_model_len and stops on a prompt that
+    reaches it; MT-Bench's turn 2 holds turn 1's answer too."""
+    cfg = copy.deepcopy(paper)
+    assert cfg["generation"]["engine"] == "vllm"
+    cfg["generation"]["vllm"]["max_model_len"] = limit
+    cfg["generation"][benchmark]["max_new_tokens"] = new
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    message = str(err.value)
+    assert message.startswith("config error at generation.vllm.max_model_len: ")
+    assert f"generation.{benchmark}.max_new_tokens ({new})" in message
+    cfg["generation"]["vllm"]["max_model_len"] = 4096  # room for two answers and the prompts
+    validate_config(cfg)
+    cfg["generation"]["vllm"]["max_model_len"] = limit
+    cfg["generation"]["engine"] = "hf"  # the hf engine has no max_model_len
+    validate_config(cfg)
+
+
+def test_two_variants_of_a_run_may_not_share_a_label(paper):
+    """Issue 31: tables and figures name variants by label; two with one label would be one
+    row name twice and one bar place."""
+    cfg = copy.deepcopy(paper)
+    cfg["variants"]["exo"]["label"] = cfg["variants"]["dpo"]["label"]
+    assert {"dpo", "exo"} <= set(cfg["run"]["variants"])
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    message = str(err.value)
+    assert message.startswith("config error at run.variants[")
+    assert "variants.exo.label" in message and "variants.dpo.label" in message
+    cfg["run"]["variants"].remove("exo")  # defined but not run: no clash in the run's tables
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize(("first_row", "train_pairs"), [(0, 32), (31, 32), (5, None)])
+def test_heldout_rows_of_the_training_split_must_follow_the_trained_rows(
+    paper, first_row, train_pairs
+):
+    """Issue 31: held-out pairs from the rows training reads would score the model on what it
+    was trained on; prepare_heldout_pairs finds it only when that job runs."""
+    cfg = copy.deepcopy(paper)
+    cfg["data"]["train"]["max_pairs"] = train_pairs
+    cfg["data"]["heldout"].update(split=cfg["data"]["train"]["split"], first_row=first_row)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert str(err.value).startswith("config error at data.heldout.first_row: ")
+    assert "data.train.max_pairs" in str(err.value)
+    cfg["data"]["train"]["max_pairs"] = 32
+    cfg["data"]["heldout"]["first_row"] = 32  # right after: the embedded config's shape
+    validate_config(cfg)

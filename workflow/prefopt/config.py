@@ -133,6 +133,7 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
             "tokens and prompt + answer to max_length, so max_prompt_length must be smaller "
             "(the paper: 256 of 1024)"
         )
+    _check_vllm_model_len(config["generation"])
     gpus, batch = training["gpus_per_job"], training["per_device_train_batch_size"]
     if batch % gpus:
         raise ConfigError(
@@ -151,6 +152,8 @@ def _check_cross_keys(config: dict[str, Any]) -> None:
     for name, spec in variants.items():
         if spec["loss"] in SEED_METHOD_KEYS:
             _check_seed_method(config, name, spec)
+    _check_run_labels(config)
+    _check_heldout_rows(config["data"])
     try:
         from prefopt.training.losses import LOSSES, LossConfigError, validate_params
     except ImportError:  # a Snakemake process without torch: the training job re-checks
@@ -254,6 +257,60 @@ def _check_seed_method(config: dict[str, Any], name: str, spec: dict[str, Any]) 
     clip = spec.get("advantage_clip")
     if clip is not None and not clip[0] < clip[1]:
         raise ConfigError(f"config error at variants.{name}.advantage_clip: need [low, high]")
+
+
+def _check_vllm_model_len(generation: dict[str, Any]) -> None:
+    """vLLM holds at most `max_model_len` tokens of prompt + answer per sequence: an answer is
+    cut where that ends, and a prompt that reaches it stops the whole job. MT-Bench's turn-2
+    prompt holds the turn-1 answer, so two full answers must fit besides the questions. (The
+    model's own context is checked when a generation job starts, before any answer.)"""
+    limit = (generation.get("vllm") or {}).get("max_model_len")
+    if generation.get("engine") != "vllm" or limit is None:
+        return
+    for benchmark, answers in (("alpaca_eval", 1), ("mt_bench", 2)):
+        new = generation[benchmark]["max_new_tokens"]
+        if answers * new >= limit:
+            what = "an answer" if answers == 1 else "the turn-1 and turn-2 answers"
+            raise ConfigError(
+                f"config error at generation.vllm.max_model_len: {limit} tokens cannot hold "
+                f"{what} of generation.{benchmark}.max_new_tokens ({new}) with a prompt: "
+                f"vLLM cuts answers at max_model_len and stops on a prompt that reaches it; "
+                f"raise max_model_len above {answers * new} plus the longest prompt, or null "
+                "(the model's own limit)"
+            )
+
+
+def _check_run_labels(config: dict[str, Any]) -> None:
+    """Every table and figure names a variant by its label: two variants of the run with one
+    label would be one row name twice, one bar place in a figure."""
+    seen: dict[str, str] = {}
+    for i, name in enumerate(config["run"]["variants"]):
+        label = config["variants"][name]["label"]
+        if label in seen:
+            raise ConfigError(
+                f"config error at run.variants[{i}]: {name!r} and {seen[label]!r} share the "
+                f"label {label!r} (variants.{name}.label, variants.{seen[label]}.label); tables "
+                "and figures name variants by label, so each variant of a run needs its own"
+            )
+        seen[label] = name
+
+
+def _check_heldout_rows(data: dict[str, Any]) -> None:
+    """Held-out pairs taken from the training split must start after the rows training reads
+    (the first data.train.max_pairs valid rows; all of them when null). prepare_heldout_pairs
+    checks the prompts themselves; this catches the certain overlap before any job."""
+    heldout, train = data.get("heldout") or {}, data["train"]
+    if heldout.get("split", "test") != train["split"]:
+        return
+    first, read = heldout.get("first_row", 0), train.get("max_pairs")
+    if read is None or first < read:
+        reads = "every row" if read is None else f"its first {read} rows (data.train.max_pairs)"
+        raise ConfigError(
+            f"config error at data.heldout.first_row: held-out pairs from row {first} of the "
+            f"training split {train['split']!r} (data.heldout.split = data.train.split) overlap "
+            f"the pairs training reads, {reads}; start data.heldout.first_row at or after "
+            "data.train.max_pairs, or take another split"
+        )
 
 
 def _check_judge_repeats(config: dict[str, Any]) -> None:

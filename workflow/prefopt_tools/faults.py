@@ -165,6 +165,19 @@ def _cross_key_mutations(cfg: dict[str, Any]) -> list[ConfigMutation]:
     def add_variant(c: dict[str, Any]) -> None:
         c["run"]["variants"].append("dpo_typo")
 
+    def same_label(c: dict[str, Any]) -> None:
+        first, second = c["run"]["variants"][:2]
+        c["variants"][second]["label"] = c["variants"][first]["label"]
+
+    def heldout_from_trained_rows(c: dict[str, Any]) -> None:
+        c["data"]["heldout"] = {**c["data"].get("heldout", {}), "first_row": 0}
+        c["data"]["heldout"]["split"] = c["data"]["train"]["split"]
+
+    def vllm_shorter_than_an_answer(c: dict[str, Any]) -> None:
+        gen = c["generation"]
+        gen["engine"] = "vllm"
+        gen["vllm"] = {**gen.get("vllm", {}), "max_model_len": gen["alpaca_eval"]["max_new_tokens"]}
+
     pairs = [
         ConfigMutation(
             "training.max_prompt_length",
@@ -180,6 +193,17 @@ def _cross_key_mutations(cfg: dict[str, Any]) -> list[ConfigMutation]:
             "training.gpus_per_job",
             "pair: batch not divisible by the GPUs",
             _pair(training__per_device_train_batch_size=3, training__gpus_per_job=2),
+        ),
+        ConfigMutation(
+            "generation.vllm.max_model_len",
+            "pair: vLLM's sequence no longer than an answer",
+            vllm_shorter_than_an_answer,
+        ),
+        ConfigMutation("run.variants", "pair: two variants of the run, one label", same_label),
+        ConfigMutation(
+            "data.heldout.first_row",
+            "pair: held-out rows among the trained rows",
+            heldout_from_trained_rows,
         ),
         ConfigMutation(
             "judges.repeats",

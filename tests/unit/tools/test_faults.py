@@ -28,7 +28,7 @@ def test_every_config_mutation_is_refused_naming_the_key(repo, name):
     assert {"unknown variant", "unknown judge", "floating alias", "not a choice"} <= set(kinds)
     # issue 31: non-finite numbers, and pairs of keys each valid alone (docs/configuration.md)
     assert {"not a number (NaN)", "infinite"} <= set(kinds)
-    assert sum(kind.startswith("pair: ") for kind in kinds) == 5
+    assert sum(kind.startswith("pair: ") for kind in kinds) == 8
     missed = [(r.key, r.kind) for r in results if not r.rejected]
     unnamed = [(r.key, r.kind, r.message[:120]) for r in results if r.rejected and not r.names_key]
     assert missed == [] and unnamed == [], (missed, unnamed)
