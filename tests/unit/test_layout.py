@@ -283,3 +283,28 @@ def test_a_tool_import_is_seen_wherever_it_stands():
         "prefopt_tools.faults",
         "prefopt_tools.gpu_smoke",
     }
+
+
+def test_every_rule_script_does_its_work_under_a_main_guard():
+    """Issue 29 item 1: vLLM may start its workers with spawn, which imports the parent's main
+    module again (Snakemake runs a rule's script as __main__); work at module level would run
+    once more in every worker. A script holds its docstring, imports and definitions, and
+    calls its work under `if __name__ == "__main__":` (as vLLM's docs ask)."""
+    offenders = []
+    for path in sorted((WORKFLOW / "scripts").glob("*.py")):
+        body = ast.parse(path.read_text()).body
+        allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+        for i, node in enumerate(body):
+            docstring = (
+                i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            )
+            guard = (
+                i == len(body) - 1
+                and isinstance(node, ast.If)
+                and ast.unparse(node.test) in ("__name__ == '__main__'", '__name__ == "__main__"')
+            )
+            if not (docstring or guard or isinstance(node, allowed)):
+                offenders.append(f"{path.name}:{node.lineno}: {ast.unparse(node).splitlines()[0]}")
+        if not (body and isinstance(body[-1], ast.If)):
+            offenders.append(f"{path.name}: no main guard")
+    assert offenders == []

@@ -6,28 +6,41 @@ import torch
 from prefopt.runtime import require_gpu, setup_logging, versions
 from prefopt.training.seed_methods import trainer as st
 
-log = setup_logging(snakemake.log[0])
-require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
-inp, out, params = snakemake.input, snakemake.output, snakemake.params
-torch.set_num_threads(snakemake.threads)
-training = params.training
-if params.step == "listwise_reference":
-    info = st.cache_listwise_reference(inp.model, inp.rows, out[0], training)
-elif params.step == "teacher_topk":
-    info = st.cache_teacher_topk(inp.teacher, inp.pairs, out[0], training, params.variant["topk"])
-elif params.step == "student_responses":
-    info = st.generate_student_responses(
-        inp.student,
-        inp.pairs,
-        out[0],
-        training,
-        params.variant["student_generation"],
-        seed=int(snakemake.wildcards.seed),
-    )
-elif params.step == "teacher_advantage":
-    info = st.cache_teacher_advantage(
-        inp.teacher, inp.reference_teacher, inp.responses, out[0], training, params.variant["topk"]
-    )
-else:
-    raise ValueError(f"unknown step {params.step!r}")
-log.info("%s: %s; versions %s", params.step, info, versions())
+
+def main() -> None:
+    log = setup_logging(snakemake.log[0])
+    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
+    inp, out, params = snakemake.input, snakemake.output, snakemake.params
+    torch.set_num_threads(snakemake.threads)
+    training = params.training
+    if params.step == "listwise_reference":
+        info = st.cache_listwise_reference(inp.model, inp.rows, out[0], training)
+    elif params.step == "teacher_topk":
+        info = st.cache_teacher_topk(
+            inp.teacher, inp.pairs, out[0], training, params.variant["topk"]
+        )
+    elif params.step == "student_responses":
+        info = st.generate_student_responses(
+            inp.student,
+            inp.pairs,
+            out[0],
+            training,
+            params.variant["student_generation"],
+            seed=int(snakemake.wildcards.seed),
+        )
+    elif params.step == "teacher_advantage":
+        info = st.cache_teacher_advantage(
+            inp.teacher,
+            inp.reference_teacher,
+            inp.responses,
+            out[0],
+            training,
+            params.variant["topk"],
+        )
+    else:
+        raise ValueError(f"unknown step {params.step!r}")
+    log.info("%s: %s; versions %s", params.step, info, versions())
+
+
+if __name__ == "__main__":
+    main()
