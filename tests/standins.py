@@ -581,6 +581,8 @@ class StandInVllm:
     def __init__(self) -> None:
         self.llm_kwargs: list[dict[str, Any]] = []
         self.requests: list[tuple[list[int], dict[str, Any]]] = []
+        #: whether this process initialised CUDA (cudaGetDeviceCount, hence cuInit)
+        self.cuda_initialised = False
 
     def install(self, monkeypatch: Any) -> None:
         import sys
@@ -597,7 +599,18 @@ class StandInVllm:
         vllm.inputs = inputs
         monkeypatch.setitem(sys.modules, "vllm", vllm)
         monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        # A machine with one GPU, below torch.cuda.is_available: NVML sees it without touching
+        # CUDA; cudaGetDeviceCount sees it too, and initialises CUDA in this process, which the
+        # stand-in's LLM() refuses as vLLM's forked workers would fail.
+        stand_in = self
+
+        def cuda_get_device_count() -> int:
+            stand_in.cuda_initialised = True
+            return 1
+
+        monkeypatch.setattr(torch.cuda, "_is_compiled", lambda: True)
+        monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: 1)
+        monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", cuda_get_device_count, raising=False)
 
     def _llm_class(self) -> type:
         stand_in = self
@@ -608,6 +621,11 @@ class StandInVllm:
                          **engine_args: Any) -> None:  # fmt: skip
                 from prefopt.modeling import load_model
 
+                if stand_in.cuda_initialised:
+                    raise RuntimeError(
+                        "CUDA was initialised in this process before vLLM made its engine: "
+                        "workers forked now cannot use CUDA (torch's 'poison fork')"
+                    )
                 stand_in.llm_kwargs.append(
                     {"model": model, "tokenizer": tokenizer, "dtype": dtype, "seed": seed,
                      "gpu_memory_utilization": gpu_memory_utilization, **engine_args}

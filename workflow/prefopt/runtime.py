@@ -215,6 +215,29 @@ def claim_gpus(
         time.sleep(poll_s)
 
 
+#: torch's switch for a CUDA availability check through NVML that leaves CUDA uninitialised.
+NVML_CUDA_CHECK_ENV = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU, asked through NVML, without initialising CUDA in this
+    process. torch's plain check calls cudaGetDeviceCount, which runs cuInit: a process that
+    did cannot fork workers that use CUDA, and vLLM starts its engine's workers after that
+    check (docs of torch.cuda.is_available, "poison fork"). Where NVML cannot answer, torch
+    falls back to the plain check, as on a machine without the NVIDIA driver."""
+    import torch
+
+    saved = os.environ.get(NVML_CUDA_CHECK_ENV)
+    os.environ[NVML_CUDA_CHECK_ENV] = "1"
+    try:
+        return torch.cuda.is_available()
+    finally:
+        if saved is None:
+            del os.environ[NVML_CUDA_CHECK_ENV]
+        else:
+            os.environ[NVML_CUDA_CHECK_ENV] = saved
+
+
 def require_gpu(snakemake: Any) -> None:
     """A job whose rule declares the `gpu` resource runs on GPUs of its own (`claim_gpus`), or
     stops here, before any work, saying how to expose one, unless the config allows the CPU
@@ -228,10 +251,10 @@ def require_gpu(snakemake: Any) -> None:
     claim_gpus(n_gpus)
     if os.environ.get(ALLOW_CPU_ENV, "0") == "1":
         return
+    if cuda_available():  # through NVML: a vLLM job must not initialise CUDA before its engine
+        return
     import torch
 
-    if torch.cuda.is_available():
-        return
     rule = getattr(snakemake, "rule", "?")
     raise RuntimeError(
         f"rule {rule} needs a CUDA GPU (resources: gpu=1, config allow_cpu: false) "

@@ -4,6 +4,8 @@ batching and length sorting, and seeded per answer. Real SmolLM2 model; behaviou
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from helpers import EMBEDDED_DATA, shipped_alpaca_eval
@@ -385,3 +387,30 @@ def test_answers_that_cannot_fit_the_context_stop_before_any_is_generated(
     with pytest.raises(ContextError, match=r"model's context of 64 "):
         generate_alpaca_eval(engine, items, settings={**GREEDY, "max_new_tokens": 60}, **kw)
     assert stand_in.requests == []
+
+
+def test_a_vllm_job_leaves_cuda_uninitialised_until_the_engine(monkeypatch, smollm2_dir):
+    """Issue 29 item 1: the GPU check of a vLLM job (require_gpu, then the engine's own) asks
+    NVML, not cudaGetDeviceCount, so CUDA is not initialised before vLLM forks its workers. The
+    stand-in's machine has one GPU, and its LLM() fails if CUDA was initialised first."""
+    from types import SimpleNamespace
+
+    from standins import StandInVllm
+
+    from prefopt.generation.answers import load_engine
+    from prefopt.runtime import ALLOW_CPU_ENV, NVML_CUDA_CHECK_ENV, require_gpu
+
+    stand_in = StandInVllm()
+    stand_in.install(monkeypatch)
+    monkeypatch.delenv(ALLOW_CPU_ENV, raising=False)
+    monkeypatch.delenv(NVML_CUDA_CHECK_ENV, raising=False)
+    monkeypatch.setattr("prefopt.runtime.claim_gpus", lambda n: None)  # no lock files here
+    require_gpu(SimpleNamespace(resources=SimpleNamespace(gpu=1), rule="generate_alpaca_eval"))
+    generation = {"engine": "vllm", "dtype": "float16", "vllm": {"gpu_memory_utilization": 0.8}}
+    load_engine(str(smollm2_dir), generation, seed=0)
+    assert stand_in.llm_kwargs and not stand_in.cuda_initialised
+    assert NVML_CUDA_CHECK_ENV not in os.environ  # restored as it was
+    torch.cuda.is_available()  # the plain check is what initialises CUDA ...
+    assert stand_in.cuda_initialised
+    with pytest.raises(RuntimeError, match="CUDA was initialised in this process"):
+        load_engine(str(smollm2_dir), generation, seed=0)  # ... and what vLLM cannot follow

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from prefopt.generation.interface import check_per_prompt, default_top_k, eos_ids
+from prefopt.runtime import cuda_available
 
 #: What to say when vLLM is asked for without a CUDA device (it has no CPU build on PyPI).
 NO_GPU_MESSAGE = (
@@ -72,9 +73,7 @@ class VllmEngine:
         gpu_memory_utilization: float,
         max_model_len: int | None = None,
     ) -> None:
-        import torch
-
-        if not torch.cuda.is_available():
+        if not cuda_available():  # through NVML: CUDA stays uninitialised for vLLM's workers
             raise RuntimeError(NO_GPU_MESSAGE)
         import vllm
         from transformers import AutoTokenizer, GenerationConfig
