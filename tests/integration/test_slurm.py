@@ -20,7 +20,9 @@ reports each of those jobs COMPLETED, the GPU rules asked for gres:gpu:1, and ev
 its SLURM log.
 
 Environment knobs: PREFOPT_SLURM_TIMEOUT (seconds, default 1800 for the tiny workflow),
-LOCAL_SLURM_DIR (cluster state, default /tmp/prefopt-slurm).
+LOCAL_SLURM_DIR (cluster state, default /tmp/prefopt-slurm), PREFOPT_SLURM_ACCOUNTING=1 (start
+the cluster with accounting, slurmdbd on MariaDB, so the site profile chooses sacct; CI runs
+without it, squeue).
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def _no_cluster(reason: str):
 def slurm_cluster():
     """A running cluster with a GPU gres; stops it afterwards only if it started it."""
     started = False
-    env = {**os.environ, "LOCAL_SLURM_DIR": SLURM_DIR}
+    # PREFOPT_SLURM_ACCOUNTING=1: a cluster with slurmdbd (MariaDB), so sacct answers
+    accounting = os.environ.get("PREFOPT_SLURM_ACCOUNTING", "0")
+    env = {**os.environ, "LOCAL_SLURM_DIR": SLURM_DIR, "LOCAL_SLURM_ACCOUNTING": accounting}
     if not _cluster_ready():
         if os.geteuid() != 0:
             _no_cluster("none is running and starting one needs root")
@@ -142,11 +146,15 @@ def scratch_copy(dest: Path, src: Path = ROOT) -> Path:
     return repo
 
 
-def snakemake_slurm(workdir: Path, sizes: Path, extra: list[str], timeout_s: int):
-    """Run the documented SLURM command in workdir; returns (rc, log text, seconds)."""
+def snakemake_slurm(
+    workdir: Path, sizes: Path, extra: list[str], timeout_s: int, site: Path | None = None
+):
+    """Run the documented SLURM command in workdir (with a site profile when given, before the
+    test's sizes); returns (rc, log text, seconds)."""
     cmd = [
         "timeout", "-s", "INT", "-k", "30", str(timeout_s),
-        str(SNAKEMAKE), "--profile", "profiles/slurm", "--profile", str(sizes),
+        str(SNAKEMAKE), "--profile", "profiles/slurm",
+        *(["--profile", str(site)] if site else []), "--profile", str(sizes),
         "--workflow-profile", "none", *extra,
     ]  # fmt: skip
     env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}:{os.environ.get('PATH', '')}"}
@@ -254,13 +262,30 @@ rule train_policy:
 """
 
 
+def site_profile_here(dest: Path) -> tuple[Path, str]:
+    """workflow/bin/slurm-site-profile run against this cluster (status command: auto)."""
+    run = _run(["bash", str(ROOT / "workflow" / "bin" / "slurm-site-profile"), "--out", str(dest)],
+               timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    return dest, yaml.safe_load((dest / "config.yaml").read_text())["slurm-status-command"]
+
+
 def test_profile_on_toy_workflow(slurm_cluster, tmp_path):
-    """profiles/slurm itself: one local rule, two CPU jobs (one fails once and is submitted
-    again: the profile's retries), one GPU job (about 20 s)."""
+    """profiles/slurm itself, with the site profile written for this cluster: one local rule,
+    two CPU jobs (one fails once and is submitted again: the profile's retries), one GPU job
+    (about 20 s). The site profile asks job states by sacct where the cluster keeps accounting
+    and by squeue where it does not (issue 29 item 8): the run must end either way."""
     wd = tmp_path / "toy"
     shutil.copytree(ROOT / "profiles", wd / "profiles")
     (wd / "Snakefile").write_text(TOY_SNAKEFILE)
-    rc, log, _ = snakemake_slurm(wd, ci_sizes_profile(tmp_path / "ci-sizes"), [], 300)
+    site, command = site_profile_here(tmp_path / "site")
+    storage = re.search(
+        r"^AccountingStorageType\s*=\s*(\S+)", _run(["scontrol", "show", "config"]).stdout, re.M
+    )
+    accounting = bool(storage) and storage[1] != "accounting_storage/none"
+    assert command == ("sacct" if accounting else "squeue"), (storage, command)
+    print(f"cluster accounting: {storage[1] if storage else '?'}; status command: {command}")
+    rc, log, _ = snakemake_slurm(wd, ci_sizes_profile(tmp_path / "ci-sizes"), [], 300, site)
     jobs = check_run(wd, rc, log)
     remote = {v["rule"] for v in jobs.values() if not v["local"]}
     assert remote == {"cpu_step", "flaky_step", "train_policy"}

@@ -6,6 +6,7 @@ should."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -370,7 +371,8 @@ def test_site_profile_adds_partition_and_account_to_every_job(tmp_path):
     out = tmp_path / "site"
     run = subprocess.run(
         ["bash", str(ROOT / "workflow/bin/slurm-site-profile"), "--partition", "cpu",
-         "--gpu-partition", "gpu", "--account", "lab", "--out", str(out)],
+         "--gpu-partition", "gpu", "--account", "lab", "--status-command", "squeue",
+         "--out", str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -388,7 +390,52 @@ def test_site_profile_adds_partition_and_account_to_every_job(tmp_path):
         assert kept == slurm["set-resources"][rule], rule
         assert res["slurm_partition"] == ("gpu" if res.get("gpu") else "cpu"), rule
         assert res["slurm_account"] == "lab"
-    assert set(site) == {"default-resources", "set-resources"}  # nothing else overridden
+    assert site["slurm-status-command"] == "squeue"
+    assert set(site) == {"default-resources", "set-resources", "slurm-status-command"}
+
+
+#: `scontrol show config` lines of the two kinds of cluster (as slurmctld 22.05 prints them).
+SCONTROL = {
+    "accounting": "AccountingStorageType   = accounting_storage/slurmdbd\nMinJobAge = 300 sec\n",
+    "none": "AccountingStorageType   = accounting_storage/none\nMinJobAge    = 300 sec\n",
+    "none, short MinJobAge": "AccountingStorageType = accounting_storage/none\nMinJobAge = 60\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "command", "says"),
+    [
+        ("accounting", "sacct", "accounting is on"),
+        ("none", "squeue", "MinJobAge = 300 s"),
+        ("none, short MinJobAge", "squeue", "NOT longer than the plugin's 180 s"),
+    ],
+)
+def test_site_profile_asks_job_states_the_way_the_cluster_can_answer(cluster, command, says):
+    """Issue 29 item 8: sacct where accounting keeps finished jobs; squeue without it (sacct
+    cannot answer there and the plugin would wait forever), with a warning when MinJobAge
+    lets a finished job leave squeue between two status queries."""
+    from prefopt_tools.slurm_profile import status_command
+
+    got, why = status_command(SCONTROL[cluster])
+    assert got == command and says in why, why
+
+
+def test_site_profile_without_scontrol_asks_for_the_status_command(tmp_path):
+    import subprocess
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("bash", "dirname", "python3", "env"):
+        path = shutil.which(tool)
+        if path:
+            (bare / tool).symlink_to(path)
+    run = subprocess.run(
+        ["bash", str(ROOT / "workflow/bin/slurm-site-profile"), "--out", str(tmp_path / "s")],
+        capture_output=True, text=True, env={**os.environ, "PATH": str(bare)},
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "--status-command sacct (accounting) or squeue" in run.stderr
+    assert not (tmp_path / "s" / "config.yaml").exists()
 
 
 def test_site_profile_gives_training_jobs_the_configured_gpus():

@@ -10,6 +10,9 @@ this module writes one (``workflow/bin/slurm-site-profile``), so nothing is copi
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,54 @@ def site_profile(
     return {"default-resources": defaults, "set-resources": per_rule}
 
 
+#: The longest pause the SLURM executor plugin (2.x) leaves between two status queries (its
+#: ``max_sleep_time``): a finished job must stay visible to the status command that long.
+PLUGIN_MAX_POLL_S = 180
+
+
+def _config_value(scontrol_config: str, key: str) -> str | None:
+    m = re.search(rf"^{key}\s*=\s*(.*?)\s*$", scontrol_config, re.M)
+    return m[1] if m else None
+
+
+def min_job_age_s(scontrol_config: str) -> int | None:
+    """MinJobAge of `scontrol show config` in seconds (``300 sec``), None when absent."""
+    value = _config_value(scontrol_config, "MinJobAge")
+    m = re.match(r"(\d+)", value or "")
+    return int(m[1]) if m else None
+
+
+def status_command(scontrol_config: str) -> tuple[str, str]:
+    """The plugin's job-status command for a cluster, from its `scontrol show config`, and why.
+
+    With accounting (AccountingStorageType other than accounting_storage/none, i.e. slurmdbd),
+    ``sacct``: finished jobs stay in the database however soon slurmctld forgets them. Without
+    it, ``sacct`` cannot answer and the plugin would wait forever, so ``squeue``, which sees a
+    finished job for MinJobAge seconds after it ends: enough only when MinJobAge exceeds the
+    plugin's longest pause between queries (else the reason says so)."""
+    storage = _config_value(scontrol_config, "AccountingStorageType") or "accounting_storage/none"
+    if storage.strip().lower() not in ("accounting_storage/none", "(null)", "none", ""):
+        return "sacct", f"accounting is on ({storage}): sacct keeps every finished job"
+    age = min_job_age_s(scontrol_config)
+    reason = f"no accounting ({storage}): squeue, which shows finished jobs for MinJobAge"
+    if age is not None and age <= PLUGIN_MAX_POLL_S:
+        reason += (
+            f" = {age} s, NOT longer than the plugin's {PLUGIN_MAX_POLL_S} s between status "
+            "queries: a job may end and vanish unseen, and the run wait for it forever. Ask "
+            f"the administrators for MinJobAge > {PLUGIN_MAX_POLL_S} s or for accounting"
+        )
+    else:
+        reason += f" = {age if age is not None else '?'} s"
+    return "squeue", reason
+
+
+def cluster_config() -> str:
+    """`scontrol show config` of the cluster this machine submits to."""
+    return subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--partition", help="partition of CPU jobs (default: the cluster's)")
@@ -56,12 +107,30 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="GPUs of each train_policy job: the config's training.gpus_per_job (default 1)",
     )
+    ap.add_argument(
+        "--status-command",
+        choices=("auto", "sacct", "squeue"),
+        default="auto",
+        help="how the plugin asks SLURM for job states: auto (default) reads `scontrol show "
+        "config` here: sacct where accounting is on, squeue otherwise",
+    )
     ap.add_argument("--out", default="profiles/site", help="profile folder to write")
     args = ap.parse_args(argv)
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     site = site_profile(
         profile, args.partition, args.gpu_partition, args.account, args.training_gpus
     )
+    if args.status_command == "auto":
+        try:
+            command, why = status_command(cluster_config())
+        except (OSError, subprocess.SubprocessError) as err:
+            print(f"slurm-site-profile: cannot read `scontrol show config` ({err}); pass "
+                  "--status-command sacct (accounting) or squeue", file=sys.stderr)  # fmt: skip
+            return 2
+    else:
+        command, why = args.status_command, "chosen with --status-command"
+    site["slurm-status-command"] = command
+    print(f"job status by {command}: {why}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     header = (
