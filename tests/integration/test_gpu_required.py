@@ -50,3 +50,29 @@ def test_gpu_rule_fails_fast_naming_nv_without_allow_cpu(tmp_path):
         "rule cache_reference_logps:"
     )
     assert 0 <= took < 60, took
+
+
+def test_a_stack_the_environment_lacks_stops_the_run_before_its_first_job(tmp_path):
+    """Issue 29 item 4: `generation.engine: vllm` run from .venv (no --sdm), which has no vLLM,
+    failed at the first generation job, after every training. The run now stops before its
+    first job, naming the stack, the module and the ways to run it; nothing is written."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    work = copy_workflow(tmp_path / "repo")
+    (work / "vllm.yaml").write_text("generation: {engine: vllm}\n")
+    target = "results/generations/alpaca_eval/base/seed0.json"
+    run = run_snakemake(
+        work, target, "--cores", "1", "--configfile", "tests/config.tiny.yaml", "vllm.yaml",
+        env=snakemake_env(PREFOPT_MIRROR=""), timeout=900,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "vllm: cannot import vllm (envs/vllm.yaml)" in out, out[-3000:]
+    assert "--sdm conda" in out and "generation.engine: vllm" in out
+    produced = [p for p in (work / "results").rglob("*") if p.is_file() and p.name != "README.md"]
+    assert produced == [], produced[:5]
+    # a dry run plans it as before (the check is the real run's, before its first job)
+    plan = run_snakemake(work, target, "-n", "--configfile", "tests/config.tiny.yaml", "vllm.yaml")
+    assert plan.returncode == 0 and "rule generate_alpaca_eval:" in plan.stdout

@@ -215,6 +215,51 @@ def claim_gpus(
         time.sleep(poll_s)
 
 
+#: Modules each software stack (envs/<stack>.yaml, containers/<stack>.def) lets its jobs import,
+#: the ones that set it apart: checked where the jobs will run before the first job
+#: (`missing_stack_modules`), so a stack the environment lacks stops the run at once, not after
+#: days of training (vLLM, in the plain .venv, would have failed at the first generation job).
+STACK_MODULES: dict[str, tuple[str, ...]] = {
+    "core": ("yaml", "jsonschema", "pandas", "datasets"),
+    "torch": ("torch", "transformers", "trl", "accelerate"),
+    "vllm": ("vllm",),
+    "alpaca_eval": ("alpaca_eval", "openai"),
+    "notebooks": ("papermill", "matplotlib", "nbconvert"),
+}
+
+
+def missing_stack_modules(stacks: Iterable[str]) -> dict[str, list[str]]:
+    """{stack: its modules this Python cannot import} for the stacks among `stacks` that lack
+    any (found without importing them: importlib's spec lookup)."""
+    import importlib.util
+
+    missing = {}
+    for stack in sorted(set(stacks)):
+        absent = [m for m in STACK_MODULES.get(stack, ()) if importlib.util.find_spec(m) is None]
+        if absent:
+            missing[stack] = absent
+    return missing
+
+
+def stack_error(missing: dict[str, list[str]]) -> str:
+    """The message that stops a run whose planned jobs need stacks this environment lacks."""
+    lines = [
+        f"  {stack}: cannot import {', '.join(mods)} (envs/{stack}.yaml)"
+        for stack, mods in missing.items()
+    ]
+    hint = (
+        " The vllm stack is only used with generation.engine: vllm; `hf` generates without it."
+        if "vllm" in missing
+        else ""
+    )
+    return (
+        "the planned jobs need software stacks that this Python cannot import, and the run uses "
+        "the current environment (no --sdm):\n" + "\n".join(lines) + "\nRun with --sdm conda "
+        "(each rule in its envs/*.yaml) or --profile profiles/apptainer (each rule in its "
+        f"image), or install the packages here.{hint} Nothing was run."
+    )
+
+
 #: torch's switch for a CUDA availability check through NVML that leaves CUDA uninitialised.
 NVML_CUDA_CHECK_ENV = "PYTORCH_NVML_BASED_CUDA_CHECK"
 

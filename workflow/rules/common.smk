@@ -33,7 +33,12 @@ from prefopt.config import (
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
 from prefopt.judging.registry import api_judges, judge_pattern, judge_spec
 from prefopt.judging.preflight import check_before_run, jobs_of_dag, offline_warnings
-from prefopt.runtime import ALLOW_CPU_ENV, unwritable_reason
+from prefopt.runtime import (
+    ALLOW_CPU_ENV,
+    missing_stack_modules,
+    stack_error,
+    unwritable_reason,
+)
 from prefopt.data.download import ALPACA_EVAL_REFERENCE, DOWNLOADS_DIR
 from prefopt.training.reference_cache import meta_path
 from prefopt.reporting.provenance import (
@@ -62,6 +67,15 @@ except ConfigError as err:
 onstart:
     if reason := unwritable_reason("results"):
         raise WorkflowError(reason)
+    deployment = workflow.deployment_settings.deployment_method
+    if not deployment:  # the current environment runs every job: it must hold their stacks
+        stacks = {
+            Path(str(job.rule.conda_env)).stem
+            for job in workflow.dag.needrun_jobs()
+            if job.rule.conda_env
+        }
+        if missing := missing_stack_modules(stacks):
+            raise WorkflowError(stack_error(missing))
     for line in check_before_run(config, jobs_of_dag(workflow.dag)):
         print(line, file=sys.stderr)
 
