@@ -384,6 +384,7 @@ def loss_params(spec: dict[str, Any]) -> dict[str, Any]:
 RESOURCE_KEYS = (
     ("training", "threads"),
     ("training", "checkpoint_steps"),
+    ("training", "checkpoint_minutes"),
     (
         "training",
         "gpus_per_job",

@@ -32,6 +32,9 @@ EXPECTED_VALID = {
     ("training.epochs", "fractional count"): (
         "transformers trains fractional epochs (num_train_epochs is a float): 2.5 is meaningful"
     ),
+    ("training.checkpoint_minutes", "fractional count"): (
+        "a wall-time interval, not a count: 2.5 minutes is meaningful"
+    ),
 }
 
 

@@ -142,6 +142,50 @@ def test_checkpoints_of_other_settings_are_not_resumed(job, uninterrupted, tmp_p
     assert summary["train_loss"] != pytest.approx(uninterrupted[1]["train_loss"], rel=1e-6)
 
 
+def test_wall_clock_checkpoints_resume_to_the_uninterrupted_result(job, uninterrupted, tmp_path):
+    """Issue 29 item 7: `training.checkpoint_minutes` alone (no step interval) saves at logging
+    steps once the time has passed (here at once: every logging step), and a killed run
+    resumes from the newest to the same weights."""
+    args = _args(job, tmp_path, checkpoint_steps=0, checkpoint_minutes=1e-9)
+    _kill_mid_run(args, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-4"
+    ]
+    summary = _train(args)
+    assert summary["resumed_from_step"] == 4 and summary["global_steps"] == 8
+    straight = _weights(uninterrupted[0])
+    resumed = _weights(tmp_path)
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_wall_clock_save_waits_for_the_time_and_a_logging_step():
+    from types import SimpleNamespace
+
+    from prefopt.training.resume import WallClockSave
+
+    now = [0.0]
+    save = WallClockSave(30, clock=lambda: now[0])
+    args = SimpleNamespace(logging_steps=10)
+    saved = []
+    for step in range(1, 200):
+        now[0] += 20.0  # 20 s a step: 30 min = 90 steps, saved at the next logging step
+        state, control = SimpleNamespace(global_step=step), SimpleNamespace(should_save=False)
+        save.on_step_end(args, state, control)
+        if control.should_save:
+            saved.append(step)
+            save.on_save(args, state, control)
+    assert saved == [90, 180]
+    now[0] = 0.0
+    save = WallClockSave(30, clock=lambda: now[0])
+    now[0] = 1805.0  # past the time, but not a logging step: wait for one
+    control = SimpleNamespace(should_save=False)
+    save.on_step_end(args, SimpleNamespace(global_step=91), control)
+    assert not control.should_save
+    save.on_step_end(args, SimpleNamespace(global_step=100), control)
+    assert control.should_save
+
+
 def test_checkpoint_interval_must_fall_on_logging_steps():
     from helpers import REPO
 

@@ -1,17 +1,20 @@
-"""Checkpoint and resume of a training job, so a kill costs at most `checkpoint_steps` steps.
+"""Checkpoint and resume of a training job, so a kill costs at most `checkpoint_minutes` of work (or
+`checkpoint_steps` steps).
 
 A paper-scale training job runs for hours: a time limit, a pre-emption or a dead node must not
-send it back to step 0. With `training.checkpoint_steps: N` (0 = off) the trainer saves a
-checkpoint every N optimiser steps into ``<job>/checkpoints/checkpoint-<step>/``, beside the
-job's declared outputs so Snakemake does not delete it when the job fails. A checkpoint is
-transformers' own (weights, optimizer, scheduler, RNG states, trainer state with the log
-history) plus what our trainers add: the diagnostics CSV so far, the trainer's own state (the
-seed methods' lambda generator), the running loss total and the step-0 reference check, and
-last a marker file that says the checkpoint is complete. A rerun of the same job (same
-fingerprint: settings and the sha256 of every input file) resumes from its newest complete
-checkpoint; checkpoints of another job, or without the marker, are deleted. The folder is
-deleted once the job's outputs are written. tests/unit/training/test_resume.py kills a run with
-SIGKILL mid-step and checks that the resumed run ends with the uninterrupted run's weights.
+send it back to step 0. With `training.checkpoint_minutes: M` the trainer saves a checkpoint at
+the first logging step after every M minutes of wall time (`WallClockSave`), with
+`training.checkpoint_steps: N` every N optimiser steps (0 and 0 = off), into
+``<job>/checkpoints/checkpoint-<step>/``, beside the job's declared outputs so Snakemake does not
+delete it when the job fails. A checkpoint is transformers' own (weights, optimizer, scheduler,
+RNG states, trainer state with the log history) plus what our trainers add: the diagnostics CSV so
+far, the trainer's own state (the seed methods' lambda generator), the running loss total and the
+step-0 reference check, and last a marker file that says the checkpoint is complete. A rerun of
+the same job (same fingerprint: settings and the sha256 of every input file) resumes from its
+newest complete checkpoint; checkpoints of another job, or without the marker, are deleted. The
+folder is deleted once the job's outputs are written. tests/unit/training/test_resume.py kills a
+run with SIGKILL mid-step and checks that the resumed run ends with the uninterrupted run's
+weights.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,8 +74,11 @@ class Checkpoints:
         work_dir: str | Path,
         fingerprint: dict[str, Any],
         diagnostics_path: str | Path | None = None,
+        every_minutes: float = 0.0,
     ) -> None:
         self.dir = Path(work_dir)
+        #: also save at the first logging step after this much wall time (0: by steps only)
+        self.every_minutes = float(every_minutes)
         self.diagnostics_path = Path(diagnostics_path) if diagnostics_path else None
         stamp = self.dir / FINGERPRINT
         main = is_main_process()
@@ -95,6 +102,8 @@ class Checkpoints:
         """Complete every checkpoint the trainer saves (`carry` goes into its marker); when
         resuming, put back the diagnostics CSV and the trainer's own state first."""
         trainer.add_callback(_CompleteCheckpoint(trainer, self.diagnostics_path, dict(carry)))
+        if self.every_minutes > 0:
+            trainer.add_callback(WallClockSave(self.every_minutes))
         if self.latest is None:
             return
         if self.diagnostics_path is not None:
@@ -125,6 +134,34 @@ def _diagnostics_writer(trainer: Any) -> Any:
 
     found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DiagnosticsWriter)]
     return found[0] if found else None
+
+
+class WallClockSave(TrainerCallback):
+    """Save a checkpoint at the first logging step once `minutes` of wall time have passed
+    since the job started or last saved (`training.checkpoint_minutes`): a kill costs at most
+    that much work, whatever a step costs on the machine at hand. Only on logging steps, where
+    the diagnostics and the loss total are complete. In a DDP job rank 0's clock decides for
+    every process (a checkpoint is a collective save)."""
+
+    def __init__(self, minutes: float, clock: Any = time.monotonic) -> None:
+        self.seconds = 60.0 * minutes
+        self.clock = clock
+        self.since = clock()
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.since = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.global_step % max(int(args.logging_steps), 1):
+            return
+        due = [self.clock() - self.since >= self.seconds]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast_object_list(due, src=0)
+        if due[0]:
+            control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.since = self.clock()
 
 
 class _CompleteCheckpoint(TrainerCallback):

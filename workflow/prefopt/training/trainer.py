@@ -508,14 +508,17 @@ def job_checkpoints(
     diagnostics_path: str | Path,
     **settings: Any,
 ) -> Checkpoints | None:
-    """The job's checkpoint folder when `training.checkpoint_steps` asks for checkpoints, else
-    None (and any folder a run with checkpoints left there is deleted)."""
-    if not training.get("checkpoint_steps"):
+    """The job's checkpoint folder when `training.checkpoint_steps` or
+    `training.checkpoint_minutes` asks for checkpoints, else None (and any folder a run with
+    checkpoints left there is deleted)."""
+    if not (training.get("checkpoint_steps") or training.get("checkpoint_minutes")):
         if is_main_process():
             shutil.rmtree(work_dir, ignore_errors=True)
         return None
     fingerprint = job_fingerprint(inputs, training, **settings)
-    return Checkpoints(work_dir, fingerprint, diagnostics_path)
+    return Checkpoints(
+        work_dir, fingerprint, diagnostics_path, training.get("checkpoint_minutes") or 0
+    )
 
 
 def build_policy_trainer(
@@ -571,8 +574,8 @@ def train_policy(
 ) -> dict[str, Any]:
     """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics.
 
-    With `training.checkpoint_steps`, resume from the job's latest checkpoint
-    (`prefopt.training.resume`).
+    With `training.checkpoint_minutes` or `checkpoint_steps`, resume from the job's latest
+    checkpoint (`prefopt.training.resume`).
     """
     work_dir = Path(out_dir).parent / "checkpoints"
     # A DDP job (prefopt.training.ddp): rank 0 sets up the checkpoint folder first.
