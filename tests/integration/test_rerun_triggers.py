@@ -39,6 +39,8 @@ def test_an_edited_script_or_env_reruns_nothing_but_a_param_does(tmp_path):
     work = copy_workflow(tmp_path / "repo")
     first = snakemake(work, "--cores", "1")
     assert first.returncode == 0, first.stderr[-3000:]
+    # a real run prints its plan before the first job (prefopt.plan, onstart)
+    assert "plan: 1 job(s) to run\n  jobs by rule: prepare_mt_bench 1" in first.stderr
     script = work / "workflow" / "scripts" / "prepare_mt_bench.py"
     script.write_text(script.read_text() + "# an edit that changes nothing\n")
     env = work / "envs" / "core.yaml"

@@ -10,8 +10,9 @@ One subpackage per stage of the DAG, in the order the data flows:
 - ``prefopt.evaluation``: held-out preference measures.
 - ``prefopt.reporting``: aggregation, artifacts, the paper audit, provenance, per-rule cost.
 
-``config`` (validation), ``runtime`` (I/O, logging, devices) and ``modeling`` (model folders,
-precision) serve every stage. Snakemake scripts under ``workflow/scripts`` only wire rule inputs
+``config`` (validation), ``runtime`` (I/O, logging, devices, software stacks), ``modeling``
+(model folders, precision) and ``plan`` (a run's jobs, GPU time, API cost and disk, before its
+first job) serve every stage. Snakemake scripts under ``workflow/scripts`` only wire rule inputs
 and outputs to this package. Tools a person runs by hand live apart, in ``prefopt_tools``.
 """
 

@@ -1,6 +1,7 @@
 """Config validation, wildcard constraints, paths and input functions (no rules here)."""
 
 import importlib.metadata
+from collections import Counter
 import os
 import sys
 from pathlib import Path
@@ -32,7 +33,13 @@ from prefopt.config import (
 )
 from prefopt.judging import ALPACA_EVAL_API_JUDGE, JUDGES, LOCAL_JUDGE, MT_BENCH_API_JUDGE
 from prefopt.judging.registry import api_judges, judge_pattern, judge_spec
-from prefopt.judging.preflight import check_before_run, jobs_of_dag, offline_warnings
+from prefopt.judging.preflight import (
+    check_before_run,
+    jobs_of_dag,
+    judges_of_jobs,
+    offline_warnings,
+)
+from prefopt.plan import plan_lines
 from prefopt.runtime import (
     ALLOW_CPU_ENV,
     missing_stack_modules,
@@ -76,6 +83,10 @@ onstart:
         }
         if missing := missing_stack_modules(stacks):
             raise WorkflowError(stack_error(missing))
+    planned = jobs_of_dag(workflow.dag)
+    jobs = Counter(rule for rule, _ in planned)
+    for line in plan_lines(config, jobs, api_judges=judges_of_jobs(planned)):
+        print(line, file=sys.stderr)
     for line in check_before_run(config, jobs_of_dag(workflow.dag)):
         print(line, file=sys.stderr)
 
