@@ -217,3 +217,43 @@ def test_peak_rss_of_a_child_is_its_own_not_its_parents():
     assert out.returncode == 0, out.stderr
     assert 1 < float(out.stdout) < 200, out.stdout
     del held
+
+
+def test_progress_logs_at_the_start_at_most_every_minute_and_at_the_end(caplog):
+    """Issue 30: long jobs say how far they are and when they end (prefopt.runtime.Progress)."""
+    from prefopt.runtime import Progress, duration_text
+
+    now = [0.0]
+    with caplog.at_level(logging.INFO, logger="prefopt.progress"):
+        progress = Progress("training dpo", 100, "steps", clock=lambda: now[0])
+        logged = []
+        for step in range(1, 101):
+            now[0] += 25.0  # 25 s a step: a line every third step (>= 60 s apart), and the end
+            if progress.update(step, "loss 0.5"):
+                logged.append(step)
+    assert logged == list(range(3, 100, 3)) + [100]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == (
+        "training dpo: 0/100 steps (0.0 %), s/step after the first, elapsed 0 s, ETA unknown"
+    )
+    assert lines[1] == (
+        "training dpo: 3/100 steps (3.0 %), 25 s/step, elapsed 1 min 15 s, ETA 40 min 25 s; "
+        "loss 0.5"
+    )
+    assert lines[-1].startswith("training dpo: 100/100 steps (100.0 %), 25 s/step") and (
+        "ETA done" in lines[-1]
+    )
+    assert duration_text(2 * 3600 + 5 * 60 + 7) == "2 h 05 min"
+
+
+def test_progress_of_a_resumed_loop_counts_only_its_own_rate(caplog):
+    from prefopt.runtime import Progress
+
+    now = [0.0]
+    with caplog.at_level(logging.INFO, logger="prefopt.progress"):
+        progress = Progress("training", 1000, "steps", first=900, clock=lambda: now[0])
+        now[0] = 100.0
+        progress.update(950, force=True)
+    assert caplog.records[-1].getMessage() == (
+        "training: 950/1,000 steps (95.0 %), 2 s/step, elapsed 1 min 40 s, ETA 1 min 40 s"
+    )

@@ -121,6 +121,75 @@ def setup_logging(log_path: str | Path | None, append: bool = False) -> logging.
     return logger
 
 
+def duration_text(seconds: float | None) -> str:
+    """``2 h 05 min``, ``3 min 20 s``, ``45 s``; ``unknown`` for None."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "unknown"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+class Progress:
+    """A long loop's progress in its job's log (and on the console, at INFO): at the start, then
+    at most every `every_s` seconds and at the end, ``<what>: done/total <unit> (pct), <s> per
+    <item>, elapsed, ETA`` and any figures the caller adds (loss, tokens/s, dollars so far).
+
+    The rate counts only what this process did (`first`: where it started, e.g. the step a
+    training job resumed from), so the ETA of a resumed job is not flattered."""
+
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        unit: str,
+        *,
+        first: int = 0,
+        every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.what, self.total, self.unit, self.first = what, int(total), unit, int(first)
+        self.every_s, self.clock = every_s, clock
+        self.log = logger or logging.getLogger("prefopt.progress")
+        self.start = clock()
+        self.last: float | None = None
+        self.done = self.first
+        self.update(self.first)
+
+    def update(self, done: int, extra: str = "", *, force: bool = False) -> bool:
+        """Record `done`; log when due (or `force`, or the end). Whether it logged."""
+        self.done = int(done)
+        now = self.clock()
+        end = self.done >= self.total
+        if self.last is not None and not (force or end) and now - self.last < self.every_s:
+            return False
+        self.last = now
+        elapsed = now - self.start
+        ran = self.done - self.first
+        per = elapsed / ran if ran > 0 else None
+        eta = per * (self.total - self.done) if per is not None else None
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        item = self.unit[:-1] if self.unit.endswith("s") else self.unit
+        rate = f"{per:.3g} s/{item}" if per is not None else f"s/{item} after the first"
+        self.log.info(
+            "%s: %s/%s %s (%.1f %%), %s, elapsed %s, ETA %s%s",
+            self.what,
+            f"{self.done:,}",
+            f"{self.total:,}",
+            self.unit,
+            pct,
+            rate,
+            duration_text(elapsed),
+            "done" if end else duration_text(eta),
+            f"; {extra}" if extra else "",
+        )
+        return True
+
+
 #: Set by common.smk from config `allow_cpu` for every job ("1": GPU jobs may run on the CPU).
 ALLOW_CPU_ENV = "PREFOPT_ALLOW_CPU"
 GPU_HELP = (

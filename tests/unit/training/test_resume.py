@@ -10,6 +10,7 @@ to itself in the middle of an optimiser step after a checkpoint, so the test doe
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -157,6 +158,18 @@ def test_wall_clock_checkpoints_resume_to_the_uninterrupted_result(job, uninterr
     resumed = _weights(tmp_path)
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_training_job_logs_its_progress_with_an_eta(job, tmp_path, caplog):
+    """Issue 30: the job's log says steps done of the total, s/step, the ETA, the loss and
+    the memory: at the start, at least every minute (prefopt.runtime.Progress) and at the end."""
+    with caplog.at_level(logging.INFO, logger="prefopt.progress"):
+        _train(_args(job, tmp_path, checkpoint_steps=0))
+    lines = [r.getMessage() for r in caplog.records if r.name == "prefopt.progress"]
+    head = "training loss apo_hinge_zero seed 3: "
+    assert lines[0].startswith(head + "0/8 steps (0.0 %)")
+    assert lines[-1].startswith(head + "8/8 steps (100.0 %)") and "ETA done" in lines[-1]
+    assert "s/step" in lines[-1] and "; loss " in lines[-1] and "peak RSS" in lines[-1]
 
 
 def test_wall_clock_save_waits_for_the_time_and_a_logging_step():

@@ -25,6 +25,7 @@ import torch
 
 from prefopt.generation.interface import chat_prompt_ids, check_per_prompt, default_top_k, eos_ids
 from prefopt.modeling import model_context
+from prefopt.runtime import Progress
 
 
 def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -276,6 +277,8 @@ class HfEngine:
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         answers: list[list[int]] = [[] for _ in prompts]
         config = self.model.generation_config
+        progress = Progress("generation", len(prompts), "prompts") if prompts else None
+        new_tokens = 0
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             new = _decode_batch(
@@ -292,6 +295,10 @@ class HfEngine:
             )
             for i, tokens in zip(idx, new, strict=True):
                 answers[i] = tokens
+                new_tokens += len(tokens)
+            if progress is not None:
+                elapsed = max(progress.clock() - progress.start, 1e-9)
+                progress.update(start + len(idx), f"{new_tokens / elapsed:.1f} new tokens/s")
         return answers
 
 

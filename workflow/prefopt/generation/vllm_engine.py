@@ -134,7 +134,8 @@ class VllmEngine:
             )
             for seed, temperature in zip(seeds, temperatures, strict=True)
         ]
+        # vLLM's own progress bar (prompts done, tokens/s) on the job's stderr
         outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=True
         )
         return [list(out.outputs[0].token_ids) for out in outputs]  # in the prompts' order

@@ -55,6 +55,7 @@ import numpy as np
 import openai
 
 from prefopt.judging import ALPACA_EVAL_API_JUDGE
+from prefopt.runtime import Progress
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ class ApiJudgeClient:
         self.max_consecutive_missing = max(1, int(max_consecutive_missing))
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._progress: Progress | None = None  # set for each judge() call with requests to make
+        self._requested, self._spent = 0, 0.0
         # missing records of the current streak (no answer since): cached only once an answer
         # or the end of the run shows that the judge itself works
         self._pending_missing: list[dict[str, Any]] = []
@@ -428,10 +431,25 @@ class ApiJudgeClient:
             "tstamp": time.time(),
         }
 
+    def _count(self, record: dict[str, Any]) -> None:
+        """One request answered or refused: the progress line, with the dollars so far (from
+        the usage the API reports, at the client's prices)."""
+        if self._progress is None:
+            return
+        usage = record.get("usage") or {}
+        with self._lock:
+            self._spent += (
+                usage.get("prompt_tokens", 0) / 1000 * self.price_per_1k_prompt_tokens
+                + usage.get("completion_tokens", 0) / 1000 * self.price_per_1k_completion_tokens
+            )
+            self._requested += 1
+            self._progress.update(self._requested, f"~${self._spent:.2f} so far")
+
     def _judge_one(self, item: JudgeItem, stop: threading.Event) -> None:
         if stop.is_set() or not self._to_request(self.key_for(item)):
             return
         record = self._request(item)
+        self._count(record)
         if not is_missing(record):
             self._flush_missing()  # the judge answers: the streak's failures are the items'
             self._append_cache(record)
@@ -474,6 +492,10 @@ class ApiJudgeClient:
         todo = self._missing(items)
         if todo:
             self._get_client()  # once, before any worker thread starts
+        self._requested, self._spent = 0, 0.0
+        self._progress = (
+            Progress(f"judging with {self.model}", len(todo), "requests") if todo else None
+        )
         stop = threading.Event()
         self._pending_missing = []
         try:

@@ -25,6 +25,7 @@ import torch
 
 from prefopt.judging import LOCAL_JUDGE
 from prefopt.modeling import check_context, model_context
+from prefopt.runtime import Progress
 
 PAIRWISE_SYSTEM = "You are a careful evaluator of answers written by AI assistants."
 PAIRWISE_TEMPLATE = (
@@ -132,6 +133,8 @@ class LocalJudge:
             raise ValueError(f"{len(prompts)} prompts but {len(groups)} group keys")
         first = torch.zeros(len(prompts), len(token_ids))
         second = torch.zeros(len(prompts), len(token_ids)) if then is not None else None
+        progress = Progress(f"local judge {self.model_name}", len(prompts), "prompts")
+        scored = 0
         for key in dict.fromkeys(groups):
             members = [i for i, g in enumerate(groups) if g == key]
             shared = shared_prefix_length([ids[i] for i in members]) if self.share_prefix else 0
@@ -146,6 +149,8 @@ class LocalJudge:
                 first[idx] = probs[0]
                 if second is not None:
                     second[idx] = probs[1]
+                scored += len(idx)
+                progress.update(scored)
         return first, second
 
     def _prefix_cache(

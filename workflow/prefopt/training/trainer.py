@@ -14,17 +14,21 @@ import json
 import logging
 import os
 import random
+import resource
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from prefopt.data.prepare import read_jsonl, to_conversational, truncate_prompt
 from prefopt.modeling import check_context, check_model_dir, model_context, resolve_precision
+from prefopt.runtime import Progress
 from prefopt.training.ddp import barrier, init_process_group, is_main_process, per_device_batch
 from prefopt.training.diagnostics import DiagnosticsAccumulator, DiagnosticsWriter
 from prefopt.training.losses import pairwise_loss
@@ -451,6 +455,42 @@ def load_policy_model(model_dir: str | Path, on_gpu: bool) -> Any:
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kwargs)
 
 
+class TrainingProgress(TrainerCallback):
+    """Steps done of the total, s/step, ETA, the last logged loss and the peak memory, in the
+    job's log at the start, at least every minute and at the end (`prefopt.runtime.Progress`);
+    rank 0 only in a DDP job."""
+
+    def __init__(self, what: str, every_s: float = 60.0, clock: Any = time.monotonic) -> None:
+        self.what, self.every_s, self.clock = what, every_s, clock
+        self.progress: Progress | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if is_main_process():
+            self.progress = Progress(
+                self.what, state.max_steps, "steps", first=state.global_step,
+                every_s=self.every_s, clock=self.clock,
+            )  # fmt: skip
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.progress is not None:
+            self.progress.update(state.global_step, self._figures(state))
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.progress is not None and self.progress.done < state.max_steps:
+            self.progress.update(state.global_step, self._figures(state), force=True)
+
+    @staticmethod
+    def _figures(state: Any) -> str:
+        losses = [h["loss"] for h in state.log_history if "loss" in h]
+        loss = f"loss {losses[-1]:.4f}, " if losses else ""
+        if torch.cuda.is_available():
+            memory = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+        else:  # the process's peak resident memory (Linux: KiB)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            memory = f"peak RSS {peak:.1f} GiB"
+        return loss + memory
+
+
 def train_and_save(
     trainer: Any,
     tokenizer: Any,
@@ -465,6 +505,8 @@ def train_and_save(
     resumed = checkpoints.latest if checkpoints else None
     if resumed is not None:
         log.info("resuming from %s (step %d)", resumed.name, checkpoint_step(resumed))
+    what = " ".join(f"{k} {v}" for k, v in head.items() if k in ("loss", "seed"))
+    trainer.add_callback(TrainingProgress(f"training {what}".strip()))
     result = trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
     out_dir = Path(out_dir)
     steps = trainer.state.global_step
