@@ -308,3 +308,19 @@ def test_every_rule_script_does_its_work_under_a_main_guard():
         if not (body and isinstance(body[-1], ast.If)):
             offenders.append(f"{path.name}: no main guard")
     assert offenders == []
+
+
+def test_every_training_resource_key_reaches_the_training_scripts():
+    """Keys that change how a training job runs, not its results (prefopt.config.RESOURCE_KEYS),
+    stay out of the rules' params (so changing them reruns nothing), so each training script
+    must hand them to the trainer itself; one left out would be silently ignored (as
+    training.checkpoint_minutes was, at first)."""
+    from prefopt.config import RESOURCE_KEYS
+
+    keys = [key for section, key in RESOURCE_KEYS if section == "training" and key != "threads"]
+    for script in ("train_policy.py", "train_seed_method.py"):
+        text = (WORKFLOW / "scripts" / script).read_text()
+        for key in keys:
+            if key == "gpus_per_job" and script == "train_seed_method.py":
+                continue  # seed-method jobs take one GPU (config.schema.yaml)
+            assert f'snakemake.config["training"]["{key}"]' in text, (script, key)

@@ -18,6 +18,7 @@ def main() -> None:
         **snakemake.params.training,
         "threads": snakemake.threads,
         "checkpoint_steps": snakemake.config["training"]["checkpoint_steps"],
+        "checkpoint_minutes": snakemake.config["training"]["checkpoint_minutes"],
         "gpus_per_job": snakemake.config["training"]["gpus_per_job"],
     }
     args = dict(

@@ -14,6 +14,7 @@ def main() -> None:
         **snakemake.params.training,
         "threads": snakemake.threads,
         "checkpoint_steps": snakemake.config["training"]["checkpoint_steps"],
+        "checkpoint_minutes": snakemake.config["training"]["checkpoint_minutes"],
     }
     summary = train_seed_method(
         init_dir=snakemake.input.model,

@@ -261,7 +261,7 @@ def test_snakemake_script(tmp_path: Path, with_authors: bool) -> None:
             config={{"mirror_dir": None}},
         )
         runpy.run_path({str(ROOT / "workflow" / "scripts" / "audit_paper.py")!r},
-                       init_globals={{"snakemake": sm}})
+                       init_globals={{"snakemake": sm}}, run_name="__main__")
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}

@@ -170,6 +170,7 @@ def test_a_training_job_logs_its_progress_with_an_eta(job, tmp_path, caplog):
     assert lines[0].startswith(head + "0/8 steps (0.0 %)")
     assert lines[-1].startswith(head + "8/8 steps (100.0 %)") and "ETA done" in lines[-1]
     assert "s/step" in lines[-1] and "; loss " in lines[-1] and "peak RSS" in lines[-1]
+    assert not (tmp_path / "checkpoints").exists()  # no checkpoints asked for: no folder left
 
 
 def test_wall_clock_save_waits_for_the_time_and_a_logging_step():

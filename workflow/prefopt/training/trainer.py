@@ -539,6 +539,10 @@ def train_and_save(
         (out_dir / "prefopt_training.json").write_text(json.dumps(summary, indent=2))
         if checkpoints:
             checkpoints.clear()
+        else:  # the trainer makes its output folder even when it saves nothing: leave none
+            work = Path(trainer.args.output_dir)
+            if work.is_dir() and not any(p.is_file() for p in work.rglob("*")):
+                shutil.rmtree(work)
     barrier()
     return summary
 
