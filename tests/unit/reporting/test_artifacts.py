@@ -7,7 +7,6 @@ Fast and without papermill: tests/unit/reporting/test_notebooks.py runs the note
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -510,18 +509,13 @@ def test_lc_cells_with_several_reasons_and_partial_seeds():
     [
         (0.975, 1, 12.706204736),
         (0.975, 2, 4.302652730),
+        (0.975, 3, 3.182446305),
         (0.975, 10, 2.228138852),
         (0.95, 4, 2.131846786),
     ],
 )
-def test_t_quantile_numeric_matches_tables(p, df, expected):
-    assert art.t_quantile_numeric(p, df) == pytest.approx(expected, abs=1e-6)
-
-
-def test_t_quantile_uses_the_fallback_without_scipy(monkeypatch):
-    monkeypatch.setitem(sys.modules, "scipy", None)  # `from scipy import stats` raises ImportError
-    assert art.t_quantile(0.975, 3) == art.t_quantile_numeric(0.975, 3)
-    assert art.t_quantile(0.975, 3) == pytest.approx(3.182446305, abs=1e-6)
+def test_t_quantile_matches_tables(p, df, expected):
+    assert art.t_quantile(p, df) == pytest.approx(expected, abs=1e-6)
 
 
 def test_wilson_interval():

@@ -3,7 +3,7 @@ number formatting, and the CSV / Markdown / LaTeX tables and figures they write.
 
 Each notebook keeps only its parameters and the logic of its own artifact; everything they share
 lives here, once, with unit tests (tests/unit/reporting/test_artifacts.py). The module must import
-in the `notebooks` environment (envs/notebooks.yaml: numpy, pandas, matplotlib; no scipy, no torch,
+in the `notebooks` environment (envs/notebooks.yaml: numpy, pandas, matplotlib, scipy; no torch,
 no tabulate), so it imports only those and light modules of this package.
 """
 
@@ -766,25 +766,10 @@ def paired_comparison_table(
     return pd.DataFrame(rows).reindex(columns=list(PAIRED_COLUMNS))
 
 
-def t_quantile_numeric(p: float, df: float) -> float:
-    """Student-t quantile for 0.5 < p < 1 by integrating the density (no scipy needed).
-
-    The notebooks' environment has no scipy; the trapezoid rule on a 0.0005 grid to 1000 is
-    accurate to better than 1e-6 for df >= 1 and p <= 0.995.
-    """
-    x = np.linspace(0.0, 1000.0, 2_000_001)
-    logc = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    pdf = np.exp(logc - (df + 1) / 2 * np.log1p(x * x / df))
-    cdf = 0.5 + np.concatenate([[0.0], np.cumsum((pdf[1:] + pdf[:-1]) / 2 * np.diff(x))])
-    return float(np.interp(p, cdf, x))
-
-
 def t_quantile(p: float, df: float) -> float:
-    """Student-t quantile (scipy when installed, else `t_quantile_numeric`), for p > 0.5."""
-    try:
-        from scipy import stats
-    except ImportError:
-        return t_quantile_numeric(p, df)
+    """Student-t quantile (scipy's), for p > 0.5."""
+    from scipy import stats
+
     return float(stats.t.ppf(p, df))
 
 
