@@ -143,13 +143,14 @@ def plan_lines(
             "they run; gpu-smoke measures generation tokens/s)"
         )
     if params is not None and trainings:
-        models = trainings * MODEL_BYTES_PER_PARAM * params
+        one_model = MODEL_BYTES_PER_PARAM * params
+        models = trainings * one_model
         checkpoint = CHECKPOINT_BYTES_PER_PARAM * params
         every = config["training"].get("checkpoint_minutes") or config["training"].get(
             "checkpoint_steps"
         )
         lines.append(
-            f"  disk: trained models {_gb(models)} ({trainings} x {_gb(4 * params)}, fp32)"
+            f"  disk: trained models {_gb(models)} ({trainings} x {_gb(one_model)}, fp32)"
             + (
                 f"; plus {_gb(checkpoint)} of checkpoint per training job running at once "
                 "(one kept, deleted when the job ends)"
