@@ -126,7 +126,8 @@ def plan_lines(
                 flops = FLOPS_PER_TOKEN_PARAM[bool(training["gradient_checkpointing"])]
                 tokens = global_batch(training) * 2 * training["max_length"]
                 how = (
-                    f"ESTIMATE, not measured: {flops} x {params or 0:,} parameters x {tokens:,} "
+                    f"ESTIMATE for an H100-class GPU, not measured: {flops} x {params or 0:,} "
+                    f"parameters x {tokens:,} "
                     f"tokens a step (upper bound) at an assumed {ASSUMED_FLOPS / 1e12:.0f} "
                     "TFLOP/s; pass gpu-smoke's s/step at this shape to replace it"
                 )
