@@ -33,7 +33,7 @@ def test_paper_steps_estimate_and_disk_by_hand(paper):
     )
     text = "\n".join(plan_lines(paper, {"train_policy": 24, "generate_alpaca_eval": 27}))
     assert "24 job(s) x 23,301 optimiser steps" in text
-    assert "ESTIMATE, not measured" in text and "300 TFLOP/s" in text
+    assert "ESTIMATE for an H100-class GPU, not measured" in text and "300 TFLOP/s" in text
     hours = 24 * 23301 * estimated_seconds_per_step(paper) / 3600
     assert f"{hours:,.1f} GPU-hours" in text
     assert f"trained models {24 * 4 * QWEN / 1e9:,.1f} GB" in text

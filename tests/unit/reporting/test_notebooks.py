@@ -737,12 +737,12 @@ def test_table1_lc_reason_once_without_absolute_paths(tmp_path):
 # --------------------------------------------------------------------------- data-driven, robust
 
 
-def test_notebooks_need_neither_scipy_nor_tabulate(rendered, tmp_path, monkeypatch):
-    """envs/notebooks.yaml has neither: the t quantile and the Markdown writer have fallbacks."""
+def test_notebooks_need_no_tabulate(rendered, tmp_path, monkeypatch):
+    """envs/notebooks.yaml has no tabulate: the Markdown writer has its own (scipy is there,
+    for the t quantile)."""
     blocker = tmp_path / "block"
-    (blocker / "scipy").mkdir(parents=True)
-    for mod in [blocker / "tabulate.py", blocker / "scipy" / "__init__.py"]:
-        mod.write_text('raise ImportError("not in the notebooks env")\n')
+    blocker.mkdir(parents=True)
+    (blocker / "tabulate.py").write_text('raise ImportError("not in the notebooks env")\n')
     monkeypatch.setenv("PYTHONPATH", str(blocker))
     outputs = run_notebook("paired_comparisons", tmp_path / "out")
     got = pd.read_csv(outputs["out_csv"]).set_index("variant_a")
