@@ -399,6 +399,11 @@ CACHE_TRAINING_KEYS = ("precision", "max_length", "max_prompt_length", "referenc
 PRESENTATION_KEYS = ("label", "group")
 
 
+def checkpoints_asked(training: dict[str, Any]) -> bool:
+    """Whether training jobs save checkpoints: by wall time, by steps, or both."""
+    return bool(training.get("checkpoint_minutes") or training.get("checkpoint_steps"))
+
+
 def cache_params(config: dict[str, Any]) -> dict[str, Any]:
     """Training settings of the reference and teacher caches."""
     return {k: config["training"][k] for k in CACHE_TRAINING_KEYS}

@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from prefopt.config import checkpoints_asked
+
 #: Rows of the training splits the configs name, when data.train.max_pairs does not cap them:
 #: trl-lib/ultrafeedback_binarized's train split (workflow/resources/data/README.md).
 TRAIN_SPLIT_ROWS = {"trl-lib/ultrafeedback_binarized": 62_135}
@@ -77,16 +79,20 @@ def steps_per_job(config: Mapping[str, Any]) -> int | None:
     return math.ceil(math.ceil(pairs / global_batch(training)) * float(training["epochs"]))
 
 
+def _step_work(training: Mapping[str, Any]) -> tuple[int, int]:
+    """(FLOPs per token and parameter, tokens at their upper bound) of one training step."""
+    tokens = global_batch(training) * 2 * int(training["max_length"])
+    return FLOPS_PER_TOKEN_PARAM[bool(training["gradient_checkpointing"])], tokens
+
+
 def estimated_seconds_per_step(config: Mapping[str, Any]) -> float | None:
     """The stated estimate of one step's GPU time (module docstring), None without the model's
     size."""
     params = model_parameters(config)
     if params is None:
         return None
-    training = config["training"]
-    tokens = global_batch(training) * 2 * int(training["max_length"])
-    flops = FLOPS_PER_TOKEN_PARAM[bool(training["gradient_checkpointing"])] * params * tokens
-    return flops / ASSUMED_FLOPS
+    flops, tokens = _step_work(config["training"])
+    return flops * params * tokens / ASSUMED_FLOPS
 
 
 def _gb(n_bytes: float) -> str:
@@ -123,8 +129,7 @@ def plan_lines(
                 per_step, how = seconds_per_step, "measured s/step given"
             else:
                 per_step = estimated_seconds_per_step(config)
-                flops = FLOPS_PER_TOKEN_PARAM[bool(training["gradient_checkpointing"])]
-                tokens = global_batch(training) * 2 * training["max_length"]
+                flops, tokens = _step_work(training)
                 how = (
                     f"ESTIMATE for an H100-class GPU, not measured: {flops} x {params or 0:,} "
                     f"parameters x {tokens:,} "
@@ -147,15 +152,12 @@ def plan_lines(
         one_model = MODEL_BYTES_PER_PARAM * params
         models = trainings * one_model
         checkpoint = CHECKPOINT_BYTES_PER_PARAM * params
-        every = config["training"].get("checkpoint_minutes") or config["training"].get(
-            "checkpoint_steps"
-        )
         lines.append(
             f"  disk: trained models {_gb(models)} ({trainings} x {_gb(one_model)}, fp32)"
             + (
                 f"; plus {_gb(checkpoint)} of checkpoint per training job running at once "
                 "(one kept, deleted when the job ends)"
-                if every
+                if checkpoints_asked(config["training"])
                 else "; no checkpoints (training.checkpoint_minutes and checkpoint_steps are 0)"
             )
         )

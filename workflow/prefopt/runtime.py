@@ -160,6 +160,10 @@ class Progress:
         self.done = self.first
         self.update(self.first)
 
+    def elapsed(self) -> float:
+        """Seconds since the loop started."""
+        return self.clock() - self.start
+
     def update(self, done: int, extra: str = "", *, force: bool = False) -> bool:
         """Record `done`; log when due (or `force`, or the end). Whether it logged."""
         self.done = int(done)

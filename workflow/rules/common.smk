@@ -87,7 +87,7 @@ onstart:
     jobs = Counter(rule for rule, _ in planned)
     for line in plan_lines(config, jobs, api_judges=judges_of_jobs(planned)):
         print(line, file=sys.stderr)
-    for line in check_before_run(config, jobs_of_dag(workflow.dag)):
+    for line in check_before_run(config, planned):
         print(line, file=sys.stderr)
 
 

@@ -297,8 +297,8 @@ class HfEngine:
                 answers[i] = tokens
                 new_tokens += len(tokens)
             if progress is not None:
-                elapsed = max(progress.clock() - progress.start, 1e-9)
-                progress.update(start + len(idx), f"{new_tokens / elapsed:.1f} new tokens/s")
+                rate = new_tokens / max(progress.elapsed(), 1e-9)
+                progress.update(start + len(idx), f"{rate:.1f} new tokens/s")
         return answers
 
 

@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
+from prefopt.config import checkpoints_asked
 from prefopt.data.prepare import read_jsonl, to_conversational, truncate_prompt
 from prefopt.modeling import check_context, check_model_dir, model_context, resolve_precision
 from prefopt.runtime import Progress
@@ -557,7 +558,7 @@ def job_checkpoints(
     """The job's checkpoint folder when `training.checkpoint_steps` or
     `training.checkpoint_minutes` asks for checkpoints, else None (and any folder a run with
     checkpoints left there is deleted)."""
-    if not (training.get("checkpoint_steps") or training.get("checkpoint_minutes")):
+    if not checkpoints_asked(training):
         if is_main_process():
             shutil.rmtree(work_dir, ignore_errors=True)
         return None
