@@ -257,6 +257,13 @@ class ApiJudgeClient:
         return is_missing(rec) and int(rec.get("attempts", 1)) < self.max_missing_attempts
 
     # -- estimate ---------------------------------------------------------------------------
+    def _dollars(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """What these tokens cost at the client's prices."""
+        return (
+            prompt_tokens / 1000 * self.price_per_1k_prompt_tokens
+            + completion_tokens / 1000 * self.price_per_1k_completion_tokens
+        )
+
     def estimate(self, items: Sequence[JudgeItem], *, quiet: bool = False) -> dict[str, Any]:
         """Size and cost estimate (tokens ~ characters / 4) of the requests not yet cached."""
         todo = self._missing(items)
@@ -269,10 +276,7 @@ class ApiJudgeClient:
         completion_tokens = sum(
             int(it.params.get("max_tokens", self.default_completion_tokens)) for it in todo
         )
-        cost = (
-            prompt_tokens / 1000 * self.price_per_1k_prompt_tokens
-            + completion_tokens / 1000 * self.price_per_1k_completion_tokens
-        )
+        cost = self._dollars(prompt_tokens, completion_tokens)
         cached = [self._cache.get(self.key_for(it)) for it in items]
         est = {
             "model": self.model,
@@ -438,9 +442,8 @@ class ApiJudgeClient:
             return
         usage = record.get("usage") or {}
         with self._lock:
-            self._spent += (
-                usage.get("prompt_tokens", 0) / 1000 * self.price_per_1k_prompt_tokens
-                + usage.get("completion_tokens", 0) / 1000 * self.price_per_1k_completion_tokens
+            self._spent += self._dollars(
+                usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
             )
             self._requested += 1
             self._progress.update(self._requested, f"~${self._spent:.2f} so far")
