@@ -94,15 +94,42 @@ localrules:
     render_heldout_preference,
 
 
-# The artifact's outputs wrapped for `snakemake --report` (category from the extension).
-_reported = lambda artifact: {
-    key: report(
-        path,
-        category="Figures" if path.endswith((".png", ".pdf")) else "Tables",
-        caption=f"../report/{artifact}.rst",
-    )
-    for key, path in ARTIFACTS[artifact].items()
+# Where each artifact sits in `snakemake --report`, whose landing page
+# (workflow/report/workflow.rst) links to its items: category, subcategory. The report lists
+# categories in name order, hence the numbers.
+ART_REPORT = {
+    "table1_alpaca_eval": ("1. Comparison with the paper", "Table 1 (AlpacaEval)"),
+    "paper_vs_reproduction": ("1. Comparison with the paper", "Paper vs reproduction"),
+    "fig1_alpaca_eval_bars": ("1. Comparison with the paper", "Figure 1 (AlpacaEval)"),
+    "fig2_3_mt_bench_radar": ("1. Comparison with the paper", "Figures 2-3 (MT-Bench)"),
+    "paired_comparisons": ("4. Claims", "Paired comparisons"),
+    "length_analysis": ("4. Claims", "Length"),
+    "training_dynamics": ("4. Claims", "Training dynamics"),
+    "heldout_preference": ("4. Claims", "Held-out preference"),
 }
+ART_REPORT_NOTEBOOKS = "5. Executed notebooks"
+
+# The artifact's outputs wrapped for `snakemake --report`: each table once, as its Markdown (the
+# footnotes and the stamp; CSV and LaTeX stay in results/tables/), each figure once, as its PNG
+# (the PDF stays in results/figures/), and the executed notebook's HTML export.
+_report_item = lambda artifact, path: report(
+    path,
+    category=ART_REPORT[artifact][0],
+    subcategory=ART_REPORT[artifact][1],
+    labels={"item": f"{'table' if path.endswith('.md') else 'figure'}: {path}"},
+    caption=f"../report/{artifact}.rst",
+)
+_report_notebook = lambda artifact: report(
+    f"{ART_NOTEBOOKS}/{artifact}.html",
+    category=ART_REPORT_NOTEBOOKS,
+    labels={"item": f"notebook: notebooks/{artifact}.ipynb"},
+    caption="../report/notebook.rst",
+)
+_reported = lambda artifact: {
+    key: _report_item(artifact, path) if path.endswith((".md", ".png")) else path
+    for key, path in ARTIFACTS[artifact].items()
+} | {"html": _report_notebook(artifact)}
+
 
 # papermill with `-p name value` for each input/output/param, its injected cell's id made
 # stable (prefopt.reporting.notebook_ids), then an HTML export. Kernel
@@ -132,7 +159,6 @@ rule render_table1_alpaca_eval:
     output:
         **_reported("table1_alpaca_eval"),
         notebook=f"{ART_NOTEBOOKS}/table1_alpaca_eval.ipynb",
-        html=f"{ART_NOTEBOOKS}/table1_alpaca_eval.html",
     log:
         "results/logs/render_table1_alpaca_eval.log",
     benchmark:
@@ -168,7 +194,6 @@ rule render_fig1_alpaca_eval_bars:
     output:
         **_reported("fig1_alpaca_eval_bars"),
         notebook=f"{ART_NOTEBOOKS}/fig1_alpaca_eval_bars.ipynb",
-        html=f"{ART_NOTEBOOKS}/fig1_alpaca_eval_bars.html",
     log:
         "results/logs/render_fig1_alpaca_eval_bars.log",
     benchmark:
@@ -198,7 +223,6 @@ rule render_fig2_3_mt_bench_radar:
     output:
         **_reported("fig2_3_mt_bench_radar"),
         notebook=f"{ART_NOTEBOOKS}/fig2_3_mt_bench_radar.ipynb",
-        html=f"{ART_NOTEBOOKS}/fig2_3_mt_bench_radar.html",
     log:
         "results/logs/render_fig2_3_mt_bench_radar.log",
     benchmark:
@@ -234,7 +258,6 @@ rule render_paper_vs_reproduction:
     output:
         **_reported("paper_vs_reproduction"),
         notebook=f"{ART_NOTEBOOKS}/paper_vs_reproduction.ipynb",
-        html=f"{ART_NOTEBOOKS}/paper_vs_reproduction.html",
     log:
         "results/logs/render_paper_vs_reproduction.log",
     benchmark:
@@ -281,7 +304,6 @@ rule render_training_dynamics:
     output:
         **_reported("training_dynamics"),
         notebook=f"{ART_NOTEBOOKS}/training_dynamics.ipynb",
-        html=f"{ART_NOTEBOOKS}/training_dynamics.html",
     log:
         "results/logs/render_training_dynamics.log",
     benchmark:
@@ -305,7 +327,6 @@ rule render_length_analysis:
     output:
         **_reported("length_analysis"),
         notebook=f"{ART_NOTEBOOKS}/length_analysis.ipynb",
-        html=f"{ART_NOTEBOOKS}/length_analysis.html",
     log:
         "results/logs/render_length_analysis.log",
     benchmark:
@@ -334,7 +355,6 @@ rule render_paired_comparisons:
     output:
         **_reported("paired_comparisons"),
         notebook=f"{ART_NOTEBOOKS}/paired_comparisons.ipynb",
-        html=f"{ART_NOTEBOOKS}/paired_comparisons.html",
     log:
         "results/logs/render_paired_comparisons.log",
     benchmark:
@@ -382,7 +402,6 @@ rule render_heldout_preference:
     output:
         **_reported("heldout_preference"),
         notebook=f"{ART_NOTEBOOKS}/heldout_preference.ipynb",
-        html=f"{ART_NOTEBOOKS}/heldout_preference.html",
     log:
         "results/logs/render_heldout_preference.log",
     benchmark:

@@ -312,11 +312,17 @@ rule judge_calibration:
             else []
         ),
     output:
+        # in the report once: the Markdown table (the figure draws the same statistics)
         **{
-            key: report(
-                path,
-                category="Figures" if key.startswith("figure") else "Tables",
-                caption="../report/judge_calibration.rst",
+            key: (
+                report(
+                    path,
+                    category="2. Judge calibration",
+                    labels={"item": f"table: {path}"},
+                    caption="../report/judge_calibration.rst",
+                )
+                if key == "markdown"
+                else path
             )
             for key, path in CALIBRATION_ARTIFACTS.items()
         },
