@@ -91,7 +91,7 @@ def test_paper_config_plans_one_reference_cache_and_24_training_jobs(work):
 def test_ddp_training_jobs_ask_for_their_gpus(work):
     """training.gpus_per_job: 2 makes every train_policy job ask for 2 GPUs (the other GPU rules
     keep 1), granted only where the run allows 2: Snakemake caps a job at --resources gpu=N
-    (profiles/default: 1), which the training job then refuses
+    (profiles/workstation: 1), which the training job then refuses
     (prefopt.training.ddp.require_job_gpus). (Switching the key reruns nothing:
     tests/integration/test_e2e_tiny.py.)"""
     (work / "ddp.yaml").write_text("training: {gpus_per_job: 2}\n")
@@ -108,8 +108,43 @@ def test_ddp_training_jobs_ask_for_their_gpus(work):
     granted = gpus("--configfile", "ddp.yaml", "--resources", "gpu=2")
     assert granted["train_policy"] == {"2"}
     assert granted["generate_alpaca_eval"] == granted["cache_reference_logps"] == {"1"}
-    capped = gpus("--configfile", "ddp.yaml", "--resources", "gpu=1")  # as profiles/default
+    capped = gpus("--configfile", "ddp.yaml", "--resources", "gpu=1")  # as profiles/workstation
     assert capped["train_policy"] == {"1"}
+
+
+def planned_resources(work, *args: str) -> dict[str, dict[str, str]]:
+    """{rule: its first job's resources} as Snakemake's dry run prints them."""
+    log: list[str] = []
+    dry_run(work, *args, log=log)
+    found: dict[str, dict[str, str]] = {}
+    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", log[0], flags=re.M):
+        if m := re.search(r"^    resources: (.*)$", body, flags=re.M):
+            found.setdefault(rule, dict(re.findall(r"(\w+)=([^,\s]+)", m[1])))
+    return found
+
+
+def test_gpu_jobs_ask_for_what_the_config_implies(work):
+    """Issue 30: the rules state their needs (no profile here: --workflow-profile none), from
+    the config: the paper's train_policy asks for its computed memory and run time, and a
+    measured resources.seconds_per_step changes the run time it asks for."""
+    from prefopt.config import load_config
+    from prefopt.resources import RULE_NEEDS, rule_resources
+
+    paper = load_config(work / "config.yaml")
+    planned = planned_resources(work)
+    for rule in ("train_policy", "cache_reference_logps", "generate_alpaca_eval"):
+        want = rule_resources(paper, rule)
+        got = planned[rule]
+        assert (int(got["gpu"]), int(got["mem_mb"]), int(got["runtime"])) == (
+            want["gpu"], want["mem_mb"], want["runtime"],
+        ), rule  # fmt: skip
+    assert {r for r in planned if r in RULE_NEEDS} == {r for r in planned if "gpu" in planned[r]}
+    assert int(planned["train_policy"]["runtime"]) > 60  # 23,301 steps: hours, not the floor
+    (work / "measured.yaml").write_text("resources: {seconds_per_step: 2.0}\n")
+    slow = planned_resources(work, "--configfile", "measured.yaml")
+    steps = 23_301  # prefopt.plan.steps_per_job of the paper config
+    assert int(slow["train_policy"]["runtime"]) == -(-steps * 2.0 * 3 // 60)
+    assert slow["generate_alpaca_eval"] == planned["generate_alpaca_eval"]
 
 
 def test_embedded_config_reads_the_shipped_data(work):

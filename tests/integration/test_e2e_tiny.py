@@ -363,3 +363,25 @@ def test_killed_anywhere_the_rerun_ends_where_an_uninterrupted_run_ends(tmp_path
     differences = compare_results(snapshot, chained)
     assert differences == {}, differences
     assert all(survived(records, differences, final_rc))
+
+
+def test_gpu_jobs_asked_for_at_least_the_memory_they_used(uninterrupted):
+    """Issue 30: what the rules ask of a scheduler (prefopt.resources) covers what each job of
+    the tiny run used (its benchmark file's max_rss), and the run printed those requests, and a
+    warning for its GPU jobs that nothing limits (--cores 2, no --resources gpu=N)."""
+    from prefopt.config import load_config
+    from prefopt.resources import RULE_NEEDS, rule_resources
+
+    run, snapshot = uninterrupted
+    assert run.returncode == 0, run.stderr[-5000:]
+    assert "each job asks a scheduler for" in run.stderr
+    assert "nothing limits how many run at once" in run.stderr
+    config = load_config(snapshot.parent / "repo" / "config.yaml",
+                         snapshot.parent / "repo" / "tests" / "config.tiny.yaml")  # fmt: skip
+    seen = set()
+    for rule in RULE_NEEDS:
+        for tsv in (snapshot / "results" / "benchmarks" / rule).rglob("*.tsv"):
+            used = float(pd.read_csv(tsv, sep="\t")["max_rss"].iloc[-1])
+            assert used <= rule_resources(config, rule)["mem_mb"], (tsv, used)
+            seen.add(rule)
+    assert {"train_policy", "cache_reference_logps", "generate_alpaca_eval"} <= seen, seen

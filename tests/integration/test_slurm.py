@@ -9,10 +9,11 @@ PREFOPT_REQUIRE_SLURM=1 (CI) to turn that skip into a failure.
 Each run goes through the documented command (profiles/README.md)
 
     timeout -s INT -k 30 <secs> .venv/bin/snakemake --profile profiles/slurm \
-        --workflow-profile none --configfile tests/config.tiny.yaml
+        --configfile tests/config.tiny.yaml
 
 plus one extra `--profile` that only scales the per-job requests (mem_mb, cpus_per_task)
-down to the size of this one small node; everything else comes from profiles/slurm. It runs in
+down to the size of this one small node; everything else comes from profiles/slurm, the
+workflow profile profiles/default and the rules' own resources. It runs in
 a scratch copy of the repository (tracked and untracked, non-ignored files), so results/ and
 .snakemake/ of the checkout are untouched. The checks: rc 0, every non-local job was submitted
 with sbatch (the plugin's "has been submitted with SLURM jobid" line, one per job), SLURM
@@ -112,20 +113,22 @@ def slurm_cluster():
 
 # ----------------------------------------------------------------------------- helpers
 def ci_sizes_profile(dest: Path, profile: Path = PROFILE) -> Path:
-    """A profile holding only profiles/slurm's resource requests, scaled to the test node.
+    """A profile that only scales the per-job requests down to the test node.
 
-    GPU requests, runtimes and the set of rules are kept; mem_mb and cpus_per_task are capped,
-    and every job asks for one CPU (not its rule's threads). Passed as a second --profile, it
-    overrides exactly these two keys.
+    profiles/slurm's default resources and, for every rule with needs of its own
+    (prefopt.resources.RULE_NEEDS), its mem_mb and cpus_per_task capped at NODE_MAX; GPU
+    requests and runtimes stay what the rules ask. Passed as the last --profile, it overrides
+    exactly these two keys.
     """
+    from prefopt.resources import RULE_NEEDS
+
     cfg = yaml.safe_load(profile.read_text())
     out = {"default-resources": dict(cfg.get("default-resources") or {})}
-    out["set-resources"] = {r: dict(v) for r, v in (cfg.get("set-resources") or {}).items()}
     out["default-resources"]["cpus_per_task"] = 1  # instead of the rules' threads
-    for res in [out["default-resources"], *out["set-resources"].values()]:
-        for key, cap in NODE_MAX.items():
-            if key in res:
-                res[key] = min(int(res[key]), cap)
+    for key, cap in NODE_MAX.items():
+        if key in out["default-resources"]:
+            out["default-resources"][key] = min(int(out["default-resources"][key]), cap)
+    out["set-resources"] = {rule: dict(NODE_MAX) for rule in sorted(RULE_NEEDS)}
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(out, sort_keys=False))
     return dest
@@ -154,8 +157,7 @@ def snakemake_slurm(
     cmd = [
         "timeout", "-s", "INT", "-k", "30", str(timeout_s),
         str(SNAKEMAKE), "--profile", "profiles/slurm",
-        *(["--profile", str(site)] if site else []), "--profile", str(sizes),
-        "--workflow-profile", "none", *extra,
+        *(["--profile", str(site)] if site else []), "--profile", str(sizes), *extra,
     ]  # fmt: skip
     env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}:{os.environ.get('PATH', '')}"}
     t0 = time.monotonic()

@@ -294,17 +294,36 @@ def _profile(name: str) -> dict:
     return yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
 
 
-def _rules_declaring_gpu() -> set[str]:
-    """Rules whose `resources:` block declares a GPU (gpu=1, or train_policy's
-    gpu=config["training"]["gpus_per_job"]), read from workflow/rules/*.smk."""
+def _rules_declaring_resources() -> dict[str, str]:
+    """{rule: the rule named in its `resources: **rule_resources(config, "<name>")`}, read from
+    workflow/rules/*.smk; rules without such a line are left out."""
     import re
 
-    found = set()
+    found = {}
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M):
-            if re.search(r"^\s+resources:\n\s+gpu=(1|config\[.*\]),", body, re.M):
-                found.add(name)
+            if m := re.search(
+                r"^\s+resources:\n\s+\*\*rule_resources\(config, \"(\w+)\"\),", body, re.M
+            ):
+                found[name] = m[1]
     return found
+
+
+def _rules_declaring_gpu() -> set[str]:
+    return set(_rules_declaring_resources())
+
+
+def test_rules_take_their_resources_from_one_table():
+    """Issue 30: every rule with real needs declares them itself, from its own record in
+    prefopt.resources.RULE_NEEDS (not a copy in a profile), and every record has its rule."""
+    from prefopt.resources import RULE_NEEDS
+
+    declared = _rules_declaring_resources()
+    assert {r: r for r in declared} == declared  # each asks for its own record
+    assert set(declared) == set(RULE_NEEDS), set(declared) ^ set(RULE_NEEDS)
+    # the pairwise core and the seed-method branches (a sanity floor for the parser above)
+    assert {"train_policy", "generate_alpaca_eval", "judge_mt_bench_local", "train_dckd_student",
+            "cache_teacher_advantage", "train_lambda_dpo"} <= set(declared)  # fmt: skip
 
 
 def _local_rules() -> set[str]:
@@ -328,45 +347,44 @@ def test_network_rules_run_on_the_submit_host():
     }
     assert network <= local, network - local
     assert not local & _rules_declaring_gpu()
-    assert not local & set(_profile("slurm")["set-resources"])
 
 
-def test_slurm_profile_requests_gpus_for_gpu_rules():
-    cfg = _profile("slurm")
-    gpu_rules = _rules_declaring_gpu()
-    # the pairwise core and the seed-method branches (a sanity floor for the parser above)
-    assert {"train_policy", "generate_alpaca_eval", "judge_mt_bench_local", "train_dckd_student",
-            "cache_teacher_advantage", "train_lambda_dpo"} <= gpu_rules  # fmt: skip
-    assert gpu_rules <= set(cfg["set-resources"]), gpu_rules - set(cfg["set-resources"])
-    for rule, res in cfg["set-resources"].items():
-        assert {"runtime", "mem_mb"} <= set(res), rule
-        if rule in gpu_rules:
-            assert res.get("gpu") == 1 and "cpus_per_task" in res, rule
-        else:  # a CPU rule with more memory or time must not hold a GPU
-            assert "gpu" not in res, rule
-    assert cfg["executor"] == "slurm"
-    # without slurmdbd the plugin's default status command (sacct) makes it wait forever
-    assert cfg["slurm-status-command"] == "squeue"
-    assert cfg["slurm-init-seconds-before-status-checks"] == 1
-    assert "slurm_account" not in str(cfg) and "slurm_partition" not in str(cfg)
-
-
-def test_default_and_apptainer_profiles():
+def test_profiles_hold_only_executor_and_site_settings():
+    """Issue 30: no profile states what a rule needs (set-resources), the auto-loaded workflow
+    profile sets nothing a workstation, SLURM or site profile must undo (so no documented
+    command needs --workflow-profile none), and the workstation profile limits GPU jobs."""
+    for name in ("default", "workstation", "slurm", "apptainer"):
+        assert "set-resources" not in _profile(name), name
     default = _profile("default")
-    assert default["resources"] == {"gpu": 1}
-    assert not {"software-deployment-method", "sdm", "executor"} & set(default)
+    assert set(default) == {"rerun-incomplete", "rerun-triggers", "printshellcmds"}
+    workstation = _profile("workstation")
+    assert workstation["resources"] == {"gpu": 1} and workstation["cores"] == "all"
+    slurm = _profile("slurm")
+    assert slurm["executor"] == "slurm"
+    assert set(slurm["default-resources"]) == {"mem_mb", "runtime"}  # the small CPU jobs
+    # without slurmdbd the plugin's default status command (sacct) makes it wait forever
+    assert slurm["slurm-status-command"] == "squeue"
+    assert slurm["slurm-init-seconds-before-status-checks"] == 1
+    assert "slurm_account" not in str(slurm) and "slurm_partition" not in str(slurm)
     app = _profile("apptainer")
     assert app["software-deployment-method"] == "apptainer"
     assert app["apptainer-args"] == "--nv"
+    documented = "\n".join(
+        (ROOT / f).read_text() for f in ("README.md", "profiles/README.md", "containers/README.md")
+    )
+    assert "--workflow-profile none" not in documented
 
 
 def test_site_profile_adds_partition_and_account_to_every_job(tmp_path):
-    """workflow/bin/slurm-site-profile: profiles/slurm's resources repeated (a second profile
-    replaces whole keys), the CPU partition on CPU jobs, the GPU partition on GPU rules, the
-    account everywhere."""
+    """workflow/bin/slurm-site-profile: profiles/slurm's default resources repeated (a second
+    profile replaces whole keys) with the CPU partition; the GPU partition on every rule with a
+    record in prefopt.resources and nothing else there (the rule's own needs stay its own);
+    the account everywhere."""
     import subprocess
 
     import yaml
+
+    from prefopt.resources import RULE_NEEDS
 
     out = tmp_path / "site"
     run = subprocess.run(
@@ -384,14 +402,12 @@ def test_site_profile_adds_partition_and_account_to_every_job(tmp_path):
         "slurm_partition": "cpu",
         "slurm_account": "lab",
     }
-    assert set(site["set-resources"]) == set(slurm["set-resources"])
+    assert set(site["set-resources"]) == set(RULE_NEEDS)
     for rule, res in site["set-resources"].items():
-        kept = {k: v for k, v in res.items() if not k.startswith("slurm_")}
-        assert kept == slurm["set-resources"][rule], rule
-        assert res["slurm_partition"] == ("gpu" if res.get("gpu") else "cpu"), rule
-        assert res["slurm_account"] == "lab"
+        assert res == {"slurm_partition": "gpu", "slurm_account": "lab"}, rule
     assert site["slurm-status-command"] == "squeue"
     assert set(site) == {"default-resources", "set-resources", "slurm-status-command"}
+    assert "--workflow-profile none" not in (out / "config.yaml").read_text()
 
 
 #: `scontrol show config` lines of the two kinds of cluster (as slurmctld 22.05 prints them).
@@ -436,19 +452,3 @@ def test_site_profile_without_scontrol_asks_for_the_status_command(tmp_path):
     assert run.returncode == 2, run.stdout + run.stderr
     assert "--status-command sacct (accounting) or squeue" in run.stderr
     assert not (tmp_path / "s" / "config.yaml").exists()
-
-
-def test_site_profile_gives_training_jobs_the_configured_gpus():
-    """--training-gpus N (config training.gpus_per_job: N, DDP) sets train_policy's GPUs only:
-    profiles/slurm's gpu: 1 would otherwise replace the rule's request."""
-    import yaml
-
-    from prefopt_tools.slurm_profile import site_profile
-
-    slurm = _profile("slurm")
-    site = site_profile(yaml.safe_load(yaml.safe_dump(slurm)), gpu_partition="gpu", training_gpus=4)
-    assert site["set-resources"]["train_policy"]["gpu"] == 4
-    assert site["set-resources"]["train_policy"]["slurm_partition"] == "gpu"
-    others = {r: v for r, v in site["set-resources"].items() if r != "train_policy"}
-    assert all(v.get("gpu") in (None, 1) for v in others.values())
-    assert site_profile(slurm)["set-resources"]["train_policy"]["gpu"] == 1

@@ -106,8 +106,11 @@ def plan_lines(
     api_judges: list[tuple[str, Any]] = (),
 ) -> list[str]:
     """The plan as printed: `jobs` is {rule: jobs to run}; `seconds_per_step` a measured step
-    time (else the stated estimate); `api_judges` the (benchmark, JudgeSpec) of every API judge
-    the jobs call, whose requests and dollars are added."""
+    time (else the config's resources.seconds_per_step, else the stated estimate); `api_judges`
+    the (benchmark, JudgeSpec) of every API judge the jobs call, whose requests and dollars are
+    added."""
+    if seconds_per_step is None:  # the config's measured one (resources.seconds_per_step)
+        seconds_per_step = (config.get("resources") or {}).get("seconds_per_step")
     total = sum(jobs.values())
     lines = [f"plan: {total} job(s) to run"]
     planned = {r: n for r, n in jobs.items() if n}
@@ -134,7 +137,8 @@ def plan_lines(
                     f"ESTIMATE for an H100-class GPU, not measured: {flops} x {params or 0:,} "
                     f"parameters x {tokens:,} "
                     f"tokens a step (upper bound) at an assumed {ASSUMED_FLOPS / 1e12:.0f} "
-                    "TFLOP/s; pass gpu-smoke's s/step at this shape to replace it"
+                    "TFLOP/s; gpu-smoke's s/step at this shape, as resources.seconds_per_step, "
+                    "replaces it"
                 )
             if per_step is None:
                 lines.append("  training GPU time: unknown (the model's size is not known here)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from prefopt.config import load_config
 from prefopt.judging.preflight import configured_api_judges
 from prefopt.plan import plan_lines
+from prefopt.resources import request_lines
 from prefopt.runtime import STACK_MODULES, missing_stack_modules
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,12 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds-per-step", type=float, default=None,
                     help="measured GPU seconds per optimiser step at the run's shape (gpu-smoke); "
-                    "default: the stated FLOP estimate")  # fmt: skip
+                    "default: the config's resources.seconds_per_step, else the stated FLOP "
+                    "estimate")  # fmt: skip
     args, snakemake_args = ap.parse_known_args(argv)
     config = load_config(*configfiles(snakemake_args))
     jobs = planned_jobs(snakemake_args)
     api = [(b, s) for b, s in configured_api_judges(config) if any("_api" in r for r in jobs)]
+    if args.seconds_per_step is not None:
+        config["resources"]["seconds_per_step"] = args.seconds_per_step
     print("\n".join(plan_lines(config, jobs, args.seconds_per_step, api)))
+    print("\n".join(request_lines(config, jobs)))
     missing = missing_stack_modules(STACK_MODULES)
     lacking = "; ".join(f"{stack} (cannot import {', '.join(m)})" for stack, m in missing.items())
     print(

@@ -1,10 +1,12 @@
-"""A site profile for profiles/slurm: its resources, plus the cluster's partition and account.
+"""A site profile for profiles/slurm: the cluster's partitions, account and job-status command.
 
 The SLURM executor plugin passes ``-p``/``-A`` from the ``slurm_partition``/``slurm_account``
-resources, so those must be set per job; and a second ``--profile`` (or ``--default-resources``
-on the command line) replaces whole top-level keys. A site profile therefore repeats
-profiles/slurm's ``default-resources`` and ``set-resources`` with the site's values added:
-this module writes one (``workflow/bin/slurm-site-profile``), so nothing is copied by hand.
+resources, so those must be set per job. A second ``--profile`` replaces whole top-level keys,
+so the site profile repeats profiles/slurm's ``default-resources`` (the small CPU jobs) with the
+site's values added, and gives each rule that asks for a GPU (prefopt.resources.RULE_NEEDS) the
+GPU partition. What each job needs (gpu, mem_mb, runtime) stays in its rule: ``set-resources``
+here names only the partition and account, which Snakemake merges into the rule's resources.
+This module writes one (``workflow/bin/slurm-site-profile``), so nothing is copied by hand.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from prefopt.resources import RULE_NEEDS
+
 SLURM_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "slurm" / "config.yaml"
 
 
@@ -26,27 +30,23 @@ def site_profile(
     partition: str | None = None,
     gpu_partition: str | None = None,
     account: str | None = None,
-    training_gpus: int | None = None,
 ) -> dict[str, Any]:
-    """profiles/slurm's resource keys with `partition` for CPU jobs, `gpu_partition` (default:
-    `partition`) for the rules that request a GPU, `account` for every job, and
-    `training_gpus` GPUs for each train_policy job (config training.gpus_per_job, DDP)."""
+    """profiles/slurm's default resources with `partition` and `account` added; every GPU rule
+    gets `gpu_partition` (default: `partition`) and `account`, nothing else."""
     site: dict[str, Any] = {}
     if account:
         site["slurm_account"] = account
     defaults = {**profile.get("default-resources", {}), **site}
     if partition:
         defaults["slurm_partition"] = partition
-    per_rule = {}
-    for rule, res in (profile.get("set-resources") or {}).items():
-        res = {**res, **site}
-        if training_gpus and rule == "train_policy":
-            res["gpu"] = training_gpus
-        chosen = (gpu_partition or partition) if res.get("gpu") else partition
-        if chosen:
-            res["slurm_partition"] = chosen
-        per_rule[rule] = res
-    return {"default-resources": defaults, "set-resources": per_rule}
+    out: dict[str, Any] = {"default-resources": defaults}
+    chosen = gpu_partition or partition
+    if chosen or site:
+        out["set-resources"] = {
+            rule: {**site, **({"slurm_partition": chosen} if chosen else {})}
+            for rule in sorted(RULE_NEEDS)
+        }
+    return out
 
 
 #: The longest pause the SLURM executor plugin (2.x) leaves between two status queries (its
@@ -103,11 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu-partition", help="partition of GPU jobs (default: --partition)")
     ap.add_argument("--account", help="account (-A) of every job (default: none)")
     ap.add_argument(
-        "--training-gpus",
-        type=int,
-        help="GPUs of each train_policy job: the config's training.gpus_per_job (default 1)",
-    )
-    ap.add_argument(
         "--status-command",
         choices=("auto", "sacct", "squeue"),
         default="auto",
@@ -117,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="profiles/site", help="profile folder to write")
     args = ap.parse_args(argv)
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
-    site = site_profile(
-        profile, args.partition, args.gpu_partition, args.account, args.training_gpus
-    )
+    site = site_profile(profile, args.partition, args.gpu_partition, args.account)
     if args.status_command == "auto":
         try:
             command, why = status_command(cluster_config())
@@ -135,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     header = (
         "# Written by workflow/bin/slurm-site-profile from profiles/slurm/config.yaml; use it\n"
-        f"# as: snakemake --profile profiles/slurm --profile {out} --workflow-profile none\n"
+        f"# as: snakemake --profile profiles/slurm --profile {out}\n"
     )
     (out / "config.yaml").write_text(header + yaml.safe_dump(site, sort_keys=False))
     print(f"wrote {out / 'config.yaml'}")

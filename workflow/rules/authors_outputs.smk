@@ -81,7 +81,7 @@ rule judge_authors_outputs_local:
         config["containers"]["torch"]
     threads: config["judges"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "judge_authors_outputs_local"),
     params:
         max_length=config["judges"]["local_max_length"],
         cpu_dtype=config["judges"]["local_cpu_dtype"],

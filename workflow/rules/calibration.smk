@@ -165,7 +165,7 @@ rule judge_calibration_alpaca_eval_local:
         config["containers"]["torch"]
     threads: config["judges"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "judge_calibration_alpaca_eval_local"),
     params:
         max_length=config["judges"]["local_max_length"],
         cpu_dtype=config["judges"]["local_cpu_dtype"],
@@ -263,7 +263,7 @@ rule judge_calibration_mt_bench_local:
         config["containers"]["torch"]
     threads: config["judges"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "judge_calibration_mt_bench_local"),
     params:
         max_length=config["judges"]["local_max_length"],
         cpu_dtype=config["judges"]["local_cpu_dtype"],

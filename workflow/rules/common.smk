@@ -40,6 +40,7 @@ from prefopt.judging.preflight import (
     offline_warnings,
 )
 from prefopt.plan import plan_lines
+from prefopt.resources import gpu_limit_warning, request_lines, rule_resources
 from prefopt.runtime import (
     ALLOW_CPU_ENV,
     missing_stack_modules,
@@ -87,6 +88,11 @@ onstart:
     jobs = Counter(rule for rule, _ in planned)
     for line in plan_lines(config, jobs, api_judges=judges_of_jobs(planned)):
         print(line, file=sys.stderr)
+    for line in request_lines(config, jobs):
+        print(line, file=sys.stderr)
+    limited = "gpu" in workflow.global_resources  # --resources gpu=N (.get() is never None)
+    if warning := gpu_limit_warning(workflow.local_exec, limited, jobs):
+        print(warning, file=sys.stderr)
     for line in check_before_run(config, planned):
         print(line, file=sys.stderr)
 

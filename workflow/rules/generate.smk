@@ -20,7 +20,7 @@ rule generate_alpaca_eval:
         config["containers"][GENERATION_STACK]
     threads: config["generation"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "generate_alpaca_eval"),
     params:
         generation=generation_params(config, "alpaca_eval"),
         generator=generator_name,
@@ -45,7 +45,7 @@ rule generate_mt_bench:
         config["containers"][GENERATION_STACK]
     threads: config["generation"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "generate_mt_bench"),
     params:
         generation=generation_params(config, "mt_bench"),
         generator=generator_name,

@@ -51,7 +51,7 @@ rule cache_heldout_reference_logps:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "cache_heldout_reference_logps"),
     params:
         training=cache_params(config),
     script:
@@ -79,7 +79,7 @@ rule heldout_preference:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "heldout_preference"),
     params:
         training=cache_params(config),
         policy_is_reference=lambda wc: config["variants"][wc.variant]["loss"] is None,

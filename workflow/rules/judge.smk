@@ -33,7 +33,7 @@ rule judge_alpaca_eval_local:
         config["containers"]["torch"]
     threads: config["judges"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "judge_alpaca_eval_local"),
     params:
         max_length=config["judges"]["local_max_length"],
         cpu_dtype=config["judges"]["local_cpu_dtype"],
@@ -61,7 +61,7 @@ rule judge_mt_bench_local:
         config["containers"]["torch"]
     threads: config["judges"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "judge_mt_bench_local"),
     params:
         max_length=config["judges"]["local_max_length"],
         cpu_dtype=config["judges"]["local_cpu_dtype"],

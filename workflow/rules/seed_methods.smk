@@ -67,7 +67,7 @@ rule cache_listwise_reference_logps:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "cache_listwise_reference_logps"),
     params:
         step="listwise_reference",
         training=cache_params(config),
@@ -95,7 +95,7 @@ rule train_lambda_dpo:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "train_lambda_dpo"),
     params:
         training=training_params(config),
         variant=lambda wc: variant_params(config, wc.variant),
@@ -121,7 +121,7 @@ rule cache_teacher_topk:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "cache_teacher_topk"),
     params:
         step="teacher_topk",
         training=cache_params(config),
@@ -150,7 +150,7 @@ rule train_dckd_student:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "train_dckd_student"),
     params:
         training=training_params(config),
         variant=lambda wc: variant_params(config, wc.variant),
@@ -176,7 +176,7 @@ rule generate_student_responses:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "generate_student_responses"),
     params:
         step="student_responses",
         training=cache_params(config),
@@ -204,7 +204,7 @@ rule cache_teacher_advantage:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "cache_teacher_advantage"),
     params:
         step="teacher_advantage",
         training=cache_params(config),
@@ -232,7 +232,7 @@ rule train_adpa_student:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "train_adpa_student"),
     params:
         training=training_params(config),
         variant=lambda wc: variant_params(config, wc.variant),

@@ -18,7 +18,7 @@ rule cache_reference_logps:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **rule_resources(config, "cache_reference_logps"),
     params:
         training=cache_params(config),
     script:
@@ -46,7 +46,7 @@ rule train_policy:
         config["containers"]["torch"]
     threads: config["training"]["threads"]
     resources:
-        gpu=config["training"]["gpus_per_job"],  # > 1: one DDP job (prefopt.training.ddp)
+        **rule_resources(config, "train_policy"),
     params:
         training=training_params(config),
         variant=lambda wc: variant_params(config, wc.variant),

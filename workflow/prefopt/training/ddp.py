@@ -59,16 +59,15 @@ def per_device_batch(training: dict[str, Any], processes: int | None = None) -> 
 
 def require_job_gpus(granted: int, processes: int, allow_cpu: bool) -> None:
     """Stop before launching when Snakemake granted the job fewer GPUs than it runs processes:
-    it caps a job's `gpu` resource at the run's ``--resources gpu=N`` (profiles/default: 1) and
-    a profile's set-resources replace the rule's, so the config alone does not get the GPUs."""
+    it caps a job's `gpu` resource at the run's ``--resources gpu=N`` (profiles/workstation: 1),
+    and a ``--set-resources train_policy:gpu=M`` replaces what the rule asks for."""
     if allow_cpu or granted >= processes:
         return
     raise RuntimeError(
         f"training.{GPUS_PER_JOB} is {processes} but this train_policy job was granted "
         f"{granted} GPU(s) (resources: gpu={granted}). Snakemake caps a job's GPUs at the run's "
-        f"--resources gpu=N (profiles/default sets 1): run with --resources gpu={processes}; "
-        f"under SLURM, write a site profile with workflow/bin/slurm-site-profile "
-        f"--training-gpus {processes}"
+        f"--resources gpu=N (profiles/workstation sets 1): run with --resources gpu={processes}, "
+        "and set no other gpu for train_policy in a profile or --set-resources"
     )
 
 
@@ -87,8 +86,8 @@ def init_process_group() -> bool:
                     f"training.{GPUS_PER_JOB} runs {world_size()} processes but this job sees "
                     f"{torch.cuda.device_count()} GPU(s) (CUDA_VISIBLE_DEVICES="
                     f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); give train_policy "
-                    f"that many GPUs (a SLURM site profile: workflow/bin/slurm-site-profile "
-                    f"--training-gpus {world_size()})"
+                    f"that many GPUs (its rule asks for training.gpus_per_job; under "
+                    "SLURM nothing else is needed)"
                 )
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
