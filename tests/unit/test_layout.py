@@ -35,7 +35,7 @@ WORKFLOW = REPO / "workflow"
 #: The stage subpackages, in the order the data flows (prefopt/__init__.py says what each holds).
 STAGES = ("data", "training", "generation", "judging", "evaluation", "reporting")
 #: The top-level modules every stage may use.
-SHARED = ("config", "runtime", "modeling", "plan")
+SHARED = ("config", "runtime", "modeling", "plan", "resources")
 TOOLS = "prefopt_tools"
 
 

@@ -11,8 +11,8 @@ One subpackage per stage of the DAG, in the order the data flows:
 - ``prefopt.reporting``: aggregation, artifacts, the paper audit, provenance, per-rule cost.
 
 ``config`` (validation), ``runtime`` (I/O, logging, devices, software stacks), ``modeling``
-(model folders, precision) and ``plan`` (a run's jobs, GPU time, API cost and disk, before its
-first job) serve every stage. Snakemake scripts under ``workflow/scripts`` only wire rule inputs
+(model folders, precision), ``plan`` (a run's jobs, GPU time, API cost and disk, before its
+first job) and ``resources`` (what each job asks of a scheduler) serve every stage. Snakemake scripts under ``workflow/scripts`` only wire rule inputs
 and outputs to this package. Tools a person runs by hand live apart, in ``prefopt_tools``.
 """
 
