@@ -12,8 +12,9 @@ One subpackage per stage of the DAG, in the order the data flows:
 
 ``config`` (validation), ``runtime`` (I/O, logging, devices, software stacks), ``modeling``
 (model folders, precision), ``plan`` (a run's jobs, GPU time, API cost and disk, before its
-first job) and ``resources`` (what each job asks of a scheduler) serve every stage. Snakemake scripts under ``workflow/scripts`` only wire rule inputs
-and outputs to this package. Tools a person runs by hand live apart, in ``prefopt_tools``.
+first job) and ``resources`` (what each job asks of a scheduler) serve every stage. Snakemake
+scripts under ``workflow/scripts`` only wire rule inputs and outputs to this package. Tools a
+person runs by hand live apart, in ``prefopt_tools``.
 """
 
 __version__ = "0.1.0"
