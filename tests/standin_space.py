@@ -1,8 +1,9 @@
 """A local stand-in of the Hugging Face Hub's Space routes, for the MT-Bench calibration source
 (FastChat's Space lmsys/mt-bench): ``/api/spaces/{id}/revision/{rev}?blobs=true`` and
-``/spaces/{id}/resolve/{rev}/{path}`` (LFS files redirected to a CDN URL, as the Hub does),
-served by ``standins.StandInHub`` with its repositories taken as Spaces. Point ``HF_ENDPOINT`` at
-``.url``; add files with ``add_dataset`` (the repository's name and files)."""
+``/spaces/{id}/resolve/{rev}/{path}`` (``HEAD`` and ``GET``; LFS files redirected to the CDN, as
+the Hub does), served by ``standins.StandInHub`` with its repositories taken as Spaces. Point
+huggingface_hub at it with ``standins.hub_online``; add files with ``add_dataset`` (the
+repository's name and files)."""
 
 from __future__ import annotations
 

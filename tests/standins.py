@@ -3,15 +3,25 @@
 They speak the real protocols with the bytes the real services would serve (the caller adds the
 files), so `prefopt.data.download` runs unchanged against them:
 
-- ``StandInHub``: the Hugging Face Hub's dataset API (``/api/datasets/{id}/revision/{rev}``
-  with ``?blobs=true`` file metadata) and its ``/datasets/{id}/resolve/{rev}/{path}`` route,
-  which redirects LFS files to a content-addressed CDN URL as the Hub does. Point
-  ``HF_ENDPOINT`` at ``.url``.
+- ``StandInHub``: the Hugging Face Hub as ``huggingface_hub`` talks to it. Repository info
+  (``/api/{datasets,spaces}/{id}`` and ``.../revision/{rev}``, with ``?blobs=true`` file
+  metadata: sizes, git blob ids, LFS sha256) and ``/{datasets,spaces}/{id}/resolve/{rev}/{path}``
+  (``HEAD`` and ``GET``), which answers with ``X-Repo-Commit`` and an ``ETag`` (the git blob id)
+  for a file kept in git, and for an LFS file with a ``302`` to a content-addressed URL on a CDN
+  of another origin (``.cdn``, its own port, as the Hub's CDN is another host: the client sends
+  it no token) carrying ``X-Linked-Etag`` (the sha256) and ``X-Linked-Size``. Files are served
+  with ``Accept-Ranges: bytes`` and honour ``Range`` (``206`` with ``Content-Range``; ``416``
+  past the end). Point ``HF_ENDPOINT`` at ``.url`` and switch huggingface_hub's offline mode
+  off (``hub_online``).
 - ``StandInGitHubRaw``: ``raw.githubusercontent.com``'s ``/{owner}/{repo}/{commit}/{path}``.
   Point ``PREFOPT_GITHUB_RAW_URL`` at ``.url``.
 
-Faults per file path: ``"truncate"`` (announce the full length, send half, drop the
-connection), ``"corrupt"`` (flip one byte, same length) and ``"missing"`` (404).
+Faults per file path: ``"truncate"`` (announce the full length and never send the file's second
+half: every request breaks off there and drops the connection), ``"interrupt"`` (the first
+``GET`` breaks off halfway and drops the connection; later requests are served whole, ``Range``
+honoured), ``"corrupt"`` (flip one byte, same length) and ``"missing"`` (404). Every request is
+in ``requests`` (``"METHOD /path?query"``); those that carried an ``Authorization`` header are in
+``authorized`` too, and those with a ``Range`` header in ``ranges`` (``"/path bytes=N-"``).
 
 - ``FakeOpenAI``: an OpenAI-compatible ``/v1/chat/completions`` endpoint for the API judge, with
   failures scripted per item (429, 5xx, timeouts, 400 content filter, 401, 404, hangs) and the
@@ -37,7 +47,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,12 +120,22 @@ def _faulty(data: bytes, fault: str | None) -> bytes:
     return data
 
 
+_RANGE_RE = re.compile(r"bytes=(\d+)-(\d*)")
+
+
 class _Server:
-    """A threaded HTTP server whose handler calls ``self.handle(method, path)``."""
+    """A threaded HTTP server whose handler calls ``self.handle(method, path, query)``.
+
+    A ``200`` answer whose headers say ``Accept-Ranges: bytes`` honours a ``Range: bytes=a-[b]``
+    request (``206`` and ``Content-Range``, or ``416`` past the end), as HTTP servers do; the
+    faults (``truncate``, ``interrupt``) cut the file's bytes wherever the range starts."""
 
     def __init__(self) -> None:
         self.faults: dict[str, str] = {}
         self.requests: list[str] = []
+        self.authorized: list[str] = []
+        self.ranges: list[str] = []
+        self._interrupted: set[str] = set()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -144,21 +164,38 @@ class _Server:
 
     def _dispatch(self, req: BaseHTTPRequestHandler, method: str) -> None:
         self.requests.append(f"{method} {req.path}")
+        if req.headers.get("Authorization"):
+            self.authorized.append(f"{method} {req.path}")
         parts = urlsplit(req.path)
-        status, headers, body, fault = self.handle(method, unquote(parts.path), parts.query)
+        path = unquote(parts.path)
+        status, headers, body, fault = self.handle(method, path, parts.query)
+        body = _faulty(body, fault)
+        start, end, wanted = 0, len(body), req.headers.get("Range")
+        if wanted and status == 200 and headers.get("Accept-Ranges") == "bytes":
+            self.ranges.append(f"{path} {wanted}")
+            m = _RANGE_RE.fullmatch(wanted.strip())
+            if m is None or int(m[1]) >= len(body):
+                status, headers, body = 416, {"Content-Range": f"bytes */{len(body)}"}, b""
+                end = 0
+            else:
+                start, end = int(m[1]), min(int(m[2]) + 1 if m[2] else len(body), len(body))
+                status = 206
+                headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{len(body)}"}
         req.send_response(status)
         for key, value in headers.items():
             req.send_header(key, value)
-        req.send_header("Content-Length", str(len(body)))
+        req.send_header("Content-Length", str(end - start))
         req.end_headers()
         if method == "HEAD":
             return
-        if fault == "truncate":
-            req.wfile.write(body[: len(body) // 2])
-            req.wfile.flush()
+        stop = end
+        if fault == "truncate" or (fault == "interrupt" and path not in self._interrupted):
+            self._interrupted.add(path)
+            stop = min(end, max(start, len(body) // 2))
+        req.wfile.write(body[start:stop])
+        req.wfile.flush()
+        if stop < end:  # announced more than it sent: drop the connection
             req.close_connection = True
-            return
-        req.wfile.write(_faulty(body, fault))
 
     def handle(
         self, method: str, path: str, query: str
@@ -195,12 +232,60 @@ class StandInGitHubRaw(_Server):
         )
 
 
+def hub_online(monkeypatch: Any, hub: StandInHub) -> None:
+    """Point huggingface_hub at ``hub`` and switch its offline mode off, as the download rules
+    run (``HF_HUB_OFFLINE=0``): the test session sets ``HF_HUB_OFFLINE=1``, which
+    huggingface_hub reads once, at import."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The git LFS pointer file the Hub keeps in git for an LFS file."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(data)}\n"
+    ).encode()
+
+
+class _StandInCdn(_Server):
+    """The Hub's CDN: ``/cdn/{sha256}`` -> the LFS file with that sha256 (any repository)."""
+
+    def __init__(self, hub: StandInHub) -> None:
+        super().__init__()
+        self.hub = hub
+        self.faults = hub.faults  # per file path, as the Hub's
+
+    def handle(self, method: str, path: str, query: str):  # noqa: ANN201
+        sha256 = path.removeprefix("/cdn/")
+        for repo in self.hub.datasets.values():
+            for rel, data in repo["files"].items():
+                if hashlib.sha256(data).hexdigest() == sha256:
+                    headers = {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"}
+                    return 200, headers, data, self.faults.get(rel)
+        return 404, {"Content-Type": "application/xml"}, b"<Error>NoSuchKey</Error>", None
+
+
 class StandInHub(_Server):
-    """Dataset repositories at one commit each, reachable by branch name or by commit sha."""
+    """Repositories at one commit each, reachable by branch name or by commit sha, served as
+    datasets (``StandInSpaceHub`` serves them as Spaces); LFS files come from ``.cdn``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.datasets: dict[str, dict[str, Any]] = {}
+        self.cdn = _StandInCdn(self)
+
+    def __enter__(self) -> StandInHub:
+        self.cdn.__enter__()
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self.cdn.__exit__(*exc)
 
     def add_dataset(self, repo_id: str, files: dict[str, bytes], branch: str = "main") -> str:
         """Publish ``files`` as ``repo_id`` at a new commit on ``branch``; return its sha."""
@@ -224,22 +309,20 @@ class StandInHub(_Server):
                 "blobId": git_blob_id(data),
             }
             if not path.endswith(NON_LFS):
+                pointer = lfs_pointer(data)
                 sha256 = hashlib.sha256(data).hexdigest()
-                entry["lfs"] = {"sha256": sha256, "size": len(data), "pointerSize": 134}
-                entry["blobId"] = git_blob_id(
-                    f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\n"
-                    f"size {len(data)}\n".encode()
-                )
+                entry["lfs"] = {"sha256": sha256, "size": len(data), "pointerSize": len(pointer)}
+                entry["blobId"] = git_blob_id(pointer)
             out.append(entry)
         return out
 
     def handle(self, method: str, path: str, query: str):  # noqa: ANN201
         json_headers = {"Content-Type": "application/json"}
         if path.startswith("/api/datasets/"):
-            head, _, revision = path[len("/api/datasets/") :].partition("/revision/")
+            head, sep, revision = path[len("/api/datasets/") :].partition("/revision/")
             if head not in self.datasets:
                 return _not_found("RepoNotFound")
-            repo = self._repo(head, revision)
+            repo = self._repo(head, revision if sep else "main")
             if repo is None:
                 return _not_found("RevisionNotFound")
             info = {"id": head, "sha": repo["sha"], "private": False, "siblings": []}
@@ -251,6 +334,8 @@ class StandInHub(_Server):
             return 200, json_headers, json.dumps(info).encode(), None
         if path.startswith("/datasets/") and "/resolve/" in path:
             head, _, rest = path[len("/datasets/") :].partition("/resolve/")
+            if head not in self.datasets:
+                return _not_found("RepoNotFound")
             revision, _, rel = rest.partition("/")
             repo = self._repo(head, revision)
             if repo is None:
@@ -258,25 +343,21 @@ class StandInHub(_Server):
             if rel not in repo["files"] or self.faults.get(rel) == "missing":
                 return _not_found("EntryNotFound")
             data = repo["files"][rel]
-            headers = {"X-Repo-Commit": repo["sha"], "ETag": f'"{git_blob_id(data)}"'}
+            headers = {"X-Repo-Commit": repo["sha"], "Accept-Ranges": "bytes"}
             if not rel.endswith(NON_LFS):
                 sha256 = hashlib.sha256(data).hexdigest()
                 headers.update(
                     {
-                        "Location": f"/cdn/{sha256}?file={rel}",
+                        "ETag": f'"{git_blob_id(lfs_pointer(data))}"',
+                        "Location": f"{self.cdn.url}/cdn/{sha256}?file={quote(rel)}",
                         "X-Linked-Etag": f'"{sha256}"',
                         "X-Linked-Size": str(len(data)),
                     }
                 )
+                del headers["Accept-Ranges"]
                 return 302, headers, b"", None
+            headers["ETag"] = f'"{git_blob_id(data)}"'
             return 200, headers, data, self.faults.get(rel)
-        if path.startswith("/cdn/"):
-            sha256 = path[len("/cdn/") :]
-            for repo in self.datasets.values():
-                for rel, data in repo["files"].items():
-                    if hashlib.sha256(data).hexdigest() == sha256:
-                        return 200, {"ETag": f'"{sha256}"'}, data, self.faults.get(rel)
-            return _not_found()
         return _not_found()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from standins import (
     UF_REPO,
     StandInGitHubRaw,
     github_tree,
+    hub_online,
     shipped_github,
     shipped_hub,
 )
@@ -42,7 +44,7 @@ def github(embedded_data: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def hub(embedded_data: Path, monkeypatch: pytest.MonkeyPatch):
     with shipped_hub(embedded_data) as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        hub_online(monkeypatch, server)
         yield server
 
 
@@ -254,6 +256,56 @@ def test_hub_token_is_sent_but_never_in_errors(tmp_path, hub, monkeypatch):
         download.download_hf_split("preference_data", UF_REPO, "nope", "train", tmp_path / "x")
     assert "hf_secret_value_123" not in str(err.value)
     assert re.search(r"HTTP 404", str(err.value))
+
+
+def test_hub_token_goes_to_the_hub_never_to_the_cdn(tmp_path, hub, monkeypatch):
+    """huggingface_hub sends HF_TOKEN to the Hub's API and resolve routes and drops it for the
+    LFS redirect to the CDN (another origin); the record does not carry it."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    record = download.download_hf_split(
+        "preference_data", UF_REPO, "main", "train", tmp_path / "t.jsonl"
+    )
+    assert any(r.startswith("GET /api/datasets/") for r in hub.authorized)
+    assert any("/resolve/" in r for r in hub.authorized)
+    assert hub.cdn.requests and hub.cdn.authorized == []
+    assert "hf_secret_value_123" not in json.dumps(record)
+
+
+def test_hub_offline_mode_is_refused_before_any_request(tmp_path, hub, monkeypatch):
+    """HF_HUB_OFFLINE (read by huggingface_hub at import) stops the download with the source,
+    the variable and what to do; the Hub is not asked."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(download.DownloadError, match=r"^preference_data: .*offline.*HF_HUB_OFF"):
+        download.download_hf_split("preference_data", UF_REPO, "main", "train", tmp_path / "x")
+    assert hub.requests == [] and leftovers(tmp_path) == []
+
+
+def test_hub_download_interrupted_halfway_resumes_with_a_range_request(tmp_path, hub):
+    """The CDN drops the connection halfway through a large LFS file on the first request:
+    huggingface_hub asks for the rest with ``Range`` (from the last whole chunk it wrote, a
+    multiple of its chunk size, hence a file of a few chunks), and the file that results is
+    the Hub's, byte for byte, checked against its sha256."""
+    from huggingface_hub import constants
+
+    size = 2 * constants.DOWNLOAD_CHUNK_SIZE + 12345
+    data = random.Random(0).randbytes(size)
+    sha = hub.add_dataset(download.LC_ASSETS_REPO, {"df_gamed.csv": data})
+    hub.faults["df_gamed.csv"] = "interrupt"
+    record = download.download_hf_files(
+        "alpaca_eval_lc", download.LC_ASSETS_REPO, "main", ["df_gamed.csv"], tmp_path
+    )
+    assert (tmp_path / "df_gamed.csv").read_bytes() == data
+    assert record["resolved_commit"] == sha
+    assert record["files"]["df_gamed.csv"]["sha256"] == hashlib.sha256(data).hexdigest()
+    cdn_gets = [r for r in hub.cdn.requests if r.startswith("GET ")]
+    assert len(cdn_gets) == 2  # the interrupted transfer and the rest of the file
+    ((path, wanted),) = [r.split(" ", 1) for r in hub.cdn.ranges]
+    assert path == f"/cdn/{hashlib.sha256(data).hexdigest()}"
+    start = int(re.fullmatch(r"bytes=(\d+)-", wanted)[1])
+    assert 0 < start <= size // 2  # resumed, not restarted
+    assert leftovers(tmp_path) == ["df_gamed.csv"]
 
 
 def test_provenance_is_json(tmp_path, hub):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from standin_space import StandInSpaceHub
+from standins import hub_online
 
 from prefopt.data import download
 from prefopt.judging import calibration_mt_bench as cmt
@@ -50,7 +51,7 @@ def _space_files() -> dict[str, bytes]:
 def space(monkeypatch: pytest.MonkeyPatch):
     with StandInSpaceHub() as server:
         server.add_dataset(download.MT_BENCH_SPACE_REPO, _space_files())
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        hub_online(monkeypatch, server)
         yield server
 
 

@@ -10,8 +10,13 @@ the files came by. Each source is fetched at a pinned revision and checked befor
 
 Files are written under a temporary name and moved into place only when every file of the
 source passed, so a failed download leaves nothing behind, and the error names the source.
+
+Hub files come through ``huggingface_hub`` (``HfApi.repo_info`` for the commit and the file
+listing, ``hf_hub_download`` at that commit for each file, which follows the Hub's LFS redirects
+and resumes a transfer cut short with ``Range`` requests); it reads ``HF_TOKEN`` (never logged)
+and refuses to go online when ``HF_HUB_OFFLINE`` is set. GitHub files come through urllib.
 Base URLs come from the environment, so tests point them at local stand-in servers:
-``HF_ENDPOINT`` (as for huggingface_hub) and ``PREFOPT_GITHUB_RAW_URL``.
+``HF_ENDPOINT`` (read at each call, passed to huggingface_hub) and ``PREFOPT_GITHUB_RAW_URL``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from prefopt.runtime import write_json
 
@@ -183,15 +187,12 @@ def hf_endpoint() -> str:
 
 
 def _request(url: str) -> urllib.request.Request:
-    headers = {"User-Agent": "prefopt-download"}
-    token = os.environ.get("HF_TOKEN")
-    if token and url.startswith(hf_endpoint()):
-        headers["Authorization"] = f"Bearer {token}"  # never logged: errors name the URL only
-    return urllib.request.Request(url, headers=headers)
+    return urllib.request.Request(url, headers={"User-Agent": "prefopt-download"})
 
 
 def fetch(source: str, url: str, dest: Path, timeout: float = 120.0) -> int:
-    """Stream ``url`` into ``dest``; raise DownloadError naming ``source`` on any failure.
+    """Stream ``url`` (a raw GitHub file) into ``dest``; raise DownloadError naming ``source``
+    on any failure.
 
     A body shorter than its Content-Length (a dropped connection) is an error, not a file.
     """
@@ -218,16 +219,6 @@ def fetch(source: str, url: str, dest: Path, timeout: float = 120.0) -> int:
             f"{source}: truncated download of {url}: {size} of {expected} bytes received"
         )
     return size
-
-
-def fetch_json(source: str, url: str) -> Any:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "response.json"
-        fetch(source, url, path)
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise DownloadError(f"{source}: {url} did not return JSON: {err}") from None
 
 
 class _Staging:
@@ -311,18 +302,95 @@ def download_github(
 # --------------------------------------------------------------------------- Hugging Face
 
 
+def _shown_url(url: str) -> str:
+    """A URL as a message shows it: without its query (a CDN's signed URL carries credentials)."""
+    return str(url).split("?", 1)[0]
+
+
+def _hub_error(name: str, url: str, err: BaseException) -> DownloadError:
+    """A DownloadError naming the source, the URL and what to do, for an error of
+    huggingface_hub (or of the HTTP client under it) while fetching ``url``."""
+    import httpx2
+    from huggingface_hub.errors import FileMetadataError, HfHubHTTPError, OfflineModeIsEnabled
+
+    cause = err.__cause__ if err.__cause__ is not None else err
+    for e in (err, cause):
+        if isinstance(e, HfHubHTTPError) and e.response is not None:
+            code = e.response.status_code
+            where = _shown_url(str(e.response.url))
+            hint = {
+                401: " (a private or gated repository? set HF_TOKEN to a token with access)",
+                403: " (a gated repository? accept its terms and set HF_TOKEN)",
+                404: " (wrong revision or path?)",
+            }.get(code, "")
+            return DownloadError(
+                f"{name}: HTTP {code} {e.response.reason_phrase} for {where}{hint}"
+            )
+        if isinstance(e, OfflineModeIsEnabled):
+            return _offline_error(name, url)
+        if isinstance(e, FileMetadataError):
+            return DownloadError(
+                f"{name}: {_shown_url(url)} did not answer as a Hugging Face Hub endpoint "
+                f"(is HF_ENDPOINT right?): {e}"
+            )
+    if isinstance(err, httpx2.RemoteProtocolError) or "Consistency check failed" in str(err):
+        return DownloadError(
+            f"{name}: truncated download of {_shown_url(url)}: the connection closed before the "
+            f"whole file came, again after every retry ({err}); nothing was kept"
+        )
+    what = f"{type(cause).__name__}: {cause}"
+    return DownloadError(
+        f"{name}: could not fetch {_shown_url(url)} ({what}); check the network and HF_ENDPOINT"
+    )
+
+
+def _offline_error(name: str, url: str) -> DownloadError:
+    return DownloadError(
+        f"{name}: cannot download {_shown_url(url)}: huggingface_hub is in offline mode "
+        "(HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set for this process). Unset it for the "
+        "download rules, or point mirror_dir at a copy of the data"
+    )
+
+
+def _hub_type(repo_type: str) -> str:
+    """huggingface_hub's name of a repository type (``dataset``, ``space``) from either form."""
+    return repo_type.removesuffix("s")
+
+
+def _check_online(name: str, url: str) -> None:
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        raise _offline_error(name, url)
+
+
 def resolve_hf_dataset(
-    name: str, repo_id: str, revision: str, repo_type: str = "datasets"
+    name: str, repo_id: str, revision: str, repo_type: str = "dataset"
 ) -> dict[str, Any]:
-    """The Hub's record of a dataset (``repo_type="spaces"``: a Space) at ``revision``: its
-    commit ``sha`` and file ``siblings`` (with sizes, blob ids and LFS sha256, from
-    ``/api/{repo_type}/{id}/revision/{rev}?blobs=true``)."""
-    rev = quote(revision, safe="")
-    url = f"{hf_endpoint()}/api/{repo_type}/{repo_id}/revision/{rev}?blobs=true"
-    info = fetch_json(name, url)
-    if not isinstance(info, dict) or not re.fullmatch(r"[0-9a-f]{40}", str(info.get("sha"))):
+    """The Hub's record of a dataset (``repo_type="space"``: a Space) at ``revision``, through
+    ``HfApi.repo_info(files_metadata=True)`` (``/api/{type}s/{id}/revision/{rev}?blobs=true``):
+    its commit ``sha`` and file ``siblings``, each ``{"rfilename", "size", "blobId", "lfs":
+    {"size", "sha256"}}`` as the Hub lists them."""
+    from huggingface_hub import HfApi
+
+    kind = _hub_type(repo_type)
+    url = f"{hf_endpoint()}/api/{kind}s/{repo_id}/revision/{revision}"
+    _check_online(name, url)
+    try:
+        info = HfApi(endpoint=hf_endpoint(), library_name="prefopt").repo_info(
+            repo_id, revision=revision, repo_type=kind, files_metadata=True
+        )
+    except Exception as err:  # huggingface_hub's and httpx2's errors, each mapped
+        raise _hub_error(name, url, err) from None
+    if not re.fullmatch(r"[0-9a-f]{40}", str(info.sha)):
         raise DownloadError(f"{name}: {url} gave no commit sha for revision {revision!r}")
-    return info
+    siblings = []
+    for s in info.siblings or []:
+        entry: dict[str, Any] = {"rfilename": s.rfilename, "size": s.size, "blobId": s.blob_id}
+        if s.lfs is not None:
+            entry["lfs"] = {"size": s.lfs.size, "sha256": s.lfs.sha256}
+        siblings.append(entry)
+    return {"sha": info.sha, "siblings": siblings}
 
 
 def split_files(name: str, info: dict[str, Any], split: str) -> list[dict[str, Any]]:
@@ -403,11 +471,34 @@ def _fetch_hub_file(
     sha: str,
     sibling: dict[str, Any],
     dest: Path,
-    repo_type: str = "datasets",
+    repo_type: str = "dataset",
 ) -> dict[str, Any]:
-    """One listed file at commit ``sha`` into ``dest``, checked against the Hub's listing."""
-    url = f"{hf_endpoint()}/{repo_type}/{repo_id}/resolve/{sha}/{quote(sibling['rfilename'])}"
-    fetch(name, url, dest)
+    """One listed file at commit ``sha`` into ``dest`` through ``hf_hub_download`` (into a
+    folder beside ``dest``, then moved), checked against the Hub's listing."""
+    from huggingface_hub import hf_hub_download, hf_hub_url
+
+    kind = _hub_type(repo_type)
+    rel = sibling["rfilename"]
+    url = hf_hub_url(repo_id, rel, repo_type=kind, revision=sha, endpoint=hf_endpoint())
+    _check_online(name, url)
+    local_dir = Path(tempfile.mkdtemp(prefix=".hub-", dir=dest.parent))
+    try:
+        got = hf_hub_download(
+            repo_id,
+            rel,
+            repo_type=kind,
+            revision=sha,
+            local_dir=local_dir,
+            endpoint=hf_endpoint(),
+            library_name="prefopt",
+        )
+        os.replace(got, dest)
+    except DownloadError:
+        raise
+    except Exception as err:  # huggingface_hub's and httpx2's errors, each mapped
+        raise _hub_error(name, url, err) from None
+    finally:
+        shutil.rmtree(local_dir, ignore_errors=True)
     return _check_hub_file(name, url, dest, sibling)
 
 
@@ -464,12 +555,13 @@ def download_hf_space_files(
     name: str, repo_id: str, revision: str, files: dict[str, str], out_dir: str | Path
 ) -> dict[str, Any]:
     """Files of a Hub Space at ``revision`` (resolved to a commit through
-    ``/api/spaces/{id}/revision/{rev}``, fetched from ``/spaces/{id}/resolve/{sha}/{path}``),
+    ``/api/spaces/{id}/revision/{rev}``, fetched from ``/spaces/{id}/resolve/{sha}/{path}``
+    by huggingface_hub),
     each verified against the Hub's listing: ``files`` maps the path under ``out_dir`` to the
     path in the Space. The record names the requested revision, the commit it resolved to and
     every file's url, size and sha256 (paths relative to ``out_dir``, as ``recorded_checksums``
     reads them); a revision that is not a commit sha is recorded with a warning to pin one."""
-    info = resolve_hf_dataset(name, repo_id, revision, repo_type="spaces")
+    info = resolve_hf_dataset(name, repo_id, revision, repo_type="space")
     record = {
         "source": name,
         "space": f"{hf_endpoint()}/spaces/{repo_id}",
@@ -492,7 +584,7 @@ def download_hf_space_files(
                     f"{name}: the Space {repo_id} has no file {remote!r} at commit {info['sha']}"
                 )
             staged = stage.path(out_dir / local)
-            entry = _fetch_hub_file(name, repo_id, info["sha"], listed[remote], staged, "spaces")
+            entry = _fetch_hub_file(name, repo_id, info["sha"], listed[remote], staged, "space")
             record["files"][local] = {"path": remote, **entry}
         stage.commit()
     return record
