@@ -4,6 +4,38 @@ Why a wrapper: alpaca_eval's ``get_length_controlled_winrate`` always downloads 
 from the Hugging Face Hub and writes GLM weights into the installed package. Here the Hub download
 is redirected to a local mirror and nothing is written, and when the mirror is absent the LC win
 rate is reported as missing (with the reason) instead of being approximated.
+
+Why the redirect replaces ``alpaca_eval.metrics.glm_winrate.hf_hub_download`` (the name that
+module imports, line 8 of alpaca_eval 0.6.6's ``metrics/glm_winrate.py``) rather than going
+through a public option: alpaca_eval 0.6.6 has none that takes local files for the GLM.
+
+- ``get_length_controlled_winrate`` (``glm_winrate.py`` lines 44-52) takes ``annotations``,
+  ``glm_name``, ``save_weights_dir``, ``baseline``, ``is_add_glm_preference_inplace``,
+  ``is_warn_extreme_changes`` and ``glm_info``; none is a path to the GLM's data. ``glm_info``
+  only sets the formula, ``regularize_to_baseline_lambda`` and the fit's kwargs.
+- It calls ``_get_featurized_data`` (lines 201-257), which always calls
+  ``hf_hub_download(repo_id="tatsu-lab/alpaca_eval", filename="df_gamed.csv",
+  repo_type="dataset", token=constants.DATASETS_TOKEN,
+  force_download=constants.DATASETS_FORCE_DOWNLOAD, cache_dir=constants.DEFAULT_CACHE_DIR)``
+  (lines 219-226), whatever ``glm_info`` says: the instruction difficulty it reads from that file
+  is a feature of every GLM. ``_get_instructions_difficulty`` (lines 363-372, for
+  ``baseline=``/``predict_winrate``) hard-codes ``instruction_difficulty.csv`` the same way.
+- ``alpaca_eval.main.evaluate`` reaches the same function: ``fn_metric`` with ``metric_kwargs``
+  (``main.py`` lines 28-29, 174-179), so the same parameters; ``precomputed_leaderboard`` is the
+  leaderboard CSV, not the GLM's data.
+- The only knobs on that download are alpaca_eval module constants and huggingface_hub's
+  cache: ``constants.DEFAULT_CACHE_DIR`` (``constants.py`` line 43, ``None``; set only for one
+  user's cluster, line 219) and the environment variables ``DATASETS_TOKEN`` /
+  ``DATASETS_FORCE_DOWNLOAD``. Serving the file from huggingface_hub's cache in offline mode
+  would need the mirror in the cache's layout (``refs``/``snapshots``/``blobs``, not the
+  plain files the download layout records and checks), depend on ``HF_HUB_OFFLINE`` and
+  ``HF_HUB_CACHE`` as they were when huggingface_hub was first imported, and could read
+  whatever another run left in the user's cache: no more public, and less exact.
+
+So ``redirect_hub_downloads`` swaps that one name for a function that serves only
+``LC_ASSET_FILES`` from the verified local folder (anything else is an error), for the duration
+of one call, and puts the original back. The numbers are alpaca_eval's own
+(tests/unit/judging/test_win_rates.py compares them with its GLM fed the same file).
 """
 
 from __future__ import annotations
