@@ -88,7 +88,7 @@ rule write_provenance:
 rule audit_paper:
     input:
         authors_dir=optional_source("authors_alpaca_eval"),
-        table1="workflow/resources/paper/table1.csv",
+        table1=repo_path("workflow/resources/paper/table1.csv"),
         # recomputes the authors' LC win rates when alpaca_eval's LC assets are at hand
         lc_assets=optional_source("alpaca_eval_lc"),
     output:

@@ -10,7 +10,7 @@ ART_SCORES = "results/scores"
 ART_TABLES = "results/tables"
 ART_FIGURES = "results/figures"
 ART_NOTEBOOKS = "results/notebooks"
-ART_PAPER = "workflow/resources/paper"
+ART_PAPER = repo_path("workflow/resources/paper")
 # "code <commit>, config <hash>" under every table and figure (prefopt.reporting.provenance; the full
 # record: rule write_provenance). A param, not an input: a new commit or config restamps every
 # artifact, while a changed score file still reruns only the artifacts that read it. (This file
@@ -151,7 +151,7 @@ _render_cmd = lambda artifact, inputs, params=(): (
 
 rule render_table1_alpaca_eval:
     input:
-        notebook="notebooks/table1_alpaca_eval.ipynb",
+        notebook=repo_path("notebooks/table1_alpaca_eval.ipynb"),
         alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
         per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
@@ -187,7 +187,7 @@ rule render_table1_alpaca_eval:
 
 rule render_fig1_alpaca_eval_bars:
     input:
-        notebook="notebooks/fig1_alpaca_eval_bars.ipynb",
+        notebook=repo_path("notebooks/fig1_alpaca_eval_bars.ipynb"),
         alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
         per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
@@ -217,7 +217,7 @@ rule render_fig1_alpaca_eval_bars:
 
 rule render_fig2_3_mt_bench_radar:
     input:
-        notebook="notebooks/fig2_3_mt_bench_radar.ipynb",
+        notebook=repo_path("notebooks/fig2_3_mt_bench_radar.ipynb"),
         mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
     output:
@@ -245,7 +245,7 @@ rule render_fig2_3_mt_bench_radar:
 
 rule render_paper_vs_reproduction:
     input:
-        notebook="notebooks/paper_vs_reproduction.ipynb",
+        notebook=repo_path("notebooks/paper_vs_reproduction.ipynb"),
         alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
         per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
@@ -298,7 +298,7 @@ rule render_paper_vs_reproduction:
 
 rule render_training_dynamics:
     input:
-        notebook="notebooks/training_dynamics.ipynb",
+        notebook=repo_path("notebooks/training_dynamics.ipynb"),
         diagnostics_csv=f"{ART_SCORES}/training_diagnostics.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
     output:
@@ -320,7 +320,7 @@ rule render_training_dynamics:
 
 rule render_length_analysis:
     input:
-        notebook="notebooks/length_analysis.ipynb",
+        notebook=repo_path("notebooks/length_analysis.ipynb"),
         alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
         per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
@@ -349,7 +349,7 @@ rule render_length_analysis:
 
 rule render_paired_comparisons:
     input:
-        notebook="notebooks/paired_comparisons.ipynb",
+        notebook=repo_path("notebooks/paired_comparisons.ipynb"),
         per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
         variants_csv=f"{ART_SCORES}/variants.csv",
     output:
@@ -396,7 +396,7 @@ rule render_paired_comparisons:
 # separation from a baseline over seeds (prefopt.evaluation.heldout.separation).
 rule render_heldout_preference:
     input:
-        notebook="notebooks/heldout_preference.ipynb",
+        notebook=repo_path("notebooks/heldout_preference.ipynb"),
         per_pair_csv=ART_HELDOUT_PER_PAIR,
         variants_csv=f"{ART_SCORES}/variants.csv",
     output:

@@ -6,7 +6,7 @@ import csv
 
 AUTHORS_OUTPUTS = config["authors_outputs"]
 AUTHORS_DIR = optional_source("authors_alpaca_eval")
-PAPER_TABLE1 = "workflow/resources/paper/table1.csv"
+PAPER_TABLE1 = repo_path("workflow/resources/paper/table1.csv")
 with open(PAPER_TABLE1, newline="", encoding="utf-8") as _f:
     _TABLE1_FOLDERS = {
         r["variant"]: r["authors_folder"]

@@ -1,14 +1,29 @@
 """Config validation, wildcard constraints, paths and input functions (no rules here)."""
 
 import importlib.metadata
+import importlib.util
 from collections import Counter
 import os
 import sys
 from pathlib import Path
 
-WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
-# Make the prefopt package importable here and in every job (venv, conda env or container).
-sys.path.insert(0, str(WORKFLOW_DIR))
+# This repository's root: the folder two above this file, wherever Snakemake runs (the root
+# itself, or another folder whose Snakefile uses this workflow as a module; workflow.basedir is
+# the folder of the main Snakefile, so it would name the user's folder there).
+if not workflow.current_basedir.is_local:
+    raise WorkflowError(
+        "prefopt runs from a local clone: use it as a module with snakefile: "
+        '"<path to the clone>/Snakefile" (its package, notebooks and shipped data are read from '
+        "there), not from a remote source such as github(...)"
+    )
+WORKFLOW_ROOT = (
+    Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).resolve().parents[1]
+)
+WORKFLOW_DIR = WORKFLOW_ROOT / "workflow"
+# The prefopt package: installed in .venv by workflow/bin/setup-venv (pip install -e .); a conda
+# env or container job finds it through PYTHONPATH (below), which lists this folder.
+if importlib.util.find_spec("prefopt") is None:  # a Python without the install (pip install .)
+    sys.path.insert(0, str(WORKFLOW_DIR))
 # Jobs run tools (papermill, jupyter) from the environment Snakemake itself runs in, whether or
 # not it was activated: `.venv/bin/snakemake ...` works as written. Conda and container jobs put
 # their own environment first. (Set, not read: jobs inherit it. `update` keeps the linter from
@@ -57,8 +72,21 @@ from prefopt.reporting.provenance import (
     stamp_text,
 )
 
+
+def repo_path(relpath):
+    """A file this repository ships (notebooks, paper tables, annotator configs), as a path
+    from the working directory: unchanged when Snakemake runs in the repository root, through
+    the module's folder when another workflow uses this one as a module."""
+    return os.path.relpath(WORKFLOW_ROOT / relpath)
+
+
 try:
     validate_config(config)
+    mirror = config["mirror_dir"]
+    # A relative mirror_dir is read from the working directory, else from this repository
+    # (workflow/resources/data, the shipped samples, when this workflow is used as a module).
+    if mirror and not Path(mirror).is_dir() and (WORKFLOW_ROOT / mirror).is_dir():
+        config["mirror_dir"] = repo_path(mirror)
     if config["mirror_dir"] and not Path(config["mirror_dir"]).is_dir():
         raise ConfigError(
             f"config error at mirror_dir: {config['mirror_dir']!r} is not a folder (it must hold "
@@ -152,9 +180,8 @@ wildcard_constraints:
 
 def annotator_config(judge):
     """The vendored alpaca_eval annotator config (prompt, function call, parser) of an API judge."""
-    return (
-        f"workflow/resources/alpaca_eval/{judge_spec('alpaca_eval', judge).protocol}/configs.yaml"
-    )
+    protocol = judge_spec("alpaca_eval", judge).protocol
+    return repo_path(f"workflow/resources/alpaca_eval/{protocol}/configs.yaml")
 
 
 def source_file(relpath):
@@ -241,7 +268,7 @@ AUDIT_TABLE = "results/tables/audit_paper_numbers.csv"
 PROVENANCE = PROVENANCE_PATH
 #: The checked-out commit and whether tracked code differs from it, read once per invocation: a
 #: new commit or an edit rewrites the provenance record and restamps the artifacts.
-CODE_STATE = code_state(workflow.basedir)
+CODE_STATE = code_state(WORKFLOW_ROOT)
 #: The scheduler's own version (jobs may run in other environments: conda, containers).
 SNAKEMAKE_VERSION = importlib.metadata.version("snakemake")
 #: "code <commit>, config <hash>": a param of every rule that writes a table or figure.
