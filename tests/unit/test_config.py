@@ -54,7 +54,7 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
         "local_model": None,  # the local judge (unused here) would run on the base model
         "local_max_length": 1024,
         "local_cpu_dtype": "auto",
-        "threads": 2,
+        "threads": 4,  # CPU threads per local-judge job (SLURM: --cpus-per-task)
         "max_concurrency": 8,  # API requests in flight per judge job
         "repeats": 1,  # each item judged once (judge noise: workflow/docs/judges.md)
     }
