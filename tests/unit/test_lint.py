@@ -37,14 +37,21 @@ def test_ruff_format_is_clean(repo):
 
 
 def test_every_rule_has_log_benchmark_conda_and_container(repo):
-    """The house rule for every rule with an action: its log, its timing, its software stack."""
-    missing, n_rules = [], 0
+    """The house rule for every rule with an action: its log, its timing, its software stack.
+    A rule made in a loop (`rule:` indented, its name from `name:`, as artifacts.smk's render
+    rules) is read like the others."""
+    missing, n_rules, looped = [], 0, []
     for smk in sorted((repo / "workflow" / "rules").glob("*.smk")):
-        blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)[1:]
-        n_rules += len(blocks) // 2
-        for name, body in zip(blocks[::2], blocks[1::2], strict=True):
+        rule = r"^(?P<ind> *)rule(?: (?P<name>\w+))?:\n(?P<body>(?:(?P=ind) {4}.*\n|\n)*)"
+        for m in re.finditer(rule, smk.read_text(), flags=re.M):
+            ind, name, body = m["ind"], m["name"], m["body"]
+            if name is None:
+                name = re.search(rf"^{ind} {{4}}name:\s*(.+)", body, flags=re.M)[1].strip()
+                looped.append(name)
+            n_rules += 1
             for directive in ("log", "benchmark", "conda", "container"):
-                if not re.search(rf"^    {directive}:", body, flags=re.M):
+                if not re.search(rf"^{ind} {{4}}{directive}:", body, flags=re.M):
                     missing.append(f"{smk.name}: rule {name} has no {directive}:")
     assert missing == []
     assert n_rules >= 30  # every stage's rules were read
+    assert 'f"render_{_artifact}"' in looped  # ...and the render rules' loop

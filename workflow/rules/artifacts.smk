@@ -10,7 +10,10 @@ ART_SCORES = "results/scores"
 ART_TABLES = "results/tables"
 ART_FIGURES = "results/figures"
 ART_NOTEBOOKS = "results/notebooks"
-ART_PAPER = repo_path("workflow/resources/paper")
+# a file this repository ships, as a path from the working directory (repo_path, common.smk; this
+# file alone, as in its tests: the path as written)
+ART_REPO_PATH = globals().get("repo_path", lambda relpath: relpath)
+ART_PAPER = ART_REPO_PATH("workflow/resources/paper")
 # "code <commit>, config <hash>" under every table and figure (prefopt.reporting.provenance; the full
 # record: rule write_provenance). A param, not an input: a new commit or config restamps every
 # artifact, while a changed score file still reruns only the artifacts that read it. (This file
@@ -82,18 +85,6 @@ ARTIFACT_OUTPUTS = [p for a in ARTIFACTS_RENDERED for p in ARTIFACTS[a].values()
 ]
 
 
-# Notebooks render on the submit host on a cluster (light, CPU-only).
-localrules:
-    render_table1_alpaca_eval,
-    render_fig1_alpaca_eval_bars,
-    render_fig2_3_mt_bench_radar,
-    render_paper_vs_reproduction,
-    render_training_dynamics,
-    render_length_analysis,
-    render_paired_comparisons,
-    render_heldout_preference,
-
-
 # Where each artifact sits in `snakemake --report`, whose landing page
 # (workflow/report/workflow.rst) links to its items: category, subcategory. The report lists
 # categories in name order, hence the numbers.
@@ -148,276 +139,160 @@ _render_cmd = lambda artifact, inputs, params=(): (
     + " >> {log:q} 2>&1"
 )
 
-
-rule render_table1_alpaca_eval:
-    input:
-        notebook=repo_path("notebooks/table1_alpaca_eval.ipynb"),
-        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
-        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
-        variants_csv=f"{ART_SCORES}/variants.csv",
-        heldout_per_pair_csv=ART_HELDOUT_PER_PAIR,
-    output:
-        **_reported("table1_alpaca_eval"),
-        notebook=f"{ART_NOTEBOOKS}/table1_alpaca_eval.ipynb",
-    log:
-        "results/logs/render_table1_alpaca_eval.log",
-    benchmark:
-        "results/benchmarks/render_table1_alpaca_eval.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        **ART_BOOTSTRAP,
-        judge=ART_ALPACA_JUDGE,
-        local_judge_model=ART_LOCAL_JUDGE_MODEL,
-        provenance_stamp=ART_STAMP,
-    shell:
-        _render_cmd(
-            "table1_alpaca_eval",
-            [
-                "alpaca_eval_csv",
-                "per_prompt_csv",
-                "variants_csv",
-                "heldout_per_pair_csv",
-            ],
-            ["judge", "local_judge_model", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
-        )
-
-
-rule render_fig1_alpaca_eval_bars:
-    input:
-        notebook=repo_path("notebooks/fig1_alpaca_eval_bars.ipynb"),
-        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
-        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
-        variants_csv=f"{ART_SCORES}/variants.csv",
-    output:
-        **_reported("fig1_alpaca_eval_bars"),
-        notebook=f"{ART_NOTEBOOKS}/fig1_alpaca_eval_bars.ipynb",
-    log:
-        "results/logs/render_fig1_alpaca_eval_bars.log",
-    benchmark:
-        "results/benchmarks/render_fig1_alpaca_eval_bars.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        **ART_BOOTSTRAP,
-        judge=ART_ALPACA_JUDGE,
-        local_judge_model=ART_LOCAL_JUDGE_MODEL,
-        provenance_stamp=ART_STAMP,
-    shell:
-        _render_cmd(
-            "fig1_alpaca_eval_bars",
-            ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
-            ["judge", "local_judge_model", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
-        )
-
-
-rule render_fig2_3_mt_bench_radar:
-    input:
-        notebook=repo_path("notebooks/fig2_3_mt_bench_radar.ipynb"),
-        mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
-        variants_csv=f"{ART_SCORES}/variants.csv",
-    output:
-        **_reported("fig2_3_mt_bench_radar"),
-        notebook=f"{ART_NOTEBOOKS}/fig2_3_mt_bench_radar.ipynb",
-    log:
-        "results/logs/render_fig2_3_mt_bench_radar.log",
-    benchmark:
-        "results/benchmarks/render_fig2_3_mt_bench_radar.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        judge=ART_MT_BENCH_JUDGE,
-        local_judge_model=ART_LOCAL_JUDGE_MODEL,
-        provenance_stamp=ART_STAMP,
-    shell:
-        _render_cmd(
-            "fig2_3_mt_bench_radar",
-            ["mt_bench_csv", "variants_csv"],
-            ["judge", "local_judge_model", "provenance_stamp"],
-        )
-
-
-rule render_paper_vs_reproduction:
-    input:
-        notebook=repo_path("notebooks/paper_vs_reproduction.ipynb"),
-        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
-        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
-        mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
-        variants_csv=f"{ART_SCORES}/variants.csv",
-        paper_table1_csv=f"{ART_PAPER}/table1.csv",
-        paper_leaderboards_csv=f"{ART_PAPER}/leaderboards.csv",
-        paper_mt_bench_csv=f"{ART_PAPER}/mt_bench_figure_estimates.csv",
-        # the authors' outputs judged again by this run's judge (authors_outputs.smk)
-        authors_outputs_csv=f"{ART_SCORES}/authors_alpaca_eval.csv",
-    output:
-        **_reported("paper_vs_reproduction"),
-        notebook=f"{ART_NOTEBOOKS}/paper_vs_reproduction.ipynb",
-    log:
-        "results/logs/render_paper_vs_reproduction.log",
-    benchmark:
-        "results/benchmarks/render_paper_vs_reproduction.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        **ART_BOOTSTRAP,
-        alpaca_eval_judge=ART_ALPACA_JUDGE,
-        mt_bench_judge=ART_MT_BENCH_JUDGE,
-        local_judge_model=ART_LOCAL_JUDGE_MODEL,
-        provenance_stamp=ART_STAMP,
-    shell:
-        _render_cmd(
-            "paper_vs_reproduction",
-            [
-                "alpaca_eval_csv",
-                "per_prompt_csv",
-                "mt_bench_csv",
-                "variants_csv",
-                "paper_table1_csv",
-                "paper_leaderboards_csv",
-                "paper_mt_bench_csv",
-                "authors_outputs_csv",
-            ],
-            [
-                "alpaca_eval_judge",
-                "mt_bench_judge",
-                "local_judge_model",
-                "provenance_stamp",
-                "n_bootstrap",
-                "bootstrap_seed",
-            ],
-        )
-
-
-rule render_training_dynamics:
-    input:
-        notebook=repo_path("notebooks/training_dynamics.ipynb"),
-        diagnostics_csv=f"{ART_SCORES}/training_diagnostics.csv",
-        variants_csv=f"{ART_SCORES}/variants.csv",
-    output:
-        **_reported("training_dynamics"),
-        notebook=f"{ART_NOTEBOOKS}/training_dynamics.ipynb",
-    log:
-        "results/logs/render_training_dynamics.log",
-    benchmark:
-        "results/benchmarks/render_training_dynamics.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        provenance_stamp=ART_STAMP,
-    shell:
-        _render_cmd("training_dynamics", ["diagnostics_csv", "variants_csv"], ["provenance_stamp"])
-
-
-rule render_length_analysis:
-    input:
-        notebook=repo_path("notebooks/length_analysis.ipynb"),
-        alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
-        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
-        variants_csv=f"{ART_SCORES}/variants.csv",
-    output:
-        **_reported("length_analysis"),
-        notebook=f"{ART_NOTEBOOKS}/length_analysis.ipynb",
-    log:
-        "results/logs/render_length_analysis.log",
-    benchmark:
-        "results/benchmarks/render_length_analysis.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        judge=ART_ALPACA_JUDGE,
-        local_judge_model=ART_LOCAL_JUDGE_MODEL,
-        provenance_stamp=ART_STAMP,
-    shell:
-        _render_cmd(
-            "length_analysis",
-            ["alpaca_eval_csv", "per_prompt_csv", "variants_csv"],
-            ["judge", "local_judge_model", "provenance_stamp"],
-        )
-
-
-rule render_paired_comparisons:
-    input:
-        notebook=repo_path("notebooks/paired_comparisons.ipynb"),
-        per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
-        variants_csv=f"{ART_SCORES}/variants.csv",
-    output:
-        **_reported("paired_comparisons"),
-        notebook=f"{ART_NOTEBOOKS}/paired_comparisons.ipynb",
-    log:
-        "results/logs/render_paired_comparisons.log",
-    benchmark:
-        "results/benchmarks/render_paired_comparisons.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        **ART_BOOTSTRAP,
-        judge=ART_ALPACA_JUDGE,
-        local_judge_model=ART_LOCAL_JUDGE_MODEL,
-        provenance_stamp=ART_STAMP,
-        # the untrained model every trained variant is compared with: the variant with
-        # `loss: null` in config `variants:` (this file alone: "base")
-        baseline_variant=next(
-            (v for v, s in (config.get("variants") or {}).items() if s.get("loss") is None),
-            "base",
+# The render rules come from this table, one record per artifact; the loop below makes them. A
+# record holds what differs between notebooks: `inputs` (notebook parameter -> the file it reads)
+# and `params` (notebook parameter -> value); the outputs are the artifact's ARTIFACTS entry.
+# papermill gets `-p name value` for each, in the order written: inputs, outputs, params.
+# To add an artifact: its outputs in ARTIFACTS, its record here, its place in ART_REPORT, the
+# notebook notebooks/<artifact>.ipynb (its `parameters` cell has these names) and the caption
+# workflow/report/<artifact>.rst. That makes rule render_<artifact>; nothing else is copied.
+ART_RENDER = {
+    "table1_alpaca_eval": {
+        "inputs": dict(
+            alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+            per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+            heldout_per_pair_csv=ART_HELDOUT_PER_PAIR,
         ),
-        # the pairs the paper argues about (prefopt.reporting.artifacts.PAPER_PAIRS)
-        paper_pairs="apo_hinge_zero:apo_zero,dpo_hinge:dpo",
-    shell:
-        _render_cmd(
-            "paired_comparisons",
-            ["per_prompt_csv", "variants_csv"],
-            [
-                "judge",
-                "local_judge_model",
-                "provenance_stamp",
-                "n_bootstrap",
-                "bootstrap_seed",
-                "baseline_variant",
-                "paper_pairs",
-            ],
-        )
+        "params": dict(
+            judge=ART_ALPACA_JUDGE,
+            local_judge_model=ART_LOCAL_JUDGE_MODEL,
+            provenance_stamp=ART_STAMP,
+            **ART_BOOTSTRAP,
+        ),
+    },
+    "fig1_alpaca_eval_bars": {
+        "inputs": dict(
+            alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+            per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+        ),
+        "params": dict(
+            judge=ART_ALPACA_JUDGE,
+            local_judge_model=ART_LOCAL_JUDGE_MODEL,
+            provenance_stamp=ART_STAMP,
+            **ART_BOOTSTRAP,
+        ),
+    },
+    "fig2_3_mt_bench_radar": {
+        "inputs": dict(
+            mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+        ),
+        "params": dict(
+            judge=ART_MT_BENCH_JUDGE,
+            local_judge_model=ART_LOCAL_JUDGE_MODEL,
+            provenance_stamp=ART_STAMP,
+        ),
+    },
+    "paper_vs_reproduction": {
+        "inputs": dict(
+            alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+            per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+            mt_bench_csv=f"{ART_SCORES}/mt_bench.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+            paper_table1_csv=f"{ART_PAPER}/table1.csv",
+            paper_leaderboards_csv=f"{ART_PAPER}/leaderboards.csv",
+            paper_mt_bench_csv=f"{ART_PAPER}/mt_bench_figure_estimates.csv",
+            # the authors' outputs judged again by this run's judge (authors_outputs.smk)
+            authors_outputs_csv=f"{ART_SCORES}/authors_alpaca_eval.csv",
+        ),
+        "params": dict(
+            alpaca_eval_judge=ART_ALPACA_JUDGE,
+            mt_bench_judge=ART_MT_BENCH_JUDGE,
+            local_judge_model=ART_LOCAL_JUDGE_MODEL,
+            provenance_stamp=ART_STAMP,
+            **ART_BOOTSTRAP,
+        ),
+    },
+    "training_dynamics": {
+        "inputs": dict(
+            diagnostics_csv=f"{ART_SCORES}/training_diagnostics.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+        ),
+        "params": dict(provenance_stamp=ART_STAMP),
+    },
+    "length_analysis": {
+        "inputs": dict(
+            alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+            per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+        ),
+        "params": dict(
+            judge=ART_ALPACA_JUDGE,
+            local_judge_model=ART_LOCAL_JUDGE_MODEL,
+            provenance_stamp=ART_STAMP,
+        ),
+    },
+    "paired_comparisons": {
+        "inputs": dict(
+            per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+        ),
+        "params": dict(
+            judge=ART_ALPACA_JUDGE,
+            local_judge_model=ART_LOCAL_JUDGE_MODEL,
+            provenance_stamp=ART_STAMP,
+            **ART_BOOTSTRAP,
+            # the untrained model every trained variant is compared with: the variant with
+            # `loss: null` in config `variants:` (this file alone: "base")
+            baseline_variant=next(
+                (v for v, s in (config.get("variants") or {}).items() if s.get("loss") is None),
+                "base",
+            ),
+            # the pairs the paper argues about (prefopt.reporting.artifacts.PAPER_PAIRS)
+            paper_pairs="apo_hinge_zero:apo_zero,dpo_hinge:dpo",
+        ),
+    },
+    # Held-out accuracy, margin and log-prob shifts per variant x seed, and each trained variant's
+    # separation from a baseline over seeds (prefopt.evaluation.heldout.separation).
+    "heldout_preference": {
+        "inputs": dict(
+            per_pair_csv=ART_HELDOUT_PER_PAIR,
+            variants_csv=f"{ART_SCORES}/variants.csv",
+        ),
+        "params": dict(
+            heldout=(config.get("data") or {}).get("heldout", {}).get("name", ""),
+            baseline=ART_HELDOUT_BASELINE,
+            provenance_stamp=ART_STAMP,
+            **ART_BOOTSTRAP,
+        ),
+    },
+}
+assert set(ART_RENDER) == set(ARTIFACTS) == set(ART_REPORT), "one record per artifact in each"
+
+# Each rule's shell command, built once, here. Snakemake evaluates a rule's `shell:` twice: when
+# it reads the rule (the plan, `-p`, the code that reruns compare) and again inside the job, where
+# the loop's `_artifact` holds its last value; there the local `rule` is the job's rule name.
+ART_RENDER_SHELL = {
+    f"render_{a}": _render_cmd(a, list(spec["inputs"]), list(spec["params"]))
+    for a, spec in ART_RENDER.items()
+}
 
 
-# Held-out accuracy, margin and log-prob shifts per variant x seed, and each trained variant's
-# separation from a baseline over seeds (prefopt.evaluation.heldout.separation).
-rule render_heldout_preference:
-    input:
-        notebook=repo_path("notebooks/heldout_preference.ipynb"),
-        per_pair_csv=ART_HELDOUT_PER_PAIR,
-        variants_csv=f"{ART_SCORES}/variants.csv",
-    output:
-        **_reported("heldout_preference"),
-        notebook=f"{ART_NOTEBOOKS}/heldout_preference.ipynb",
-    log:
-        "results/logs/render_heldout_preference.log",
-    benchmark:
-        "results/benchmarks/render_heldout_preference.tsv"
-    conda:
-        "../../envs/notebooks.yaml"
-    container:
-        config["containers"]["notebooks"]
-    params:
-        **ART_BOOTSTRAP,
-        heldout=(config.get("data") or {}).get("heldout", {}).get("name", ""),
-        baseline=ART_HELDOUT_BASELINE,
-        provenance_stamp=ART_STAMP,
-    shell:
-        _render_cmd(
-            "heldout_preference",
-            ["per_pair_csv", "variants_csv"],
-            ["heldout", "baseline", "provenance_stamp", "n_bootstrap", "bootstrap_seed"],
-        )
+# One rule per record, render_<artifact>; local: notebooks render on the submit host on a
+# cluster (light, CPU-only).
+for _artifact, _spec in ART_RENDER.items():
+
+    rule:
+        name:
+            f"render_{_artifact}"
+        input:
+            # the notebook first, then what it reads
+            **{"notebook": ART_REPO_PATH(f"notebooks/{_artifact}.ipynb"), **_spec["inputs"]},
+        output:
+            **_reported(_artifact),
+            notebook=f"{ART_NOTEBOOKS}/{_artifact}.ipynb",
+        log:
+            f"results/logs/render_{_artifact}.log",
+        benchmark:
+            f"results/benchmarks/render_{_artifact}.tsv"
+        localrule: True
+        conda:
+            "../../envs/notebooks.yaml"
+        container:
+            config["containers"]["notebooks"]
+        params:
+            **_spec["params"],
+        shell:
+            ART_RENDER_SHELL[locals().get("rule", f"render_{_artifact}")]
