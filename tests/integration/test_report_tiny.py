@@ -9,6 +9,7 @@ record, each in its category with a caption naming the rule that made it.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -99,6 +100,7 @@ def test_report_opens_on_the_answer(finished, module_tmp_path):
             "results/tables/judge_calibration.md",
             "results/tables/audit_paper_numbers.md",
             "results/tables/paired_comparisons.md",
+            "results/tables/paper_claims.md",
             "results/provenance.json",
         }
         <= linked
@@ -132,7 +134,13 @@ def test_report_opens_on_the_answer(finished, module_tmp_path):
     assert category_of["results/tables/table1_alpaca_eval.md"] == CATEGORIES[0]
     assert category_of["results/tables/judge_calibration.md"] == CATEGORIES[1]
     assert category_of["results/tables/audit_paper_numbers.md"] == CATEGORIES[2]
+    assert category_of["results/tables/paper_claims.md"] == CATEGORIES[3]
     assert category_of["results/provenance.json"] == CATEGORIES[5]
+    # one seed decides no claim: every verdict is "not resolved" or "not testable"
+    with open(res / "tables" / "paper_claims.csv", newline="") as f:
+        verdicts = {row["claim"]: row["verdict"] for row in csv.DictReader(f)}
+    assert verdicts["2a"] == "not testable" and verdicts["4"] == "not resolved", verdicts
+    assert set(verdicts.values()) <= {"not resolved", "not testable"}, verdicts
 
     # Every item: bundled, labelled, captioned with the rule that made it and this run's stamp.
     stamp = json.loads((res / "provenance.json").read_text())["stamp"]

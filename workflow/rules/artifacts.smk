@@ -32,6 +32,11 @@ ART_HELDOUT_BASELINE = "dpo"
 ART_ALPACA_JUDGE = config.get("judges", {}).get("alpaca_eval", "auto")
 ART_MT_BENCH_JUDGE = config.get("judges", {}).get("mt_bench", "auto")
 ART_BOOTSTRAP = {"n_bootstrap": 2000, "bootstrap_seed": 20250811}
+# the untrained model every trained variant is compared with: the variant with `loss: null` in
+# config `variants:` (this file alone: "base")
+ART_BASELINE_VARIANT = next(
+    (v for v, s in (config.get("variants") or {}).items() if s.get("loss") is None), "base"
+)
 # the local judge's model, named in every artifact it judged: judges.local_model, else (null or
 # absent) the policy's base model, model.slug
 ART_LOCAL_JUDGE_MODEL = (config.get("judges") or {}).get("local_model") or (
@@ -70,6 +75,7 @@ ARTIFACTS = {
         **{f"table_{k}": p for k, p in _table("length_analysis").items()},
     },
     "paired_comparisons": {f"out_{k}": p for k, p in _table("paired_comparisons").items()},
+    "paper_claims": {f"out_{k}": p for k, p in _table("paper_claims").items()},
     "heldout_preference": {
         **{f"table_{k}": p for k, p in _table("heldout_preference").items()},
         **{f"separation_{k}": p for k, p in _table("heldout_separation").items()},
@@ -93,6 +99,7 @@ ART_REPORT = {
     "paper_vs_reproduction": ("1. Comparison with the paper", "Paper vs reproduction"),
     "fig1_alpaca_eval_bars": ("1. Comparison with the paper", "Figure 1 (AlpacaEval)"),
     "fig2_3_mt_bench_radar": ("1. Comparison with the paper", "Figures 2-3 (MT-Bench)"),
+    "paper_claims": ("4. Claims", "The paper's claims: verdicts"),
     "paired_comparisons": ("4. Claims", "Paired comparisons"),
     "length_analysis": ("4. Claims", "Length"),
     "training_dynamics": ("4. Claims", "Training dynamics"),
@@ -234,14 +241,26 @@ ART_RENDER = {
             local_judge_model=ART_LOCAL_JUDGE_MODEL,
             provenance_stamp=ART_STAMP,
             **ART_BOOTSTRAP,
-            # the untrained model every trained variant is compared with: the variant with
-            # `loss: null` in config `variants:` (this file alone: "base")
-            baseline_variant=next(
-                (v for v, s in (config.get("variants") or {}).items() if s.get("loss") is None),
-                "base",
-            ),
+            baseline_variant=ART_BASELINE_VARIANT,
             # the pairs the paper argues about (prefopt.reporting.artifacts.PAPER_PAIRS)
             paper_pairs="apo_hinge_zero:apo_zero,dpo_hinge:dpo",
+        ),
+    },
+    # The paper's claims (workflow/docs/paper.md 4.1), each with its test and verdict
+    # (prefopt.reporting.claims): win rates per prompt, LC per seed, active fractions per step.
+    "paper_claims": {
+        "inputs": dict(
+            per_prompt_csv=f"{ART_SCORES}/alpaca_eval_per_prompt.csv",
+            alpaca_eval_csv=f"{ART_SCORES}/alpaca_eval.csv",
+            diagnostics_csv=f"{ART_SCORES}/training_diagnostics.csv",
+            variants_csv=f"{ART_SCORES}/variants.csv",
+        ),
+        "params": dict(
+            judge=ART_ALPACA_JUDGE,
+            local_judge_model=ART_LOCAL_JUDGE_MODEL,
+            provenance_stamp=ART_STAMP,
+            baseline_variant=ART_BASELINE_VARIANT,
+            **ART_BOOTSTRAP,
         ),
     },
     # Held-out accuracy, margin and log-prob shifts per variant x seed, and each trained variant's

@@ -28,7 +28,7 @@ import pytest
 
 from prefopt.evaluation import heldout
 from prefopt.judging import LOCAL_JUDGE, mt_bench
-from prefopt.reporting import artifacts, provenance
+from prefopt.reporting import artifacts, claims, provenance
 
 #: How the hierarchical bootstrap draws (artifacts.bootstrap_note).
 CROSSED = "seeds and prompts (one prompt draw for all seeds: they answered the same prompts)"
@@ -51,6 +51,7 @@ NOTEBOOK_IDS = [
     "length_analysis",
     "paired_comparisons",
     "heldout_preference",
+    "paper_claims",
 ]
 CATEGORIES = list(mt_bench.CATEGORIES)
 
@@ -363,6 +364,32 @@ def test_other_tables_have_one_row_per_method(rendered):
         assert pooled.loc[v, "n_active"] == g["n_active_bucket_ge_64"].sum()
 
 
+def test_paper_claims_are_the_package_verdicts_on_the_run_scores(rendered):
+    """One row per claim of prefopt.reporting.claims, the verdicts computed from the fixtures
+    by the package, and the Markdown shows each verdict with its reason."""
+    params = {k: literal(v) for k, v in defaults("paper_claims").items()}
+    variants = pd.read_csv(FIXTURES / "variants.csv").set_index("variant")
+    ev = claims.Evidence(
+        pd.read_csv(FIXTURES / "alpaca_eval_per_prompt.csv"),
+        pd.read_csv(FIXTURES / "alpaca_eval.csv"),
+        pd.read_csv(FIXTURES / "training_diagnostics.csv"),
+        variants,
+        n_bootstrap=params["n_bootstrap"],
+        bootstrap_seed=params["bootstrap_seed"],
+    )
+    expected = claims.claims_table(ev, "x").set_index("claim")
+    got = pd.read_csv(rendered["paper_claims"]["out_csv"], keep_default_na=False)
+    assert list(got["claim"].astype(str)) == [c.id for c in claims.CLAIMS]
+    got = got.assign(claim=got["claim"].astype(str)).set_index("claim")
+    assert (got["verdict"] == expected["verdict"]).all()
+    assert (got["estimate"] == expected["estimate"].fillna("")).all()
+    # the fixtures decide some claims and leave others open: the table is not one verdict
+    assert got["verdict"].nunique() >= 3
+    md = rendered["paper_claims"]["out_md"].read_text()
+    for v, r in zip(got["verdict"], got["reason"], strict=True):
+        assert f"**{v}**: {r}" in md
+
+
 def test_paper_vs_reproduction(rendered):
     outs = rendered["paper_vs_reproduction"]
     cmp = pd.read_csv(outs["alpaca_csv"])
@@ -607,6 +634,7 @@ JUDGED_TABLES = {
     "paper_vs_reproduction": ["alpaca_md", "deltas_md", "mt_bench_out_md"],
     "length_analysis": ["table_md"],
     "paired_comparisons": ["out_md"],
+    "paper_claims": ["out_md"],
 }
 #: Notebooks whose figures come from a judge: they print their figure footnotes.
 JUDGED_FIGURES = ["fig1_alpaca_eval_bars", "fig2_3_mt_bench_radar", "length_analysis"]
