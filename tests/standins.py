@@ -720,6 +720,7 @@ class StandInVllm:
                 from types import SimpleNamespace
 
                 from prefopt.generation.hf_engine import _decode_batch
+                from prefopt.generation.interface import Sampling
 
                 if not isinstance(sampling_params, list | tuple):
                     sampling_params = [sampling_params] * len(prompts)
@@ -734,11 +735,14 @@ class StandInVllm:
                         raise TypeError("prompt_token_ids must be a list of int")
                     stand_in.requests.append((ids, dict(params.kwargs)))
                     eos = set(params.stop_token_ids or []) | {self.tokenizer.eos_token_id}
-                    (tokens,) = _decode_batch(
-                        self.model, [ids], pad_id=self.tokenizer.eos_token_id, eos_ids=eos,
-                        temperatures=[params.temperature], top_p=params.top_p, top_k=params.top_k,
+                    sampling = Sampling(
+                        temperature=params.temperature, top_p=params.top_p,
                         max_new_tokens=params.max_tokens,
                         repetition_penalty=params.repetition_penalty,
+                    )  # fmt: skip
+                    (tokens,) = _decode_batch(
+                        self.model, [ids], pad_id=self.tokenizer.eos_token_id, eos_ids=eos,
+                        sampling=sampling, top_k=params.top_k, temperatures=[params.temperature],
                         seeds=[params.seed if params.seed is not None else 0],
                     )  # fmt: skip
                     outputs[i] = SimpleNamespace(

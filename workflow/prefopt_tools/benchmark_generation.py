@@ -49,7 +49,7 @@ from prefopt.generation.answers import (
     mt_bench_temperature,
 )
 from prefopt.generation.hf_engine import HfEngine, generate_token_ids
-from prefopt.generation.interface import GenerationEngine, answer_seed
+from prefopt.generation.interface import GenerationEngine, Sampling, answer_seed
 from prefopt.judging.local import LocalJudge
 from prefopt.judging.mt_bench import load_judge_prompts
 from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
@@ -70,7 +70,7 @@ def baseline_generate(
     tokenizer: Any,
     conversations: list[list[dict[str, str]]],
     *,
-    settings: dict[str, Any],
+    sampling: Sampling,
     batch_size: int,
     seed: int,
 ) -> list[list[int]]:
@@ -89,13 +89,13 @@ def baseline_generate(
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(seed * 1_000_003 + b)
         kwargs: dict[str, Any] = {
-            "max_new_tokens": settings["max_new_tokens"],
-            "repetition_penalty": settings["repetition_penalty"],
-            "do_sample": settings["temperature"] > 0,
+            "max_new_tokens": sampling.max_new_tokens,
+            "repetition_penalty": sampling.repetition_penalty,
+            "do_sample": sampling.temperature > 0,
             "pad_token_id": tokenizer.pad_token_id,
         }
-        if settings["temperature"] > 0:
-            kwargs.update(temperature=settings["temperature"], top_p=settings["top_p"])
+        if sampling.temperature > 0:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         out = model.generate(**enc.to(model.device), **kwargs)
@@ -134,7 +134,7 @@ def baseline_mt_bench(
     questions: list[dict[str, Any]],
     *,
     system_prompt: str,
-    settings: dict[str, Any],
+    sampling: Sampling,
     seed: int,
 ) -> dict[int, list[str]]:
     """The former MT-Bench loop: per turn, one engine call per FastChat temperature group."""
@@ -142,17 +142,15 @@ def baseline_mt_bench(
     for turn in range(2):
         groups: dict[float, list[dict[str, Any]]] = {}
         for q in questions:
-            groups.setdefault(mt_bench_temperature(settings, q["category"]), []).append(q)
+            groups.setdefault(mt_bench_temperature(sampling, q["category"]), []).append(q)
         for temp, qs in sorted(groups.items()):
             texts = engine_texts(
                 engine,
                 [_messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
                  for q in qs],
-                temperatures=[temp] * len(qs),
-                top_p=settings["top_p"],
-                max_new_tokens=settings["max_new_tokens"],
-                repetition_penalty=settings["repetition_penalty"],
+                sampling,
                 seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in qs],
+                temperatures=[temp] * len(qs),
             )  # fmt: skip
             for q, text in zip(qs, texts, strict=True):
                 answers[q["question_id"]].append(text)
@@ -164,18 +162,20 @@ def run_case(spec: dict[str, Any], task: str, impl: str, dtype: str) -> dict[str
     """One case, `spec["repeats"]` times (in a child process): wall times, result, peak RSS."""
     torch.set_num_threads(spec["threads"])
     model, tokenizer = load_model(spec["model_dir"], device="cpu", cpu_dtype=dtype)
-    settings, batch_size = spec["settings"], spec["batch_size"]
+    sampling = Sampling.from_config(spec["settings"], key="generation.alpaca_eval")
+    batch_size = spec["batch_size"]
     convs = [_messages(spec["system_prompt"], [t], []) for t in spec["instructions"]]
     if task == "generate" and impl == "baseline":
 
         def work() -> Any:
             return baseline_generate(
-                model, tokenizer, convs, settings=settings, batch_size=batch_size, seed=spec["seed"]
+                model, tokenizer, convs, sampling=sampling, batch_size=batch_size, seed=spec["seed"]
             )
 
     elif task == "mt_bench":
         engine, mt = HfEngine(model, tokenizer, batch_size), spec["mt_bench"]
-        kw = {"system_prompt": spec["system_prompt"], "settings": mt["settings"]}
+        mt_sampling = Sampling.from_config(mt["settings"], key="generation.mt_bench")
+        kw = {"system_prompt": spec["system_prompt"], "sampling": mt_sampling}
 
         def work() -> Any:
             if impl == "baseline":
@@ -189,15 +189,7 @@ def run_case(spec: dict[str, Any], task: str, impl: str, dtype: str) -> dict[str
 
         def work() -> Any:
             return generate_token_ids(
-                model,
-                tokenizer,
-                convs,
-                temperature=settings["temperature"],
-                top_p=settings["top_p"],
-                max_new_tokens=settings["max_new_tokens"],
-                repetition_penalty=settings["repetition_penalty"],
-                seeds=seeds,
-                batch_size=batch_size,
+                model, tokenizer, convs, sampling, seeds=seeds, batch_size=batch_size
             )
 
     elif task == "judge_mt_bench":

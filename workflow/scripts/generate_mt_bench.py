@@ -5,6 +5,7 @@ import torch
 
 from prefopt.data.prepare import read_jsonl, write_jsonl
 from prefopt.generation.answers import generate_mt_bench, load_engine
+from prefopt.generation.interface import Sampling
 from prefopt.runtime import require_gpu, setup_logging, write_json
 
 
@@ -14,13 +15,15 @@ def main() -> None:
     torch.set_num_threads(snakemake.threads)
     gen = snakemake.params.generation
     seed = int(snakemake.wildcards.seed)
+    # the benchmark's sampling settings, checked before the model loads
+    sampling = Sampling.from_config(gen["mt_bench"], key="generation.mt_bench")
     engine = load_engine(snakemake.input.model, gen, seed=seed)
     answers = generate_mt_bench(
         engine,
         read_jsonl(snakemake.input.questions),
         model_id=snakemake.params.generator,
         system_prompt=gen["system_prompt"],
-        settings=gen["mt_bench"],
+        sampling=sampling,
         seed=seed,
     )
     write_jsonl(answers, snakemake.output.answers)

@@ -5,6 +5,7 @@ batching and length sorting, and seeded per answer. Real SmolLM2 model; behaviou
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -31,13 +32,15 @@ from prefopt.generation.hf_engine import (
     penalise_repeats,
     sampling_candidates,
 )
-from prefopt.generation.interface import answer_seed
+from prefopt.generation.interface import Sampling, answer_seed
 from prefopt.modeling import cpu_has_native_bf16, load_model
 from prefopt_tools.benchmark_generation import distribution_check
 
 SYSTEM = "You are a helpful assistant."
-GREEDY = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 16, "repetition_penalty": 1.1}
-SAMPLED = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 8, "repetition_penalty": 1.1}
+GREEDY = Sampling(temperature=0.0, top_p=0.9, max_new_tokens=16, repetition_penalty=1.1)
+SAMPLED = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=8, repetition_penalty=1.1)
+#: MT-Bench's defaults: FastChat's temperature per question category
+FASTCHAT = Sampling(temperature="fastchat", top_p=1.0, max_new_tokens=6, repetition_penalty=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +108,7 @@ def test_greedy_answers_equal_hf_generate(fp32, items):
     `generate`'s greedy answer, prompt by prompt."""
     model, tok = fp32
     convs = _convs(items)
-    ours = generate_texts(
-        model, tok, convs, seeds=[0] * len(convs), batch_size=len(convs), **GREEDY
-    )
+    ours = generate_texts(model, tok, convs, GREEDY, seeds=[0] * len(convs), batch_size=len(convs))
     for conv, answer in zip(convs, ours, strict=True):
         text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
         enc = tok(text, return_tensors="pt", add_special_tokens=False)
@@ -117,14 +118,14 @@ def test_greedy_answers_equal_hf_generate(fp32, items):
             temperature=None,
             top_p=None,
             top_k=None,
-            max_new_tokens=GREEDY["max_new_tokens"],
-            repetition_penalty=GREEDY["repetition_penalty"],
+            max_new_tokens=GREEDY.max_new_tokens,
+            repetition_penalty=GREEDY.repetition_penalty,
             pad_token_id=tok.pad_token_id,
         )
         new = out[0, enc["input_ids"].shape[1] :]
         assert answer == tok.decode(new, skip_special_tokens=True).strip()
     # the short prompt finished early (its row left the batch) and the others did not
-    assert 0 < len(tok(ours[2])["input_ids"]) < GREEDY["max_new_tokens"] - 1
+    assert 0 < len(tok(ours[2])["input_ids"]) < GREEDY.max_new_tokens - 1
 
 
 def test_answers_stay_in_benchmark_order_whatever_the_batching(fp32, items):
@@ -133,17 +134,17 @@ def test_answers_stay_in_benchmark_order_whatever_the_batching(fp32, items):
     prompts at once give the same greedy and the same sampled answers."""
     model, tok = fp32
 
-    def run(items, settings, batch_size):
+    def run(items, sampling, batch_size):
         return generate_alpaca_eval(
             HfEngine(model, tok, batch_size),
             items,
             generator="m",
             system_prompt=SYSTEM,
-            settings=settings,
+            sampling=sampling,
             seed=3,
         )
 
-    short_greedy = {**GREEDY, "max_new_tokens": 8}
+    short_greedy = replace(GREEDY, max_new_tokens=8)
     greedy = run(items, short_greedy, len(items))
     assert [o["instruction"] for o in greedy] == [it["instruction"] for it in items]
     assert [o["dataset"] for o in greedy] == [it.get("dataset", "") for it in items]
@@ -162,11 +163,41 @@ def test_sampling_is_seeded_per_answer(bf16, items):
 
     def run(seed):
         seeds = [answer_seed(seed, "alpaca_eval", i) for i in range(len(convs))]
-        return generate_texts(model, tok, convs, seeds=seeds, batch_size=3, **SAMPLED)
+        return generate_texts(model, tok, convs, SAMPLED, seeds=seeds, batch_size=3)
 
     first = run(0)
     assert run(0) == first
     assert sum(a != b for a, b in zip(first, run(1), strict=True)) >= len(convs) - 1
+
+
+def test_sampling_is_read_once_from_the_config_naming_a_bad_key(repo):
+    """The paper config's sections become one record each (numbers as floats and ints, MT-Bench's
+    "fastchat" kept for the per-category temperatures); a value the schema refuses is named by
+    its key."""
+    import copy
+
+    import yaml
+
+    from prefopt.config import validate_config
+
+    gen = validate_config(yaml.safe_load((repo / "config.yaml").read_text()))["generation"]
+    ae = Sampling.from_config(gen["alpaca_eval"], key="generation.alpaca_eval")
+    assert ae == Sampling(temperature=0.7, top_p=0.9, max_new_tokens=1024, repetition_penalty=1.1)
+    mt = Sampling.from_config(gen["mt_bench"], key="generation.mt_bench")
+    assert (mt.temperature, mt.top_p, mt.repetition_penalty) == ("fastchat", 1.0, 1.0)
+    assert type(mt.top_p) is float and type(mt.max_new_tokens) is int
+    with pytest.raises(AttributeError):
+        ae.top_p = 0.5  # frozen: one record, handed through unchanged
+    for bad, message in (
+        ({"temperature": -1}, r"generation\.alpaca_eval\.temperature: -1; need a number >= 0"),
+        ({"temperature": "hot"}, r"generation\.alpaca_eval\.temperature: 'hot'"),
+        ({"top_p": 0}, r"generation\.alpaca_eval\.top_p: 0; need a number in \(0, 1\]"),
+        ({"max_new_tokens": 2.5}, r"generation\.alpaca_eval\.max_new_tokens: 2\.5; need a whole"),
+        ({"repetition_penalty": None}, r"generation\.alpaca_eval\.repetition_penalty: None"),
+    ):
+        section = {**copy.deepcopy(gen["alpaca_eval"]), **bad}
+        with pytest.raises(ValueError, match="^config error at " + message):
+            Sampling.from_config(section, key="generation.alpaca_eval")
 
 
 def test_answer_seed_is_stable():
@@ -189,7 +220,7 @@ def test_bf16_next_token_distributions_stay_close_to_float32(fp32, bf16, items):
     model, tok = fp32
     convs = _convs(items)
     answers = generate_token_ids(
-        model, tok, convs, seeds=[0] * len(convs), batch_size=len(convs), **GREEDY
+        model, tok, convs, GREEDY, seeds=[0] * len(convs), batch_size=len(convs)
     )
     texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
     prompts = tok(texts, add_special_tokens=False)["input_ids"]
@@ -204,14 +235,12 @@ def test_mt_bench_answers_both_turns_in_question_order(fp32, embedded_data):
         for q in read_jsonl(embedded_data / "mt_bench" / "question.jsonl")
         if q["category"] in ("writing", "math", "stem")
     ][::5][:3]
-    settings = {"temperature": "fastchat", "top_p": 1.0, "max_new_tokens": 6}
-    settings["repetition_penalty"] = 1.0
     out = generate_mt_bench(
         HfEngine(model, tok, 2),
         questions,
         model_id="m",
         system_prompt=SYSTEM,
-        settings=settings,
+        sampling=FASTCHAT,
         seed=0,
     )
     assert [o["question_id"] for o in out] == [q["question_id"] for q in questions]
@@ -221,7 +250,7 @@ def test_mt_bench_answers_both_turns_in_question_order(fp32, embedded_data):
         questions,
         model_id="m",
         system_prompt=SYSTEM,
-        settings=settings,
+        sampling=FASTCHAT,
         seed=0,
     )
     assert [o["choices"] for o in again] == [o["choices"] for o in out]
@@ -241,13 +270,11 @@ def test_mt_bench_turn_mixes_temperatures_in_one_batch_without_changing_an_answe
         for c in ("writing", "math", "stem")
     }  # fmt: skip
     questions = [q for qs in zip(*by_category.values(), strict=True) for q in qs]
-    settings = {"temperature": "fastchat", "top_p": 1.0, "max_new_tokens": 6}
-    settings["repetition_penalty"] = 1.0
 
     def answers(qs, seed):
         engine = HfEngine(model, tok, len(qs))
         out = generate_mt_bench(
-            engine, qs, model_id="m", system_prompt=SYSTEM, settings=settings, seed=seed
+            engine, qs, model_id="m", system_prompt=SYSTEM, sampling=FASTCHAT, seed=seed
         )
         return {o["question_id"]: o["choices"][0]["turns"] for o in out}
 
@@ -267,13 +294,15 @@ def test_mt_bench_turn_mixes_temperatures_in_one_batch_without_changing_an_answe
 def test_engines_reject_per_prompt_lists_of_the_wrong_length_or_a_negative_temperature(fp32):
     model, tok = fp32
     engine = HfEngine(model, tok, 2)
-    kw = {"top_p": 1.0, "max_new_tokens": 2, "repetition_penalty": 1.0}
+    sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=2, repetition_penalty=1.0)
     with pytest.raises(ValueError, match="2 prompts but 1 temperatures"):
-        engine.token_ids([[1, 2], [3]], temperatures=[0.0], seeds=[0, 1], **kw)
+        engine.token_ids([[1, 2], [3]], sampling, temperatures=[0.0], seeds=[0, 1])
     with pytest.raises(ValueError, match="2 prompts but 3 seeds"):
-        engine.token_ids([[1, 2], [3]], temperatures=[0.0, 0.0], seeds=[0, 1, 2], **kw)
+        engine.token_ids([[1, 2], [3]], sampling, temperatures=[0.0, 0.0], seeds=[0, 1, 2])
     with pytest.raises(ValueError, match=r"temperature -0\.5: must be a number >= 0"):
-        engine.token_ids([[1, 2], [3]], temperatures=[0.0, -0.5], seeds=[0, 1], **kw)
+        engine.token_ids([[1, 2], [3]], sampling, temperatures=[0.0, -0.5], seeds=[0, 1])
+    with pytest.raises(ValueError, match="temperature 'fastchat': must be a number >= 0"):
+        engine.token_ids([[1, 2], [3]], FASTCHAT, seeds=[0, 1])  # per category: given per prompt
 
 
 def test_vllm_engine_writes_what_the_hf_engine_writes(monkeypatch, fp32, smollm2_dir, items):
@@ -305,8 +334,8 @@ def test_vllm_engine_writes_what_the_hf_engine_writes(monkeypatch, fp32, smollm2
         "device": "cuda",
     }  # fmt: skip
     hf = HfEngine(model, tok, 2)
-    for chosen in ({**GREEDY, "max_new_tokens": 8}, SAMPLED):
-        kw = {"generator": "m", "system_prompt": SYSTEM, "settings": chosen, "seed": 3}
+    for chosen in (replace(GREEDY, max_new_tokens=8), SAMPLED):
+        kw = {"generator": "m", "system_prompt": SYSTEM, "sampling": chosen, "seed": 3}
         assert generate_alpaca_eval(engine, items, **kw) == generate_alpaca_eval(hf, items, **kw)
     sampled = [params for _, params in stand_in.requests[-len(items) :]]  # in scheduling order
     seeds = {answer_seed(3, "alpaca_eval", i) for i in range(len(items))}
@@ -322,9 +351,7 @@ def test_vllm_engine_writes_what_the_hf_engine_writes(monkeypatch, fp32, smollm2
         for q in read_jsonl(EMBEDDED_DATA / "mt_bench" / "question.jsonl")
         if q["category"] in ("writing", "math")
     ][::5][:2]
-    settings = {"temperature": "fastchat", "top_p": 1.0, "max_new_tokens": 6}
-    settings["repetition_penalty"] = 1.0
-    kw = {"model_id": "m", "system_prompt": SYSTEM, "settings": settings, "seed": 0}
+    kw = {"model_id": "m", "system_prompt": SYSTEM, "sampling": FASTCHAT, "seed": 0}
     ours = generate_mt_bench(engine, questions, **kw)
     theirs = generate_mt_bench(hf, questions, **kw)
     assert [o["choices"] for o in ours] == [o["choices"] for o in theirs]
@@ -361,9 +388,9 @@ def test_answers_that_cannot_fit_the_context_stop_before_any_is_generated(
     asked = []
     monkeypatch.setattr(hf, "token_ids", lambda *a, **k: asked.append(a))
     kw = {"generator": "m", "system_prompt": SYSTEM, "seed": 0}
-    too_long = {**GREEDY, "max_new_tokens": context}
+    too_long = replace(GREEDY, max_new_tokens=context)
     with pytest.raises(ContextError) as err:
-        generate_alpaca_eval(hf, items, settings=too_long, **kw)
+        generate_alpaca_eval(hf, items, sampling=too_long, **kw)
     assert str(err.value).startswith(
         "config error at generation.alpaca_eval.max_new_tokens: AlpacaEval item 0 ("
     )
@@ -372,9 +399,9 @@ def test_answers_that_cannot_fit_the_context_stop_before_any_is_generated(
     )
     # MT-Bench: the turn-2 prompt holds the turn-1 answer, so half the context is too much
     questions = read_jsonl(EMBEDDED_DATA / "mt_bench" / "question.jsonl")[:3]
-    half = {**GREEDY, "temperature": "fastchat", "max_new_tokens": context // 2}
+    half = replace(GREEDY, temperature="fastchat", max_new_tokens=context // 2)
     with pytest.raises(ContextError, match=r"^config error at generation\.mt_bench\.max_new_tok"):
-        generate_mt_bench(hf, questions, model_id="m", system_prompt=SYSTEM, settings=half, seed=0)
+        generate_mt_bench(hf, questions, model_id="m", system_prompt=SYSTEM, sampling=half, seed=0)
     assert asked == []
     # vLLM holds generation.vllm.max_model_len tokens when it is set
     stand_in = StandInVllm()
@@ -385,7 +412,7 @@ def test_answers_that_cannot_fit_the_context_stop_before_any_is_generated(
     )
     assert engine.context_length == 64
     with pytest.raises(ContextError, match=r"model's context of 64 "):
-        generate_alpaca_eval(engine, items, settings={**GREEDY, "max_new_tokens": 60}, **kw)
+        generate_alpaca_eval(engine, items, sampling=replace(GREEDY, max_new_tokens=60), **kw)
     assert stand_in.requests == []
 
 

@@ -3,8 +3,9 @@
 `load_engine` makes the engine `generation.engine` names (`hf_engine.HfEngine`, our decoding loop,
 or `vllm_engine.VllmEngine`); `generate_alpaca_eval` and `generate_mt_bench` turn the benchmark's
 prompts into conversations with the paper's system prompt, ask the engine for each answer with
-its own seed, and return alpaca_eval `model_outputs.json` records and FastChat `model_answer`
-rows. `engine_texts` is the step between (conversations -> answer texts, on any engine),
+its own seed and the benchmark's `Sampling` (read from the config by the rule script), and
+return alpaca_eval `model_outputs.json` records and FastChat `model_answer` rows.
+`engine_texts` is the step between (conversations -> answer texts, on any engine),
 `generate_texts` the same on a model with the HF engine.
 
 The only module that knows both engines: they share `prefopt.generation.interface` and never
@@ -18,7 +19,13 @@ import uuid
 from typing import Any
 
 from prefopt.generation.hf_engine import HfEngine
-from prefopt.generation.interface import GenerationEngine, answer_seed, chat_prompt_ids
+from prefopt.generation.interface import (
+    PER_CATEGORY,
+    GenerationEngine,
+    Sampling,
+    answer_seed,
+    chat_prompt_ids,
+)
 from prefopt.generation.vllm_engine import VllmEngine
 from prefopt.judging.mt_bench import FASTCHAT_TEMPERATURE
 from prefopt.modeling import check_context
@@ -36,23 +43,19 @@ def _messages(system_prompt: str, turns: list[str], answers: list[str]) -> list[
 def engine_texts(
     engine: GenerationEngine,
     conversations: list[list[dict[str, str]]],
+    sampling: Sampling,
     *,
-    temperatures: list[float],
-    top_p: float,
-    max_new_tokens: int,
-    repetition_penalty: float,
     seeds: list[int],
+    temperatures: list[float] | None = None,
 ) -> list[str]:
     """Each conversation's answer as text (special tokens dropped, stripped), in their order:
-    the same templating and decoding whatever the engine. Answer i is drawn at
-    `temperatures[i]` with `seeds[i]` (0 = greedy)."""
+    the same templating and decoding whatever the engine. Answer i is drawn with `sampling` and
+    `seeds[i]`, at `temperatures[i]` where given, else at `sampling.temperature` (0 = greedy)."""
     answers = engine.token_ids(
         chat_prompt_ids(engine.tokenizer, conversations),
-        temperatures=temperatures,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        repetition_penalty=repetition_penalty,
+        sampling,
         seeds=seeds,
+        temperatures=temperatures,
     )
     return [t.strip() for t in engine.tokenizer.batch_decode(answers, skip_special_tokens=True)]
 
@@ -85,24 +88,14 @@ def generate_texts(
     model: Any,
     tokenizer: Any,
     conversations: list[list[dict[str, str]]],
+    sampling: Sampling,
     *,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
-    repetition_penalty: float,
     seeds: list[int],
     batch_size: int,
 ) -> list[str]:
-    """`engine_texts` with the HF engine on `model`, all at one `temperature`."""
-    return engine_texts(
-        HfEngine(model, tokenizer, batch_size),
-        conversations,
-        temperatures=[temperature] * len(conversations),
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        repetition_penalty=repetition_penalty,
-        seeds=seeds,
-    )
+    """`engine_texts` with the HF engine on `model`, all at `sampling.temperature`."""
+    engine = HfEngine(model, tokenizer, batch_size)
+    return engine_texts(engine, conversations, sampling, seeds=seeds)
 
 
 def generate_alpaca_eval(
@@ -111,25 +104,23 @@ def generate_alpaca_eval(
     *,
     generator: str,
     system_prompt: str,
-    settings: dict[str, Any],
+    sampling: Sampling,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """alpaca_eval model outputs for `items` (instruction, dataset), in the benchmark order."""
+    """alpaca_eval model outputs for `items` (instruction, dataset), in the benchmark order,
+    every answer at `sampling.temperature`."""
     conversations = [_messages(system_prompt, [it["instruction"]], []) for it in items]
     check_answers_fit(
         engine,
         conversations,
-        settings["max_new_tokens"],
+        sampling.max_new_tokens,
         key="generation.alpaca_eval.max_new_tokens",
         names=[f"AlpacaEval item {i}" for i in range(len(items))],
     )
     texts = engine_texts(
         engine,
         conversations,
-        temperatures=[float(settings["temperature"])] * len(items),
-        top_p=settings["top_p"],
-        max_new_tokens=settings["max_new_tokens"],
-        repetition_penalty=settings["repetition_penalty"],
+        sampling,
         seeds=[answer_seed(seed, "alpaca_eval", i) for i in range(len(items))],
     )
     return [
@@ -143,11 +134,11 @@ def generate_alpaca_eval(
     ]
 
 
-def mt_bench_temperature(settings: dict[str, Any], category: str) -> float:
+def mt_bench_temperature(sampling: Sampling, category: str) -> float:
     """The temperature an MT-Bench answer is drawn at: FastChat's for its category when
-    `settings["temperature"]` is "fastchat", else that number."""
-    t = settings["temperature"]
-    return FASTCHAT_TEMPERATURE[category] if t == "fastchat" else float(t)
+    `sampling.temperature` is "fastchat" (`PER_CATEGORY`), else that number."""
+    t = sampling.temperature
+    return FASTCHAT_TEMPERATURE[category] if t == PER_CATEGORY else float(t)
 
 
 def generate_mt_bench(
@@ -156,7 +147,7 @@ def generate_mt_bench(
     *,
     model_id: str,
     system_prompt: str,
-    settings: dict[str, Any],
+    sampling: Sampling,
     seed: int,
 ) -> list[dict[str, Any]]:
     """Both MT-Bench turns; turn 2 sees the model's own turn-1 answer, as in FastChat.
@@ -166,7 +157,7 @@ def generate_mt_bench(
     per temperature group, so the questions of the three FastChat temperatures no longer wait
     for each other's loops."""
     # the longest turn-2 prompt: both questions around a turn-1 answer of max_new_tokens
-    new = settings["max_new_tokens"]
+    new = sampling.max_new_tokens
     check_answers_fit(
         engine,
         [_messages(system_prompt, q["turns"][:2], [""]) for q in questions],
@@ -182,11 +173,9 @@ def generate_mt_bench(
                 _messages(system_prompt, q["turns"][: turn + 1], answers[q["question_id"]])
                 for q in questions
             ],
-            temperatures=[mt_bench_temperature(settings, q["category"]) for q in questions],
-            top_p=settings["top_p"],
-            max_new_tokens=settings["max_new_tokens"],
-            repetition_penalty=settings["repetition_penalty"],
+            sampling,
             seeds=[answer_seed(seed, "mt_bench", q["question_id"], turn) for q in questions],
+            temperatures=[mt_bench_temperature(sampling, q["category"]) for q in questions],
         )
         for q, text in zip(questions, texts, strict=True):
             answers[q["question_id"]].append(text)

@@ -23,7 +23,13 @@ from typing import Any
 
 import torch
 
-from prefopt.generation.interface import chat_prompt_ids, check_per_prompt, default_top_k, eos_ids
+from prefopt.generation.interface import (
+    Sampling,
+    chat_prompt_ids,
+    default_top_k,
+    eos_ids,
+    prompt_temperatures,
+)
 from prefopt.modeling import model_context
 from prefopt.runtime import Progress
 
@@ -168,15 +174,17 @@ def _decode_batch(
     *,
     pad_id: int,
     eos_ids: set[int],
-    temperatures: list[float],
-    top_p: float,
+    sampling: Sampling,
     top_k: int,
-    max_new_tokens: int,
-    repetition_penalty: float,
+    temperatures: list[float],
     seeds: list[int],
 ) -> list[list[int]]:
     """New token ids for each prompt (the end-of-sequence token included when one came):
-    greedy where the prompt's temperature is 0, else sampled with its own seed."""
+    greedy where the prompt's temperature is 0, else sampled with its own seed (`sampling`'s
+    top-p, repetition penalty and new tokens; its temperature is the caller's to spread over
+    `temperatures`)."""
+    top_p, repetition_penalty = sampling.top_p, sampling.repetition_penalty
+    max_new_tokens = sampling.max_new_tokens
     device = model.device
     n = len(prompts)
     input_ids, mask, positions = left_padded(prompts, pad_id, device)
@@ -266,14 +274,14 @@ class HfEngine:
     def token_ids(
         self,
         prompts: list[list[int]],
+        sampling: Sampling,
         *,
-        temperatures: list[float],
-        top_p: float,
-        max_new_tokens: int,
-        repetition_penalty: float,
         seeds: list[int],
+        temperatures: list[float] | None = None,
     ) -> list[list[int]]:
-        check_per_prompt(prompts, seeds=seeds, temperatures=temperatures)
+        temperatures = prompt_temperatures(
+            prompts, sampling, seeds=seeds, temperatures=temperatures
+        )
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         answers: list[list[int]] = [[] for _ in prompts]
         config = self.model.generation_config
@@ -286,11 +294,9 @@ class HfEngine:
                 [prompts[i] for i in idx],
                 pad_id=self.tokenizer.pad_token_id,
                 eos_ids=eos_ids(config, self.tokenizer),
-                temperatures=[temperatures[i] for i in idx],
-                top_p=top_p,
+                sampling=sampling,
                 top_k=default_top_k(config),
-                max_new_tokens=max_new_tokens,
-                repetition_penalty=repetition_penalty,
+                temperatures=[temperatures[i] for i in idx],
                 seeds=[seeds[i] for i in idx],
             )
             for i, tokens in zip(idx, new, strict=True):
@@ -306,22 +312,12 @@ def generate_token_ids(
     model: Any,
     tokenizer: Any,
     conversations: list[list[dict[str, str]]],
+    sampling: Sampling,
     *,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
-    repetition_penalty: float,
     seeds: list[int],
     batch_size: int,
 ) -> list[list[int]]:
     """New token ids of each conversation's answer with the HF engine, in their order, all at
-    one `temperature`; `seeds[i]` drives answer i."""
+    `sampling.temperature`; `seeds[i]` drives answer i."""
     engine = HfEngine(model, tokenizer, batch_size)
-    return engine.token_ids(
-        chat_prompt_ids(tokenizer, conversations),
-        temperatures=[temperature] * len(conversations),
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        repetition_penalty=repetition_penalty,
-        seeds=seeds,
-    )
+    return engine.token_ids(chat_prompt_ids(tokenizer, conversations), sampling, seeds=seeds)

@@ -20,7 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefopt.generation.interface import check_per_prompt, default_top_k, eos_ids
+from prefopt.generation.interface import (
+    Sampling,
+    default_top_k,
+    eos_ids,
+    prompt_temperatures,
+)
 from prefopt.runtime import cuda_available
 
 #: What to say when vLLM is asked for without a CUDA device (it has no CPU build on PyPI).
@@ -32,16 +37,15 @@ NO_GPU_MESSAGE = (
 
 
 def sampling_kwargs(
+    sampling: Sampling,
     *,
     temperature: float,
-    top_p: float,
     top_k: int,
-    max_new_tokens: int,
-    repetition_penalty: float,
     seed: int,
     stop_token_ids: set[int],
 ) -> dict[str, Any]:
-    """`vllm.SamplingParams` keywords for one answer with the HF engine's settings.
+    """`vllm.SamplingParams` keywords for one answer with the HF engine's settings: `sampling`'s
+    top-p, repetition penalty and new tokens, the answer's own `temperature` and `seed`.
 
     top_k 0 means "off" in both (vLLM >= 0.10); temperature 0 is greedy in both (vLLM then
     ignores top-p/top-k, as the HF engine does). vLLM decodes nothing itself: the caller decodes
@@ -50,10 +54,10 @@ def sampling_kwargs(
     return {
         "n": 1,
         "temperature": float(temperature),
-        "top_p": float(top_p),
+        "top_p": float(sampling.top_p),
         "top_k": int(top_k),
-        "max_tokens": int(max_new_tokens),
-        "repetition_penalty": float(repetition_penalty),
+        "max_tokens": int(sampling.max_new_tokens),
+        "repetition_penalty": float(sampling.repetition_penalty),
         "seed": int(seed),
         "stop_token_ids": sorted(stop_token_ids),
         "detokenize": False,
@@ -109,25 +113,23 @@ class VllmEngine:
     def token_ids(
         self,
         prompts: list[list[int]],
+        sampling: Sampling,
         *,
-        temperatures: list[float],
-        top_p: float,
-        max_new_tokens: int,
-        repetition_penalty: float,
         seeds: list[int],
+        temperatures: list[float] | None = None,
     ) -> list[list[int]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        check_per_prompt(prompts, seeds=seeds, temperatures=temperatures)
+        temperatures = prompt_temperatures(
+            prompts, sampling, seeds=seeds, temperatures=temperatures
+        )
         params = [
             SamplingParams(
                 **sampling_kwargs(
+                    sampling,
                     temperature=temperature,
-                    top_p=top_p,
                     top_k=self.top_k,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
                     seed=seed,
                     stop_token_ids=self.stop_token_ids,
                 )
