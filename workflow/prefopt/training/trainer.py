@@ -17,6 +17,7 @@ import random
 import resource
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -568,6 +569,71 @@ def job_checkpoints(
     )
 
 
+def run_training_job(
+    build: Callable[[Path], tuple[Any, Any]],
+    *,
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    diagnostics_path: str | Path,
+    training: dict[str, Any],
+    loss: str,
+    params: dict[str, Any],
+    seed: int,
+    learning_rate: float | None = None,
+    carry: Callable[[Any, Checkpoints | None], dict[str, Any]] | None = None,
+    record: Callable[[Any], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The skeleton of every training job, the pairwise (`train_policy`) and the seed-method
+    (`prefopt.training.seed_methods.trainer.train_seed_method`) ones; what differs is passed in.
+
+    1. The job's checkpoint folder, ``checkpoints/`` beside `out_dir` (`job_checkpoints`: kept
+       when its fingerprint, `inputs` + `training` + loss, params, seed, learning rate, is this
+       job's; rank 0 first in a DDP job, `prefopt.training.ddp`).
+    2. ``build(work_dir)`` -> (trainer, tokenizer): check and load the inputs and the model
+       (`load_for_training` seeds, sets threads and device) and make the trainer, writing its
+       diagnostics to `diagnostics_path` and its checkpoints to `work_dir`.
+    3. ``carry(trainer, checkpoints)``: records a checkpoint carries to the resumed run (the
+       pairwise step-0 reference check); they also go into the summary.
+    4. Train, resuming from the latest checkpoint; save the model and
+       ``prefopt_training.json``: loss, params, seed, the carried records and
+       ``record(trainer)``, then the run's figures (`train_and_save`). `record` is read before
+       training: what the trainer fills in place while training (the seed methods' lambda
+       history) is written as it is at the end.
+    """
+    work_dir = Path(out_dir).parent / "checkpoints"
+    # A DDP job (prefopt.training.ddp): rank 0 sets up the checkpoint folder first.
+    init_process_group()
+    for turn in ("main", "others"):
+        if (turn == "main") == is_main_process():
+            checkpoints = job_checkpoints(
+                work_dir,
+                training,
+                inputs,
+                diagnostics_path,
+                loss=loss,
+                params=params,
+                seed=seed,
+                learning_rate=learning_rate,
+            )
+        barrier()
+    trainer, tokenizer = build(work_dir)
+    carried = carry(trainer, checkpoints) if carry else {}
+    if checkpoints:
+        checkpoints.attach(trainer, carried)
+    return train_and_save(
+        trainer,
+        tokenizer,
+        out_dir,
+        training,
+        checkpoints,
+        loss=loss,
+        params=params,
+        seed=seed,
+        **carried,
+        **(record(trainer) if record else {}),
+    )
+
+
 def build_policy_trainer(
     model_dir: str | Path,
     pairs_path: str | Path,
@@ -622,52 +688,38 @@ def train_policy(
     """Fine-tune the base model with one loss and one seed; save an HF folder + diagnostics.
 
     With `training.checkpoint_minutes` or `checkpoint_steps`, resume from the job's latest
-    checkpoint (`prefopt.training.resume`).
+    checkpoint (`prefopt.training.resume`). The job's skeleton is `run_training_job`.
     """
-    work_dir = Path(out_dir).parent / "checkpoints"
-    # A DDP job (prefopt.training.ddp): rank 0 sets up the checkpoint folder first.
-    init_process_group()
-    for turn in ("main", "others"):
-        if (turn == "main") == is_main_process():
-            checkpoints = job_checkpoints(
-                work_dir,
-                training,
-                [model_dir, pairs_path, reference_path],
-                diagnostics_path,
-                loss=loss_name,
-                params=loss_params,
-                seed=seed,
-                learning_rate=learning_rate,
-            )
-        barrier()
-    trainer, tokenizer = build_policy_trainer(
-        model_dir,
-        pairs_path,
-        reference_path,
-        work_dir,
-        training,
-        loss_name,
-        loss_params,
-        seed,
-        learning_rate,
-        diagnostics_path,
-    )
-    if checkpoints and checkpoints.latest:  # the model is no longer the reference: keep step 0's
-        reference_check = checkpoints.marker["reference_check"]
-    else:
-        reference_check = check_reference_at_step_zero(
-            trainer, reference_path, training["precision"]
+
+    def build(work_dir: Path) -> tuple[PrefOptDPOTrainer, Any]:
+        return build_policy_trainer(
+            model_dir,
+            pairs_path,
+            reference_path,
+            work_dir,
+            training,
+            loss_name,
+            loss_params,
+            seed,
+            learning_rate,
+            diagnostics_path,
         )
-    if checkpoints:
-        checkpoints.attach(trainer, {"reference_check": reference_check})
-    return train_and_save(
-        trainer,
-        tokenizer,
-        out_dir,
-        training,
-        checkpoints,
+
+    def reference_check(trainer: Any, checkpoints: Checkpoints | None) -> dict[str, Any]:
+        if checkpoints and checkpoints.latest:  # no longer the reference: keep step 0's check
+            return {"reference_check": checkpoints.marker["reference_check"]}
+        check = check_reference_at_step_zero(trainer, reference_path, training["precision"])
+        return {"reference_check": check}
+
+    return run_training_job(
+        build,
+        inputs=[model_dir, pairs_path, reference_path],
+        out_dir=out_dir,
+        diagnostics_path=diagnostics_path,
+        training=training,
         loss=loss_name,
         params=loss_params,
         seed=seed,
-        reference_check=reference_check,
+        learning_rate=learning_rate,
+        carry=reference_check,
     )

@@ -600,50 +600,45 @@ def train_seed_method(
     seed: int,
     learning_rate: float | None = None,
 ) -> dict[str, Any]:
-    """Train a student / listwise policy from `init_dir` with one seed-method objective."""
+    """Train a student / listwise policy from `init_dir` with one seed-method objective; the
+    job's skeleton (checkpoints, resume, saving) is `prefopt.training.trainer.run_training_job`."""
     from transformers import TrainingArguments
 
-    from prefopt.training.trainer import (
-        job_checkpoints,
-        load_for_training,
-        train_and_save,
-        trainer_arguments,
-    )
+    from prefopt.training.trainer import load_for_training, run_training_job, trainer_arguments
 
     if method not in SEED_METHODS:
         raise ValueError(f"unknown seed method {method!r}; known: {SEED_METHODS}")
-    model, tok, on_gpu = load_for_training(init_dir, training, seed)
-    rows = _training_rows(method, tok, inputs, training)
-    work_dir = Path(out_dir).parent / "checkpoints"
-    checkpoints = job_checkpoints(
-        work_dir,
-        training,
-        list(dict.fromkeys([str(init_dir), *(str(v) for _, v in sorted(inputs.items()))])),
-        diagnostics_path,
+
+    def build(work_dir: Path) -> tuple[SeedMethodTrainer, Any]:
+        model, tok, on_gpu = load_for_training(init_dir, training, seed)
+        rows = _training_rows(method, tok, inputs, training)
+        args = TrainingArguments(
+            **trainer_arguments(work_dir, training, seed, learning_rate, on_gpu),
+            remove_unused_columns=False,
+        )
+        trainer = SeedMethodTrainer(
+            model=model,
+            args=args,
+            train_dataset=_ListDataset(rows),
+            data_collator=_collate,
+            processing_class=tok,
+            method=method,
+            params=params,
+            diagnostics_path=diagnostics_path,
+            seed=seed,
+        )
+        return trainer, tok
+
+    return run_training_job(
+        build,
+        inputs=list(dict.fromkeys([str(init_dir), *(str(v) for _, v in sorted(inputs.items()))])),
+        out_dir=out_dir,
+        diagnostics_path=diagnostics_path,
+        training=training,
         loss=method,
         params=params,
         seed=seed,
         learning_rate=learning_rate,
-    )
-    args = TrainingArguments(
-        **trainer_arguments(work_dir, training, seed, learning_rate, on_gpu),
-        remove_unused_columns=False,
-    )
-    trainer = SeedMethodTrainer(
-        model=model,
-        args=args,
-        train_dataset=_ListDataset(rows),
-        data_collator=_collate,
-        processing_class=tok,
-        method=method,
-        params=params,
-        diagnostics_path=diagnostics_path,
-        seed=seed,
-    )
-    if checkpoints:
-        checkpoints.attach(trainer, {})
-    # lambda_history is filled in place while training, before the summary is written
-    head = {"loss": method, "params": params, "seed": seed, "init": str(init_dir)}
-    return train_and_save(
-        trainer, tok, out_dir, training, checkpoints, **head, lambda_per_step=trainer.lambda_history
+        # lambda_history is filled in place while training, before the summary is written
+        record=lambda trainer: {"init": str(init_dir), "lambda_per_step": trainer.lambda_history},
     )
