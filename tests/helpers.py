@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,28 @@ def run_snakemake(
         timeout=timeout,
         env=env or snakemake_env(),
     )
+
+
+def artifacts_workflow(
+    tmp_path: Path, config: dict, all_input: str = "ARTIFACT_OUTPUTS"
+) -> tuple[Path, Path]:
+    """(Snakefile, working folder) for workflow/rules/artifacts.smk on its own: the folder holds
+    the score fixtures in results/scores/, the notebooks and the paper's numbers; the Snakefile
+    sets `config` and a `rule all` whose input is the Python expression `all_input`."""
+    work = tmp_path / "wd"
+    (work / "results" / "scores").mkdir(parents=True)
+    for f in (FIXTURES / "scores").glob("*.csv"):
+        shutil.copy(f, work / "results" / "scores" / f.name)
+    (work / "workflow" / "resources").mkdir(parents=True)
+    (work / "notebooks").symlink_to(REPO / "notebooks")
+    (work / "workflow" / "resources" / "paper").symlink_to(REPO / "workflow/resources/paper")
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(
+        f"config = {config!r}\n"
+        f'include: "{REPO / "workflow" / "rules" / "artifacts.smk"}"\n\n'
+        f"rule all:\n    input: {all_input}\n"
+    )
+    return snakefile, work
 
 
 def tatsu_annotations(model: str, annotator: str):

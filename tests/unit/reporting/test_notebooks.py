@@ -25,6 +25,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import artifacts_workflow
 
 from prefopt.evaluation import heldout
 from prefopt.judging import LOCAL_JUDGE, mt_bench
@@ -910,18 +911,8 @@ def test_rules_pass_exactly_the_notebook_parameters(tmp_path):
     """Dry-run artifacts.smk on the fixtures; every papermill -p name is a notebook parameter and
     every output parameter of a notebook is set by its rule."""
     pytest.importorskip("snakemake")
-    work = tmp_path / "wd"
-    (work / "results" / "scores").mkdir(parents=True)
-    for f in FIXTURES.glob("*.csv"):
-        shutil.copy(f, work / "results" / "scores" / f.name)
-    (work / "workflow" / "resources").mkdir(parents=True)
-    (work / "notebooks").symlink_to(NOTEBOOKS)
-    (work / "workflow" / "resources" / "paper").symlink_to(PAPER)
-    snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(
-        'config = {"containers": {"notebooks": "docker://example/notebooks"}}\n'
-        f'include: "{SMK}"\n\n'
-        "rule all:\n    input: ARTIFACT_OUTPUTS\n"
+    snakefile, work = artifacts_workflow(
+        tmp_path, {"containers": {"notebooks": "docker://example/notebooks"}}
     )
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(work), "-n", "-p"],
@@ -965,19 +956,9 @@ def test_rules_pass_exactly_the_notebook_parameters(tmp_path):
 def test_rules_pass_the_local_judge_model(tmp_path, judges, expected):
     """judges.local_model, or model.slug when it is null or absent, is the local judge's name."""
     pytest.importorskip("snakemake")
-    work = tmp_path / "wd"
-    (work / "results" / "scores").mkdir(parents=True)
-    for f in FIXTURES.glob("*.csv"):
-        shutil.copy(f, work / "results" / "scores" / f.name)
-    (work / "notebooks").symlink_to(NOTEBOOKS)
-    snakefile = tmp_path / "Snakefile"
     config = {"containers": {"notebooks": "docker://x"}, "model": {"slug": "base-slug"}}
     config["judges"] = judges
-    snakefile.write_text(
-        f"config = {config!r}\n"
-        f'include: "{SMK}"\n\n'
-        'rule all:\n    input: "results/tables/table1_alpaca_eval.md"\n'
-    )
+    snakefile, work = artifacts_workflow(tmp_path, config, '"results/tables/table1_alpaca_eval.md"')
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(work), "-n", "-p"],
         capture_output=True,

@@ -12,29 +12,23 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import artifacts_workflow
 
 REPO = Path(__file__).resolve().parents[3]
-SMK = REPO / "workflow" / "rules" / "artifacts.smk"
-FIXTURES = REPO / "tests" / "fixtures" / "scores"
 
 
 def test_each_render_job_runs_the_command_it_plans(tmp_path):
     """Run every render job for real with a `papermill` that writes down its arguments and fails
     (so nothing else runs): each artifact's job called it once, with its planned arguments."""
     pytest.importorskip("snakemake")
-    work = tmp_path / "wd"
-    (work / "results" / "scores").mkdir(parents=True)
-    for f in FIXTURES.glob("*.csv"):
-        shutil.copy(f, work / "results" / "scores" / f.name)
-    (work / "workflow" / "resources").mkdir(parents=True)
-    (work / "notebooks").symlink_to(REPO / "notebooks")
-    (work / "workflow" / "resources" / "paper").symlink_to(REPO / "workflow/resources/paper")
+    snakefile, work = artifacts_workflow(
+        tmp_path, {"containers": {"notebooks": "docker://example/notebooks"}}
+    )
     calls, fake = tmp_path / "calls", tmp_path / "bin"
     calls.mkdir()
     fake.mkdir()
@@ -42,12 +36,6 @@ def test_each_render_job_runs_the_command_it_plans(tmp_path):
         f'#!/bin/bash\nprintf "%s\\0" "$@" > "{calls}/$(basename "$1" .ipynb)"\nexit 1\n'
     )
     (fake / "papermill").chmod(0o755)
-    snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(
-        'config = {"containers": {"notebooks": "docker://example/notebooks"}}\n'
-        f'include: "{SMK}"\n\n'
-        "rule all:\n    input: ARTIFACT_OUTPUTS\n"
-    )
     run = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(work), "-c1"]
     env = {**os.environ, "PATH": f"{fake}:{Path(sys.executable).parent}:/usr/bin:/bin"}
     out = {"capture_output": True, "text": True, "env": env, "cwd": tmp_path}
