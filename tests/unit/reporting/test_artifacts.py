@@ -682,3 +682,11 @@ def test_add_figure_notes_go_below_the_tick_labels(tmp_path):
     assert len(fig.texts) == 1
     art.save_figure(fig, tmp_path / "f.png", tmp_path / "f.pdf")
     plt.close(fig)
+
+
+def test_length_buckets_sit_on_one_side_of_zero_or_across_it():
+    assert art.bucket_edges("lt_m64") == (float("-inf"), -64.0)
+    assert art.bucket_edges("m64_m16") == (-64.0, -16.0)
+    assert art.bucket_edges("m16_16") == (-16.0, 16.0)
+    assert art.bucket_edges("16_64") == (16.0, 64.0)
+    assert art.bucket_edges("ge_64") == (64.0, float("inf"))

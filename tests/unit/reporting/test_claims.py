@@ -201,14 +201,6 @@ def test_claim_3_compares_chosen_shorter_with_chosen_longer_pairs_per_seed():
     assert verdict(evidence(prefs, diag=dpo_only), "3").verdict == cl.NOT_TESTABLE
 
 
-def test_length_buckets_sit_on_one_side_of_zero_or_across_it():
-    assert cl.bucket_edges("lt_m64") == (float("-inf"), -64.0)
-    assert cl.bucket_edges("m64_m16") == (-64.0, -16.0)
-    assert cl.bucket_edges("m16_16") == (-16.0, 16.0)
-    assert cl.bucket_edges("16_64") == (16.0, 64.0)
-    assert cl.bucket_edges("ge_64") == (64.0, float("inf"))
-
-
 @pytest.mark.parametrize(
     ("final", "expected"),
     [

@@ -805,6 +805,21 @@ def _edge_text(token: str) -> str:
     return f"−{token[1:]}" if token.startswith("m") else token
 
 
+def _edge(token: str) -> float:
+    return -float(token[1:]) if token.startswith("m") else float(token)
+
+
+def bucket_edges(label: str) -> tuple[float, float]:
+    """(lower, upper) token edges of a bucket label: "lt_m64" -> (-inf, -64), "m16_16" ->
+    (-16, 16), "ge_64" -> (64, inf)."""
+    lo, hi = label.split("_", 1)
+    if lo == "lt":
+        return -math.inf, _edge(hi)
+    if lo == "ge":
+        return _edge(hi), math.inf
+    return _edge(lo), _edge(hi)
+
+
 def bucket_text(label: str) -> str:
     """A bucket label for people: "lt_m64" -> "< −64", "m16_16" -> "−16…16", "ge_64" -> "≥ 64"."""
     lo, hi = label.split("_", 1)

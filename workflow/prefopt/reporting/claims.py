@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from prefopt.reporting.artifacts import (
+    bucket_edges,
     bucket_text,
     fmt,
     fmt_ci,
@@ -242,18 +243,6 @@ def best_win_rate(ev: Evidence, a: str = "apo_hinge_zero") -> Verdict:
         part = win_rate_gain(ev, a, b)
         parts.append(Verdict(part.verdict, part.estimate, f"vs {ev.label(b)}: {part.reason}"))
     return combine(parts, "; ".join(p.estimate for p in parts))
-
-
-def bucket_edges(label: str) -> tuple[float, float]:
-    """(lower, upper) token edges of a length bucket label: "lt_m64" -> (-inf, -64),
-    "m16_16" -> (-16, 16), "ge_64" -> (64, inf)."""
-    edge = lambda t: -float(t[1:]) if t.startswith("m") else float(t)  # noqa: E731
-    lo, hi = label.split("_", 1)
-    if lo == "lt":
-        return -math.inf, edge(hi)
-    if lo == "ge":
-        return edge(hi), math.inf
-    return edge(lo), edge(hi)
 
 
 def _per_seed_buckets(ev: Evidence, v: str) -> tuple[str, str, list[float]] | str:
