@@ -91,6 +91,9 @@ def slurm_cluster():
             _no_cluster("none is running and starting one needs root")
         if not shutil.which("slurmctld") and not shutil.which("apt-get"):
             _no_cluster("none is running, slurm is not installed and there is no apt-get")
+        # A state folder left by an earlier run that never stopped its cluster (a killed CI job)
+        # would bring its jobs back, one of them perhaps holding the only GPU: start clean.
+        _run(["bash", str(ROOT / ".ci" / "slurm-down.sh"), "--purge"], env=env, timeout=120)
         t0 = time.monotonic()
         up = _run(["bash", str(ROOT / ".ci" / "slurm-up.sh")], env=env, timeout=600)
         if up.returncode != 0:
@@ -209,8 +212,16 @@ def slurm_states(ids: list[str]) -> dict[str, str]:
     return states
 
 
+def queue_now() -> str:
+    """Every job SLURM knows, with its state and the reason it waits (for failure messages)."""
+    q = _run(["squeue", "-h", "-t", "all", "-o", "%i %j %T %r %b"], timeout=30)
+    return q.stdout + q.stderr
+
+
 def check_run(workdir: Path, rc: int, log: str) -> dict[str, dict]:
-    assert rc == 0, f"snakemake exited {rc}:\n{log[-5000:]}"
+    assert rc == 0, (
+        f"snakemake exited {rc}:\n{log[-5000:]}\nsqueue (id name state reason gres):\n{queue_now()}"
+    )
     jobs = parse_jobs(log)
     remote = {j: v for j, v in jobs.items() if not v["local"]}
     assert remote, f"no job went to SLURM:\n{log[-3000:]}"
