@@ -62,7 +62,7 @@ def test_paper_config_plans_the_mt_bench_calibration_and_the_embedded_one_does_n
     assert "results/data/calibration_alpaca_eval.report.json" in table_inputs
 
     embedded: list[str] = []
-    jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", log=embedded)
+    jobs = dry_run(work, "--configfile", "config/embedded.yaml", log=embedded)
     assert not [rule for rule in jobs if rule in MT_RULES]
     assert jobs["judge_calibration"] == 1  # the AlpacaEval half still runs
     assert "mt_bench_calibration" not in embedded[0]
@@ -76,9 +76,7 @@ def test_paper_config_plans_the_mt_bench_calibration_and_the_embedded_one_does_n
     assert jobs["prepare_calibration_mt_bench"] == jobs["judge_calibration"] == 1
     assert "prepare_calibration_pairs" not in jobs
     mirror: list[str] = []
-    jobs = dry_run(
-        work, "--configfile", "workflow/configs/embedded.yaml", "mt_only.yaml", log=mirror
-    )
+    jobs = dry_run(work, "--configfile", "config/embedded.yaml", "mt_only.yaml", log=mirror)
     assert not [rule for rule in jobs if "calibration" in rule]
     assert "no MT-Bench judge calibration in this run" in mirror[0]
 
@@ -87,7 +85,7 @@ def test_open_judge_overlay_grades_the_mt_bench_calibration_with_its_model(work)
     from prefopt.judging.registry import OPEN_WEIGHTS_JUDGES
 
     log: list[str] = []
-    jobs = dry_run(work, "--configfile", "config.yaml", "workflow/configs/open-judge.yaml", log=log)
+    jobs = dry_run(work, "--configfile", "config/config.yaml", "config/open-judge.yaml", log=log)
     assert jobs["judge_calibration_mt_bench_local"] == 1
     assert "judge_calibration_mt_bench_api" not in jobs
     (local,) = [f for rule, f in planned_jobs(log[0]) if rule == "judge_calibration_mt_bench_local"]

@@ -130,7 +130,7 @@ def test_gpu_jobs_ask_for_what_the_config_implies(work):
     from prefopt.config import load_config
     from prefopt.resources import RULE_NEEDS, rule_resources
 
-    paper = load_config(work / "config.yaml")
+    paper = load_config(work / "config/config.yaml")
     planned = planned_resources(work)
     for rule in ("train_policy", "cache_reference_logps", "generate_alpaca_eval"):
         want = rule_resources(paper, rule)
@@ -149,7 +149,7 @@ def test_gpu_jobs_ask_for_what_the_config_implies(work):
 
 def test_embedded_config_reads_the_shipped_data(work):
     log: list[str] = []
-    jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", log=log)
+    jobs = dry_run(work, "--configfile", "config/embedded.yaml", log=log)
     # lambda-DPO cannot run on the shipped data: the run says why instead of leaving it out
     assert "lambda-DPO (lambda_dpo) is not in this run" in log[0]
     assert "download_preference_data" not in jobs
@@ -165,7 +165,7 @@ def test_judge_calibration_is_planned_with_the_runs_alpaca_eval_judge(work):
     calibration table is made; the paper config downloads the full files and asks its API judge
     (the paper's, pinned); no sources, no calibration."""
     log: list[str] = []
-    jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", log=log)
+    jobs = dry_run(work, "--configfile", "config/embedded.yaml", log=log)
     assert jobs["prepare_calibration_pairs"] == jobs["judge_calibration_alpaca_eval_local"] == 1
     assert jobs["judge_calibration"] == 1
     assert "download_alpaca_eval_calibration" not in jobs
@@ -180,7 +180,7 @@ def test_judge_calibration_is_planned_with_the_runs_alpaca_eval_judge(work):
     )
     assert "results/judgments/calibration/alpaca_eval/alpaca_eval_gpt4_turbo_fn/" in paper[0]
     (work / "no_calibration.yaml").write_text("calibration: {alpaca_eval: {sources: []}}\n")
-    jobs = dry_run(work, "--configfile", "workflow/configs/embedded.yaml", "no_calibration.yaml")
+    jobs = dry_run(work, "--configfile", "config/embedded.yaml", "no_calibration.yaml")
     assert not [rule for rule in jobs if "calibration" in rule]
 
 
@@ -188,7 +188,7 @@ def test_a_run_without_held_out_pairs_renders_no_held_out_artifact(work):
     """lambda-DPO's prompts are not checked against the held-out pairs: a run of it alone scores
     none, and the held-out notebook (which would have no input) is not planned."""
     (work / "lambda_only.yaml").write_text("run: {variants: [lambda_dpo], seeds: [0]}\n")
-    layers = ["workflow/configs/embedded.yaml", "workflow/configs/lambda-dpo-fixture.yaml"]
+    layers = ["config/embedded.yaml", "config/lambda-dpo-fixture.yaml"]
     jobs = dry_run(work, "--configfile", *layers, "lambda_only.yaml")
     assert jobs["train_lambda_dpo"] == 1 and "heldout_preference" not in jobs
     assert "render_heldout_preference" not in jobs and jobs["render_table1_alpaca_eval"] == 1
@@ -203,7 +203,7 @@ def test_every_stage_has_exactly_one_producer(work, judge_rule):
 
 
 def test_seed_methods_overlay_plans_each_branch_once_per_seed(work):
-    jobs = dry_run(work, "--configfile", "config.yaml", "workflow/configs/seed-methods.yaml")
+    jobs = dry_run(work, "--configfile", "config/config.yaml", "config/seed-methods.yaml")
     assert jobs["download_listwise_data"] == 1 and jobs["prepare_listwise_data"] == 1
     assert jobs["cache_listwise_reference_logps"] == 1
     assert jobs["train_lambda_dpo"] == 3
@@ -221,8 +221,8 @@ def test_embedded_seed_methods_distil_from_our_dpo_checkpoint(work):
     jobs = dry_run(
         work,
         "--configfile",
-        "workflow/configs/embedded.yaml",
-        "workflow/configs/embedded-seed-methods.yaml",
+        "config/embedded.yaml",
+        "config/embedded-seed-methods.yaml",
     )
     assert "prepare_teacher_model" not in jobs
     assert jobs["train_policy"] == 1  # the DPO teacher, seed 0

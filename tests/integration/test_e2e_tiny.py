@@ -376,7 +376,7 @@ def test_gpu_jobs_asked_for_at_least_the_memory_they_used(uninterrupted):
     assert run.returncode == 0, run.stderr[-5000:]
     assert "each job asks a scheduler for" in run.stderr
     assert "nothing limits how many run at once" in run.stderr
-    config = load_config(snapshot.parent / "repo" / "config.yaml",
+    config = load_config(snapshot.parent / "repo" / "config/config.yaml",
                          snapshot.parent / "repo" / "tests" / "config.tiny.yaml")  # fmt: skip
     seen = set()
     for rule in RULE_NEEDS:

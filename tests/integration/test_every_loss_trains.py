@@ -1,4 +1,5 @@
-"""Every pairwise loss in config.yaml trains through the workflow and writes its diagnostics."""
+"""Every pairwise loss of config/config.yaml trains through the workflow and writes its
+diagnostics."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 
 def test_each_variant_trains_and_logs_diagnostics(repo, tmp_path):
-    variants = yaml.safe_load((repo / "config.yaml").read_text())["variants"]
+    variants = yaml.safe_load((repo / "config/config.yaml").read_text())["variants"]
     # every pairwise loss; the seed methods (lambda-DPO, DCKD, ADPA) have their own end-to-end
     # test, tests/integration/test_seed_methods_e2e.py
     trained = sorted(v for v, spec in variants.items() if spec["loss"] in LOSSES)

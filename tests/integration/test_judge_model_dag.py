@@ -90,14 +90,14 @@ def test_substitute_api_judges_plan_their_own_folders(work):
 
 
 def test_open_judge_overlay_plans_one_pinned_model_for_every_local_judge_job(work):
-    """Issue 28 item 5: `--configfile config.yaml workflow/configs/open-judge.yaml` judges both
+    """Issue 28 item 5: `--configfile config/config.yaml config/open-judge.yaml` judges both
     benchmarks, and the calibration pairs, with the open-weights model, fetched once at its pinned
     revision; no API judge job remains (so no key and no preflight)."""
     from prefopt.judging.registry import OPEN_WEIGHTS_JUDGES
 
     judge = OPEN_WEIGHTS_JUDGES[0]
     log: list[str] = []
-    jobs = dry_run(work, "--configfile", "config.yaml", "workflow/configs/open-judge.yaml", log=log)
+    jobs = dry_run(work, "--configfile", "config/config.yaml", "config/open-judge.yaml", log=log)
     assert jobs["prepare_teacher_model"] == 1
     assert jobs["judge_alpaca_eval_local"] == jobs["judge_mt_bench_local"] == 9 * 3
     assert jobs["judge_calibration_alpaca_eval_local"] == jobs["judge_calibration"] == 1

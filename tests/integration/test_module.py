@@ -4,7 +4,7 @@ A user keeps their own analysis folder and imports a clone of this repository, a
 snakemake-workflows' catalog workflows are used:
 
     module prefopt:
-        snakefile: "../prefopt/Snakefile"
+        snakefile: "../prefopt/workflow/Snakefile"
         config: config
     use rule * from prefopt
 
@@ -26,12 +26,12 @@ pytestmark = pytest.mark.e2e
 
 MODULE_SNAKEFILE = """\
 configfile: "../prefopt/config.yaml"
-configfile: "../prefopt/workflow/configs/embedded.yaml"
+configfile: "../prefopt/config/embedded.yaml"
 
 
 module prefopt:
     snakefile:
-        "../prefopt/Snakefile"
+        "../prefopt/workflow/Snakefile"
     config:
         config
 
@@ -61,7 +61,7 @@ def folders(module_tmp_path):
 def test_the_embedded_dag_is_planned_the_same_from_another_folder(folders):
     repo, analysis = folders
     as_module = planned(analysis)
-    direct = planned(repo, "--configfile", "workflow/configs/embedded.yaml")
+    direct = planned(repo, "--configfile", "config/embedded.yaml")
     assert as_module == direct
     assert as_module["train_policy"] == 4 and as_module["render_table1_alpaca_eval"] == 1
 

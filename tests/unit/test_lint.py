@@ -22,7 +22,7 @@ def test_snakemake_lint_is_clean(repo):
 
 
 def test_snakefmt_is_clean(repo):
-    proc = run(repo, str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/rules")
+    proc = run(repo, str(BIN / "snakefmt"), "--check", "workflow/Snakefile", "workflow/rules")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

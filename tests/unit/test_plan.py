@@ -23,7 +23,7 @@ QWEN = MODEL_PARAMETERS["Qwen/Qwen2.5-0.5B-Instruct"]
 
 @pytest.fixture(scope="module")
 def paper(repo):
-    return load_config(repo / "config.yaml")
+    return load_config(repo / "config/config.yaml")
 
 
 def test_paper_steps_estimate_and_disk_by_hand(paper):
@@ -68,7 +68,7 @@ def test_api_judges_carry_their_requests_and_dollars(paper):
 
 def test_the_plan_command_plans_the_embedded_run(repo):
     run = subprocess.run(
-        ["bash", str(repo / "workflow/bin/plan"), "--configfile", "workflow/configs/embedded.yaml",
+        ["bash", str(repo / "workflow/bin/plan"), "--configfile", "config/embedded.yaml",
          "--seconds-per-step", "2"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip

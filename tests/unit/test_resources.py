@@ -25,7 +25,7 @@ from prefopt.resources import (
 
 @pytest.fixture
 def paper():
-    return load_config(ROOT / "config.yaml")
+    return load_config(ROOT / "config/config.yaml")
 
 
 def test_training_asks_for_its_steps_times_the_margin(paper):
@@ -64,7 +64,7 @@ def test_memory_follows_the_size_of_the_model_the_job_loads(paper):
     paper["data"]["train"]["max_pairs"] = 1000
     assert mem_mb(paper, "cache_teacher_topk") < big
     paper["resources"]["mem_margin"] = 3
-    assert mem_mb(paper, "cache_reference_logps") > mem_mb(load_config(ROOT / "config.yaml"),
+    assert mem_mb(paper, "cache_reference_logps") > mem_mb(load_config(ROOT / "config/config.yaml"),
                                                            "cache_reference_logps")  # fmt: skip
 
 
@@ -91,8 +91,8 @@ def test_ddp_training_asks_for_its_gpus(paper):
 
 
 def test_every_record_resolves_under_every_shipped_config():
-    for overlay in sorted((ROOT / "workflow" / "configs").glob("*.yaml")):
-        config = load_config(ROOT / "config.yaml", overlay)
+    for overlay in sorted((ROOT / "config").glob("*.yaml")):
+        config = load_config(ROOT / "config/config.yaml", overlay)
         for rule in RULE_NEEDS:
             res = rule_resources(config, rule)
             assert res["mem_mb"] >= 1000 and res["runtime"] >= 1 and res["gpu"] >= 1, rule

@@ -118,7 +118,7 @@ def job_model_parameters(config: Mapping[str, Any], role: str) -> int:
 
 def _heldout_pairs(config: Mapping[str, Any]) -> int:
     cap = config["data"]["heldout"].get("max_pairs")
-    return int(cap) if cap is not None else 1_000  # the test split's rows (config.yaml)
+    return int(cap) if cap is not None else 1_000  # the test split's rows (config/config.yaml)
 
 
 def _round_up(mb: float, to: int = 1000) -> int:

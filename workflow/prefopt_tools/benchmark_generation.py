@@ -1,7 +1,7 @@
 """Benchmark (prints figures, asserts nothing): generation and the local judge, before vs now.
 
 `workflow/bin/benchmark-generation` runs this. On the first AlpacaEval prompts, with the settings
-of the given configs (by default the embedded one: config.yaml + workflow/configs/embedded.yaml),
+of the given configs (by default the embedded one: config/config.yaml + config/embedded.yaml),
 it times
 
 - generation: plain Hugging Face `generate` as our code called it before the engine
@@ -56,7 +56,7 @@ from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
 from prefopt.runtime import peak_rss_mib, read_json
 
 REPO = Path(__file__).resolve().parents[2]
-EMBEDDED = REPO / "workflow" / "configs" / "embedded.yaml"
+EMBEDDED = REPO / "config" / "embedded.yaml"
 SHIPPED_ALPACA_EVAL = REPO / "workflow/resources/data" / ALPACA_EVAL_REFERENCE
 SHIPPED_MT_BENCH = REPO / "workflow/resources/data/mt_bench/question.jsonl"
 SHIPPED_MT_BENCH_JUDGE_PROMPTS = REPO / "workflow/resources/data/mt_bench/judge_prompts.jsonl"
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         "--configfile",
         action="append",
         type=Path,
-        help="layered on config.yaml like snakemake --configfile (default: the embedded one)",
+        help="layered on config/config.yaml as snakemake --configfile does (default: embedded)",
     )
     p.add_argument("--prompts", type=int, default=32, help="first AlpacaEval prompts (~5 min)")
     p.add_argument(
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(out).write_text(json.dumps(run_case(spec, task, impl, dtype)))
         return
 
-    cfg = load_config(REPO / "config.yaml", *(a.configfile or [EMBEDDED]))
+    cfg = load_config(REPO / "config/config.yaml", *(a.configfile or [EMBEDDED]))
     gen, judges = cfg["generation"], cfg["judges"]
     settings = dict(gen["alpaca_eval"])
     if a.max_new_tokens:

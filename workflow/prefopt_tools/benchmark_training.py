@@ -95,11 +95,11 @@ def _count_tokens(trainer: Any) -> dict[str, int]:
 
 
 def _training_settings(config_files: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The `training` section of config.yaml layered with `config_files`, then `overrides`."""
+    """config/config.yaml's `training` section layered with `config_files`, then `overrides`."""
     import yaml
 
     training: dict[str, Any] = {}
-    for f in ["config.yaml", *config_files]:
+    for f in ["config/config.yaml", *config_files]:
         training.update((yaml.safe_load((REPO / f).read_text()) or {}).get("training", {}))
     training.update({k: v for k, v in overrides.items() if v is not None})
     return training
@@ -279,7 +279,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configfile", action="append", default=["workflow/configs/embedded.yaml"])
+    p.add_argument("--configfile", action="append", default=["config/embedded.yaml"])
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--pairs", type=int, default=32, help="training pairs (steps = pairs / batch)")
     p.add_argument("--batch-size", type=int, default=4)

@@ -272,7 +272,7 @@ def fuzz_config(cfg: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> list[Fu
 
 
 def layered_config(*files: str | Path) -> dict[str, Any]:
-    """config.yaml with overlays, merged as Snakemake merges --configfile (nested dicts)."""
+    """config/config.yaml with overlays, merged as Snakemake merges --configfile (nested dicts)."""
 
     def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         for key, value in top.items():
@@ -288,11 +288,11 @@ def layered_config(*files: str | Path) -> dict[str, Any]:
     return cfg
 
 
-#: Overlays the report fuzzes (each layered on config.yaml, as the workflow layers them).
+#: Overlays the report fuzzes (each layered on config/config.yaml, as the workflow layers them).
 REPORT_LAYERS = {
-    "paper (config.yaml)": ["config.yaml"],
-    "embedded": ["config.yaml", "workflow/configs/embedded.yaml"],
-    "tiny test": ["config.yaml", "tests/config.tiny.yaml"],
+    "paper (config/config.yaml)": ["config/config.yaml"],
+    "embedded": ["config/config.yaml", "config/embedded.yaml"],
+    "tiny test": ["config/config.yaml", "tests/config.tiny.yaml"],
 }
 #: Issue 15's other categories, which this report does not measure yet.
 #: Fault categories checked by the test suite rather than by this report (where, what).

@@ -23,7 +23,7 @@ from pathlib import Path
 from prefopt_tools.kill_anywhere import copy_repository
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = ["tests/config.tiny.yaml", "workflow/configs/gpu-smoke.yaml"]
+CONFIGS = ["tests/config.tiny.yaml", "config/gpu-smoke.yaml"]
 GIB = 1024**3
 
 

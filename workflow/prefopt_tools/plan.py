@@ -1,5 +1,5 @@
 """`workflow/bin/plan`: the plan of a run without running it. Snakemake plans the DAG (a dry
-run with the arguments given, e.g. `--configfile workflow/configs/embedded.yaml`), and
+run with the arguments given, e.g. `--configfile config/embedded.yaml`), and
 `prefopt.plan` prints its jobs, the training steps and GPU hours, the API judges' requests and
 dollars and the disk, as a real run prints them before its first job; plus whether this Python
 holds every software stack the jobs need (for a run without --sdm)."""
@@ -36,8 +36,8 @@ def planned_jobs(snakemake_args: list[str]) -> dict[str, int]:
 
 
 def configfiles(snakemake_args: list[str]) -> list[Path]:
-    """config.yaml (the Snakefile's) and the --configfile overlays among the arguments."""
-    files, taking = [REPO / "config.yaml"], False
+    """config/config.yaml (the Snakefile's) and the --configfile overlays among the arguments."""
+    files, taking = [REPO / "config/config.yaml"], False
     for arg in snakemake_args:
         if arg in ("--configfile", "--configfiles"):
             taking = True

@@ -13,7 +13,7 @@ from pathlib import Path
 if not workflow.current_basedir.is_local:
     raise WorkflowError(
         "prefopt runs from a local clone: use it as a module with snakefile: "
-        '"<path to the clone>/Snakefile" (its package, notebooks and shipped data are read from '
+        '"<path to the clone>/workflow/Snakefile" (its package, notebooks and shipped data are read from '
         "there), not from a remote source such as github(...)"
     )
 WORKFLOW_ROOT = (
@@ -349,7 +349,7 @@ if _listwise_defined and not _listwise_run and _listwise_missing:
         f"note: lambda-DPO ({', '.join(_listwise_defined)}) is not in this run: it needs "
         "openbmb/UltraFeedback's per-aspect ratings, which the mirror "
         f"{config['mirror_dir']} does not hold ({listwise_source()}). Run it on the "
-        "fixture with workflow/configs/lambda-dpo-fixture.yaml, or on the real data with no "
+        "fixture with config/lambda-dpo-fixture.yaml, or on the real data with no "
         "mirror (downloads).",
         file=sys.stderr,
     )

@@ -296,9 +296,9 @@ def _selected(repo, *configs):
     return cfg, train, *select_heldout_pairs(rows, train, cfg["data"]["heldout"])
 
 
-@pytest.mark.parametrize("overlay", ["workflow/configs/embedded.yaml", "tests/config.tiny.yaml"])
+@pytest.mark.parametrize("overlay", ["config/embedded.yaml", "tests/config.tiny.yaml"])
 def test_shipped_configs_hold_out_rows_training_never_reads(repo, overlay):
-    cfg, train, heldout, report = _selected(repo, "config.yaml", overlay)
+    cfg, train, heldout, report = _selected(repo, "config/config.yaml", overlay)
     spec = cfg["data"]["heldout"]
     assert len(heldout) == report["rows_kept"] == spec["max_pairs"]
     first, last = heldout[0]["source_index"], heldout[-1]["source_index"]
@@ -311,7 +311,7 @@ def test_shipped_configs_hold_out_rows_training_never_reads(repo, overlay):
 
 
 def test_paper_config_holds_out_the_test_split(repo):
-    cfg = load_config(repo / "config.yaml")
+    cfg = load_config(repo / "config/config.yaml")
     assert cfg["data"]["heldout"] == {
         "name": "test",
         "split": "test",

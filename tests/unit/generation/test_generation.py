@@ -180,7 +180,7 @@ def test_sampling_is_read_once_from_the_config_naming_a_bad_key(repo):
 
     from prefopt.config import validate_config
 
-    gen = validate_config(yaml.safe_load((repo / "config.yaml").read_text()))["generation"]
+    gen = validate_config(yaml.safe_load((repo / "config/config.yaml").read_text()))["generation"]
     ae = Sampling.from_config(gen["alpaca_eval"], key="generation.alpaca_eval")
     assert ae == Sampling(temperature=0.7, top_p=0.9, max_new_tokens=1024, repetition_penalty=1.1)
     mt = Sampling.from_config(gen["mt_bench"], key="generation.mt_bench")

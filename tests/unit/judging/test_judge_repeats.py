@@ -276,7 +276,7 @@ def test_median_rule() -> None:
 
 @pytest.fixture
 def paper() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+    return yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
 def test_config_refuses_repeats_with_the_local_judge(paper) -> None:

@@ -94,7 +94,7 @@ def test_lookups():
 
 @pytest.fixture(scope="module")
 def paper_config() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+    return yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
@@ -118,7 +118,7 @@ def test_a_floating_alias_is_refused_with_the_pinned_snapshot_named(paper_config
 
 # ------------------------------------------------------------- issue 28 item 5: open-weights judge
 
-OPEN_JUDGE_OVERLAY = REPO / "workflow" / "configs" / "open-judge.yaml"
+OPEN_JUDGE_OVERLAY = REPO / "config" / "open-judge.yaml"
 
 
 def test_open_weights_judges_are_pinned_to_a_full_commit():
@@ -138,7 +138,7 @@ def test_open_weights_judge_lookup_leaves_other_local_models_alone():
 
 
 def test_open_judge_overlay_validates_and_names_the_registered_pin(paper_config):
-    """The overlay on config.yaml: both benchmarks on the local judge, whose model is the
+    """The overlay on config/config.yaml: both benchmarks on the local judge, whose model is the
     registry's open-weights judge, fetched at the very commit the registry (and so the label)
     names; no API judge remains."""
     overlay = yaml.safe_load(OPEN_JUDGE_OVERLAY.read_text())

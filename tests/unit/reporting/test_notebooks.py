@@ -499,7 +499,7 @@ def _comparisons(csv: Path) -> dict[str, str]:
 
 
 def test_paired_comparisons_of_the_embedded_run(tmp_path):
-    """The embedded run's variants (workflow/configs/embedded.yaml): base, dpo, apo_hinge_zero."""
+    """The embedded run's variants (config/embedded.yaml): base, dpo, apo_hinge_zero."""
     scores = _scores_of(tmp_path, ["base", "dpo", "apo_hinge_zero"])
     outputs = run_notebook("paired_comparisons", tmp_path / "out", scores)
     got = _comparisons(outputs["out_csv"])

@@ -22,7 +22,7 @@ def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_pat
     out = tmp_path / "report.json"
     main(
         [
-            *("--configfile", str(REPO / "workflow/configs/embedded.yaml")),
+            *("--configfile", str(REPO / "config/embedded.yaml")),
             *("--configfile", str(greedy), "--prompts", "3", "--max-new-tokens", "6"),
             *("--judge-pairs", "2", "--repeats", "1", "--threads", "1"),
             *("--mt-bench-per-category", "1"),

@@ -12,9 +12,9 @@ from prefopt.config import SCHEMA_PATH, validate_config
 from prefopt_tools.faults import EXPECTED_VALID, config_mutations, fuzz_config, layered_config
 
 LAYERS = {
-    "paper": ["config.yaml"],
-    "embedded": ["config.yaml", "workflow/configs/embedded.yaml"],
-    "tiny": ["config.yaml", "tests/config.tiny.yaml"],
+    "paper": ["config/config.yaml"],
+    "embedded": ["config/config.yaml", "config/embedded.yaml"],
+    "tiny": ["config/config.yaml", "tests/config.tiny.yaml"],
 }
 
 
@@ -41,13 +41,13 @@ def test_the_fuzz_finds_a_key_the_schema_leaves_open(repo, tmp_path):
     del schema["properties"]["training"]["properties"]["learning_rate"]["exclusiveMinimum"]
     loose = tmp_path / "schema.yaml"
     loose.write_text(yaml.safe_dump(schema))
-    cfg = validate_config(layered_config(repo / "config.yaml"))
+    cfg = validate_config(layered_config(repo / "config/config.yaml"))
     missed = [(r.key, r.kind) for r in fuzz_config(cfg, loose) if not r.rejected]
     assert missed == [("training.learning_rate", "negative")]
 
 
 def test_expected_valid_mutations_are_valid_configs(repo):
-    cfg = validate_config(layered_config(repo / "config.yaml"))
+    cfg = validate_config(layered_config(repo / "config/config.yaml"))
     for mutation in config_mutations(cfg):
         if (mutation.key, mutation.kind) in EXPECTED_VALID:
             broken = yaml.safe_load(yaml.safe_dump(cfg))

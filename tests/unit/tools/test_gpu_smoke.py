@@ -34,7 +34,7 @@ def test_dry_run_plans_the_tiny_dag_with_the_vllm_stack(monkeypatch, tmp_path, c
     from snakemake.cli import get_argument_parser
 
     assert get_argument_parser().parse_args(cmd[3:]).apptainer_args == "--nv"
-    assert "workflow/configs/gpu-smoke.yaml" in cmd
+    assert "config/gpu-smoke.yaml" in cmd
 
 
 def test_report_reads_a_finished_run(tmp_path, smollm2_dir):

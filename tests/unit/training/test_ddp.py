@@ -106,7 +106,7 @@ def test_a_batch_the_processes_cannot_split_stops_the_job(job, tmp_path):
 
 
 def test_config_check_names_gpus_per_job(repo):
-    config = load_config(repo / "config.yaml")
+    config = load_config(repo / "config/config.yaml")
     config["training"].update(gpus_per_job=3)  # the paper's batch of 8 does not split in 3
     with pytest.raises(ConfigError, match=r"training\.gpus_per_job: 3 processes cannot split"):
         validate_config(config)

@@ -501,14 +501,15 @@ def test_margin_sigmoid_with_smoothing_never_gives_zero_gradient(z, delta, eps):
 
 
 def _shipped_margin_sigmoid_params() -> dict:
-    variant = yaml.safe_load((REPO / "config.yaml").read_text())["variants"]["margin_sigmoid"]
+    variants = yaml.safe_load((REPO / "config/config.yaml").read_text())["variants"]
+    variant = variants["margin_sigmoid"]
     return {k: variant[k] for k in REQUIRED_PARAMS["margin_sigmoid"]}
 
 
 def test_shipped_margin_sigmoid_truncates_on_a_trained_like_margin_distribution():
-    """With config.yaml's delta and epsilon some pairs get exactly zero gradient; with the earlier
-    epsilon = 0.1 none did (cDPO in disguise). Margins: beta*D ~ N(2, 1.5^2), a policy that has
-    separated most pairs, as after some DPO-style training (an assumed spread, not a measurement).
+    """With config/config.yaml's delta and epsilon some pairs get exactly zero gradient; with the
+    earlier epsilon = 0.1 none did (cDPO in disguise). Margins: beta*D ~ N(2, 1.5^2), a policy that
+    has separated most pairs, as after some DPO-style training (an assumed spread, not measured).
     """
     params = _shipped_margin_sigmoid_params()
     assert params["label_smoothing"] < margin_sigmoid_max_label_smoothing(params["delta"])

@@ -205,7 +205,7 @@ def test_checkpoint_interval_must_fall_on_logging_steps():
 
     from prefopt.config import ConfigError, load_config, validate_config
 
-    config = load_config(REPO / "config.yaml")
+    config = load_config(REPO / "config/config.yaml")
     config["training"].update(logging_steps=50, checkpoint_steps=120)
     with pytest.raises(
         ConfigError,

@@ -65,7 +65,8 @@ AUTHORS_OUTPUT_ROWS = 7
 #: * ``alpaca_eval_gpt4_turbo_fn``: the vendored ranking prompt (1,206 characters, ~300 tokens)
 #:   and its function schema (~150), the instruction with text-davinci-003's reference answer
 #:   (~300), the policy's answer (~500; ``generation.alpaca_eval.max_new_tokens`` caps it at
-#:   1,024 in config.yaml); out: the annotator config's ``max_tokens``, 100 (the call takes ~40).
+#:   1,024 in config/config.yaml); out: the annotator config's ``max_tokens``, 100 (the call
+#:   takes ~40).
 #: * ``fastchat_single``: FastChat's grading prompt (~250 tokens), the question (~100), the
 #:   reference answer of math, reasoning and coding questions (~150 on average), the answer
 #:   (~500, and the second turn carries both turns): ~1,500 averaged over the two turns; out: the
@@ -413,7 +414,7 @@ def check_api_judges(
             parts.append(f"* {_judge_head(benchmark, spec)}: {why}.")
             parts.extend(_alternatives(spec, config, benchmark))
         parts.append(
-            f"Set the config key(s) named above, e.g. in an overlay layered on config.yaml "
+            f"Set the config key(s) named above, e.g. in an overlay layered on config/config.yaml "
             f"(--configfile overlay.yaml holding `judges: {{{problems[0][0]}: <id>}}`); "
             f"{API_KEY_ENV} holds the key, OPENAI_BASE_URL an OpenAI-compatible endpoint. "
             f"{SKIP_ENV}=1 skips this check."

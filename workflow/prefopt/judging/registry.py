@@ -124,7 +124,7 @@ class OpenWeightsJudge:
         return f"open judge {self.slug} ({self.hf_id}@{self.revision[:7]})"
 
 
-#: The open-weights local judges; workflow/configs/open-judge.yaml selects the first.
+#: The open-weights local judges; config/open-judge.yaml selects the first.
 OPEN_WEIGHTS_JUDGES: tuple[OpenWeightsJudge, ...] = (
     OpenWeightsJudge(
         "qwen2.5-7b-instruct",
