@@ -25,7 +25,7 @@ from helpers import clone_workflow, run_snakemake, snakemake_env
 pytestmark = pytest.mark.e2e
 
 MODULE_SNAKEFILE = """\
-configfile: "../prefopt/config.yaml"
+configfile: "../prefopt/config/config.yaml"
 configfile: "../prefopt/config/embedded.yaml"
 
 

@@ -2,27 +2,65 @@
 
 import importlib.metadata
 import importlib.util
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
 from collections import Counter
 import os
 import sys
 from pathlib import Path
 
-# This repository's root: the folder two above this file, wherever Snakemake runs (the root
-# itself, or another folder whose Snakefile uses this workflow as a module; workflow.basedir is
-# the folder of the main Snakefile, so it would name the user's folder there).
-if not workflow.current_basedir.is_local:
-    raise WorkflowError(
-        "prefopt runs from a local clone: use it as a module with snakefile: "
-        '"<path to the clone>/workflow/Snakefile" (its package, notebooks and shipped data are read from '
-        "there), not from a remote source such as github(...)"
-    )
-WORKFLOW_ROOT = (
-    Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).resolve().parents[1]
-)
+
+def source_tree(source):
+    """This repository's files as a local folder, from the SourceFile of this file's folder.
+
+    A clone, or a module whose snakefile is a local path, is its own folder: two above this
+    file. A module from a remote source (snakedeploy writes github(...); gitfile(...) names a
+    local git repository) is extracted once, at the module's ref, from the git repository that
+    Snakemake already keeps for it, into .snakemake/prefopt-source/<commit>/ of the working
+    directory: the package, the notebooks and the shipped data are read by path, which
+    Snakemake's source cache (rule files, scripts, envs) does not serve.
+    """
+    if source.is_local:
+        return Path(source.get_path_or_uri(secret_free=True)).resolve().parents[1]
+    if hasattr(source, "hosted_repo"):  # github(...), gitlab(...): Snakemake's bare clone
+        git_dir = source.hosted_repo.repo_clone
+    elif hasattr(source, "repo_path"):  # gitfile(...)
+        git_dir = source.repo_path
+    else:
+        raise WorkflowError(
+            f"prefopt cannot read its files from {source.get_path_or_uri(secret_free=True)}: "
+            "use a clone, github(...) (what snakedeploy writes) or gitfile(...)"
+        )
+    git = lambda *args: subprocess.run(
+        ["git", "-C", str(git_dir), *args], check=True, capture_output=True
+    ).stdout
+    commit = git("rev-parse", "--verify", f"{source.ref}^{{commit}}").decode().strip()
+    tree = Path(".snakemake", "prefopt-source", commit)
+    if not tree.is_dir():  # renamed into place whole, so a folder there is complete
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        part = Path(tempfile.mkdtemp(prefix=f"{commit}.", dir=tree.parent))
+        with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", commit))) as tar:
+            tar.extractall(part, filter="data")
+        try:
+            part.rename(tree)
+        except OSError:  # another Snakemake process put it there first
+            shutil.rmtree(part)
+    return tree.resolve()
+
+
+# This repository's root, wherever Snakemake runs: the root itself, or another folder whose
+# Snakefile uses this workflow as a module (workflow.basedir is the folder of the main
+# Snakefile, so it would name the user's folder there).
+WORKFLOW_ROOT = source_tree(workflow.current_basedir)
 WORKFLOW_DIR = WORKFLOW_ROOT / "workflow"
 # The prefopt package: installed in .venv by workflow/bin/setup-venv (pip install -e .); a conda
-# env or container job finds it through PYTHONPATH (below), which lists this folder.
-if importlib.util.find_spec("prefopt") is None:  # a Python without the install (pip install .)
+# env or container job finds it through PYTHONPATH (below), which lists this folder. A Python
+# without the install, and a module from a remote source (whose package is the tag's, not
+# whatever this Python may have installed), read it from this folder.
+if not workflow.current_basedir.is_local or importlib.util.find_spec("prefopt") is None:
     sys.path.insert(0, str(WORKFLOW_DIR))
 # Jobs run tools (papermill, jupyter) from the environment Snakemake itself runs in, whether or
 # not it was activated: `.venv/bin/snakemake ...` works as written. Conda and container jobs put
@@ -267,8 +305,13 @@ AUDIT_TABLE = "results/tables/audit_paper_numbers.csv"
 #: What produced the results (written by write_provenance); every table and figure is stamped.
 PROVENANCE = PROVENANCE_PATH
 #: The checked-out commit and whether tracked code differs from it, read once per invocation: a
-#: new commit or an edit rewrites the provenance record and restamps the artifacts.
-CODE_STATE = code_state(WORKFLOW_ROOT)
+#: new commit or an edit rewrites the provenance record and restamps the artifacts. A module from
+#: a remote source runs the commit its tree was extracted from (source_tree), as committed.
+CODE_STATE = (
+    code_state(WORKFLOW_ROOT)
+    if workflow.current_basedir.is_local
+    else {"commit": WORKFLOW_ROOT.name, "dirty": False}
+)
 #: The scheduler's own version (jobs may run in other environments: conda, containers).
 SNAKEMAKE_VERSION = importlib.metadata.version("snakemake")
 #: "code <commit>, config <hash>": a param of every rule that writes a table or figure.
