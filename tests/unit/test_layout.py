@@ -312,15 +312,60 @@ def test_every_rule_script_does_its_work_under_a_main_guard():
 
 def test_every_training_resource_key_reaches_the_training_scripts():
     """Keys that change how a training job runs, not its results (prefopt.config.RESOURCE_KEYS),
-    stay out of the rules' params (so changing them reruns nothing), so each training script
-    must hand them to the trainer itself; one left out would be silently ignored (as
-    training.checkpoint_minutes was, at first)."""
-    from prefopt.config import RESOURCE_KEYS
+    stay out of the rules' params (so changing them reruns nothing), so the training scripts
+    must hand them to the trainer themselves (prefopt.training.trainer.job_training); one left
+    out would be silently ignored (as training.checkpoint_minutes was, at first)."""
+    from types import SimpleNamespace
 
-    keys = [key for section, key in RESOURCE_KEYS if section == "training" and key != "threads"]
-    for script in ("train_policy.py", "train_seed_method.py"):
-        text = (WORKFLOW / "scripts" / script).read_text()
-        for key in keys:
-            if key == "gpus_per_job" and script == "train_seed_method.py":
-                continue  # seed-method jobs take one GPU (config.schema.yaml)
-            assert f'snakemake.config["training"]["{key}"]' in text, (script, key)
+    from prefopt.config import RESOURCE_KEYS
+    from prefopt.training.trainer import job_training
+
+    keys = {key for section, key in RESOURCE_KEYS if section == "training"}
+    job = SimpleNamespace(
+        params=SimpleNamespace(training={"epochs": 2}),
+        threads=3,
+        config={"training": {key: f"<{key}>" for key in keys - {"threads"}}},
+    )
+    assert job_training(job, ddp=True) == {
+        "epochs": 2,
+        "threads": 3,  # the job's own, which Snakemake may have scaled down
+        **{key: f"<{key}>" for key in keys - {"threads"}},
+    }
+    # seed-method jobs take one GPU (config.schema.yaml)
+    assert set(job_training(job)) == {"epochs"} | keys - {"gpus_per_job"}
+    scripts = WORKFLOW / "scripts"
+    assert "job_training(snakemake, ddp=True)" in (scripts / "train_policy.py").read_text()
+    assert "job_training(snakemake)" in (scripts / "train_seed_method.py").read_text()
+
+
+def gpu_rule_scripts() -> dict[str, str]:
+    """Rule -> script file name, for every rule whose resources come from a GPU record of
+    prefopt.resources (`rule_resources(config, "<rule>")` in its block)."""
+    scripts = {}
+    for smk in sorted((WORKFLOW / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=(?:rule|checkpoint) \w+:)", smk.read_text(), flags=re.M):
+            need = re.search(r'rule_resources\(\s*config,\s*"(\w+)"', block)
+            script = re.search(r'script:\s*"\.\./scripts/(\w+\.py)"', block)
+            if need and script:
+                scripts[need[1]] = script[1]
+    return scripts
+
+
+def test_every_gpu_rule_script_starts_with_start_gpu_job():
+    """Every GPU rule's script begins the same way, in one function (prefopt.runtime's
+    start_gpu_job): its log, the GPU check that stops a job without a GPU unless the config
+    allows the CPU (require_gpu), torch's threads. A script that skipped the check would run
+    the paper's jobs on the CPU for days without a word."""
+    from prefopt.resources import RULE_NEEDS
+
+    scripts = gpu_rule_scripts()
+    assert set(scripts) == set(RULE_NEEDS), set(RULE_NEEDS) ^ set(scripts)
+    offenders = []
+    for rule, name in sorted(scripts.items()):
+        tree = ast.parse((WORKFLOW / "scripts" / name).read_text())
+        main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+        first = main.body[0]
+        call = getattr(first, "value", None)
+        if not (isinstance(call, ast.Call) and ast.unparse(call.func) == "start_gpu_job"):
+            offenders.append(f"{rule} ({name}): starts with {ast.unparse(first)}")
+    assert offenders == []

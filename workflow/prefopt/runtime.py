@@ -381,6 +381,19 @@ def require_gpu(snakemake: Any) -> None:
     )
 
 
+def start_gpu_job(snakemake: Any, *, torch_threads: bool = True) -> logging.Logger:
+    """The first steps of every GPU rule's script: its log, its GPU (`require_gpu`: on a GPU,
+    or allowed on the CPU by the config's allow_cpu), and torch's CPU threads set to the job's
+    (`torch_threads=False` where the trainer sets its own)."""
+    log = setup_logging(snakemake.log[0])
+    require_gpu(snakemake)
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(snakemake.threads)
+    return log
+
+
 #: Packages whose versions decide the numbers (training, generation, judging, rendering).
 PACKAGES = (
     "torch",

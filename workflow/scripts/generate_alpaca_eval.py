@@ -1,27 +1,18 @@
 """Snakemake wiring: AlpacaEval answers of one (variant, seed) in alpaca_eval's format, and what
 generated them (engine, version, dtype, device)."""
 
-import torch
-
-from prefopt.generation.answers import generate_alpaca_eval, load_engine
-from prefopt.generation.interface import Sampling
-from prefopt.runtime import read_json, require_gpu, setup_logging, write_json
+from prefopt.generation.answers import engine_of_job, generate_alpaca_eval
+from prefopt.runtime import read_json, start_gpu_job, write_json
 
 
 def main() -> None:
-    log = setup_logging(snakemake.log[0])
-    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
-    torch.set_num_threads(snakemake.threads)
-    gen = snakemake.params.generation
-    seed = int(snakemake.wildcards.seed)
-    # the benchmark's sampling settings, checked before the model loads
-    sampling = Sampling.from_config(gen["alpaca_eval"], key="generation.alpaca_eval")
-    engine = load_engine(snakemake.input.model, gen, seed=seed)
+    log = start_gpu_job(snakemake)
+    engine, sampling, seed = engine_of_job(snakemake, "alpaca_eval")
     outputs = generate_alpaca_eval(
         engine,
         read_json(snakemake.input.prompts),
         generator=snakemake.params.generator,
-        system_prompt=gen["system_prompt"],
+        system_prompt=snakemake.params.generation["system_prompt"],
         sampling=sampling,
         seed=seed,
     )

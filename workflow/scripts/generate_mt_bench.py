@@ -1,28 +1,19 @@
 """Snakemake wiring: MT-Bench answers (both turns) of one (variant, seed), FastChat format, and
 what generated them (engine, version, dtype, device)."""
 
-import torch
-
 from prefopt.data.prepare import read_jsonl, write_jsonl
-from prefopt.generation.answers import generate_mt_bench, load_engine
-from prefopt.generation.interface import Sampling
-from prefopt.runtime import require_gpu, setup_logging, write_json
+from prefopt.generation.answers import engine_of_job, generate_mt_bench
+from prefopt.runtime import start_gpu_job, write_json
 
 
 def main() -> None:
-    log = setup_logging(snakemake.log[0])
-    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
-    torch.set_num_threads(snakemake.threads)
-    gen = snakemake.params.generation
-    seed = int(snakemake.wildcards.seed)
-    # the benchmark's sampling settings, checked before the model loads
-    sampling = Sampling.from_config(gen["mt_bench"], key="generation.mt_bench")
-    engine = load_engine(snakemake.input.model, gen, seed=seed)
+    log = start_gpu_job(snakemake)
+    engine, sampling, seed = engine_of_job(snakemake, "mt_bench")
     answers = generate_mt_bench(
         engine,
         read_jsonl(snakemake.input.questions),
         model_id=snakemake.params.generator,
-        system_prompt=gen["system_prompt"],
+        system_prompt=snakemake.params.generation["system_prompt"],
         sampling=sampling,
         seed=seed,
     )

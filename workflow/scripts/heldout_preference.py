@@ -3,17 +3,13 @@
 import tempfile
 import time
 
-import torch
-
 from prefopt.evaluation.heldout import heldout_scores, preference_summary
-from prefopt.runtime import require_gpu, setup_logging, versions
+from prefopt.runtime import start_gpu_job, versions
 
 
 def main() -> None:
-    log = setup_logging(snakemake.log[0])
-    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
+    log = start_gpu_job(snakemake)
     inp, par, wc = snakemake.input, snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:  # the scoring trainer's output_dir (nothing kept)
         table = heldout_scores(

@@ -1,17 +1,12 @@
 """Snakemake wiring: local-judge MT-Bench judgments (FastChat model_judgment format)."""
 
-import torch
-
 from prefopt.data.prepare import read_jsonl, write_jsonl
-from prefopt.judging.local import LocalJudge
-from prefopt.modeling import load_model
-from prefopt.runtime import require_gpu, setup_logging
+from prefopt.judging.local import judge_of_job
+from prefopt.runtime import start_gpu_job
 
 
 def main() -> None:
-    log = setup_logging(snakemake.log[0])
-    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
-    torch.set_num_threads(snakemake.threads)
+    log = start_gpu_job(snakemake)
     questions = read_jsonl(snakemake.input.questions)
     answers = {
         a["question_id"]: a["choices"][0]["turns"] for a in read_jsonl(snakemake.input.answers)
@@ -21,13 +16,7 @@ def main() -> None:
         r["question_id"]: r["choices"][0]["turns"]
         for r in read_jsonl(snakemake.input.reference_answers)
     }
-    model, tokenizer = load_model(snakemake.input.judge_model, cpu_dtype=snakemake.params.cpu_dtype)
-    judge = LocalJudge(
-        model,
-        tokenizer,
-        max_length=snakemake.params.max_length,
-        model_name=snakemake.params.judge_model_name,
-    )
+    judge = judge_of_job(snakemake)
     name = f"{snakemake.wildcards.variant}-seed{snakemake.wildcards.seed}"
     records = judge.judge_mt_bench(questions, answers, judge_prompts, references, model_name=name)
     write_jsonl(records, snakemake.output[0])
@@ -35,7 +24,7 @@ def main() -> None:
         "judged %d MT-Bench turns with the local judge (%s, %s)",
         len(records),
         judge.model_name,
-        model.dtype,
+        judge.model.dtype,
     )
 
 

@@ -1,17 +1,13 @@
 """Snakemake wiring: one seed-method cache (listwise reference, teacher top-k, student
 responses, teacher advantage); the computation lives in prefopt.training.seed_methods.trainer."""
 
-import torch
-
-from prefopt.runtime import require_gpu, setup_logging, versions
+from prefopt.runtime import start_gpu_job, versions
 from prefopt.training.seed_methods import trainer as st
 
 
 def main() -> None:
-    log = setup_logging(snakemake.log[0])
-    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
+    log = start_gpu_job(snakemake)
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
-    torch.set_num_threads(snakemake.threads)
     training = params.training
     if params.step == "listwise_reference":
         info = st.cache_listwise_reference(inp.model, inp.rows, out[0], training)

@@ -4,23 +4,15 @@ import os
 from pathlib import Path
 
 from prefopt.config import loss_params
-from prefopt.runtime import ALLOW_CPU_ENV, require_gpu, setup_logging, versions
+from prefopt.runtime import ALLOW_CPU_ENV, start_gpu_job, versions
 from prefopt.training.ddp import launch, require_job_gpus
-from prefopt.training.trainer import train_policy
+from prefopt.training.trainer import job_training, train_policy
 
 
 def main() -> None:
-    log = setup_logging(snakemake.log[0])
-    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
+    log = start_gpu_job(snakemake, torch_threads=False)  # the trainer sets its threads
     variant = snakemake.params.variant
-    # how the job runs, not what it computes: not in params, so changing them reruns nothing
-    training = {
-        **snakemake.params.training,
-        "threads": snakemake.threads,
-        "checkpoint_steps": snakemake.config["training"]["checkpoint_steps"],
-        "checkpoint_minutes": snakemake.config["training"]["checkpoint_minutes"],
-        "gpus_per_job": snakemake.config["training"]["gpus_per_job"],
-    }
+    training = job_training(snakemake, ddp=True)
     args = dict(
         model_dir=snakemake.input.model,
         pairs_path=snakemake.input.pairs,

@@ -1,21 +1,15 @@
 """Snakemake wiring: train one seed-method variant (lambda-DPO, DCKD or ADPA) with one seed."""
 
 from prefopt.config import loss_params
-from prefopt.runtime import require_gpu, setup_logging, versions
+from prefopt.runtime import start_gpu_job, versions
 from prefopt.training.seed_methods.trainer import train_seed_method
+from prefopt.training.trainer import job_training
 
 
 def main() -> None:
-    log = setup_logging(snakemake.log[0])
-    require_gpu(snakemake)  # a GPU rule: on a GPU, or allowed on the CPU (config allow_cpu)
+    log = start_gpu_job(snakemake, torch_threads=False)  # the trainer sets its threads
     variant = snakemake.params.variant
-    # how the job runs, not what it computes: not in params, so changing them reruns nothing
-    training = {
-        **snakemake.params.training,
-        "threads": snakemake.threads,
-        "checkpoint_steps": snakemake.config["training"]["checkpoint_steps"],
-        "checkpoint_minutes": snakemake.config["training"]["checkpoint_minutes"],
-    }
+    training = job_training(snakemake)
     summary = train_seed_method(
         init_dir=snakemake.input.model,
         inputs=dict(snakemake.input.items()),

@@ -203,3 +203,13 @@ def load_engine(model_dir: str, generation: dict[str, Any], *, seed: int) -> Gen
         model_dir, dtype=generation["dtype"], cpu_dtype=generation["cpu_dtype"]
     )
     return HfEngine(model, tokenizer, generation["batch_size"])
+
+
+def engine_of_job(snakemake: Any, benchmark: str) -> tuple[GenerationEngine, Sampling, int]:
+    """(engine, sampling, seed) of a generation rule: the benchmark's sampling settings,
+    checked before the model loads (a bad value names its key), then the engine
+    `generation.engine` names, seeded with the job's seed."""
+    gen = snakemake.params.generation
+    seed = int(snakemake.wildcards.seed)
+    sampling = Sampling.from_config(gen[benchmark], key=f"generation.{benchmark}")
+    return load_engine(snakemake.input.model, gen, seed=seed), sampling, seed

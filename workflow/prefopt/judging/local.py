@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from prefopt.judging import LOCAL_JUDGE
-from prefopt.modeling import check_context, model_context
+from prefopt.modeling import check_context, load_model, model_context
 from prefopt.runtime import Progress
 
 PAIRWISE_SYSTEM = "You are a careful evaluator of answers written by AI assistants."
@@ -313,3 +313,11 @@ class LocalJudge:
                 )
             )
         return records
+
+
+def judge_of_job(snakemake: Any) -> LocalJudge:
+    """The local judge of a judging rule: the model its `judge_model` input names, loaded at
+    the rule's `cpu_dtype`, with its `max_length` and `judge_model_name` params."""
+    par = snakemake.params
+    model, tokenizer = load_model(snakemake.input.judge_model, cpu_dtype=par.cpu_dtype)
+    return LocalJudge(model, tokenizer, max_length=par.max_length, model_name=par.judge_model_name)

@@ -569,6 +569,18 @@ def job_checkpoints(
     )
 
 
+def job_training(snakemake: Any, *, ddp: bool = False) -> dict[str, Any]:
+    """A training rule's `training` params plus how its job runs: the job's threads and the
+    checkpoint settings (and with `ddp`, train_policy's GPUs per job). These are read from the
+    config here, not passed as params, so that changing one reruns nothing."""
+    keys = ("checkpoint_steps", "checkpoint_minutes") + (("gpus_per_job",) if ddp else ())
+    return {
+        **snakemake.params.training,
+        "threads": snakemake.threads,
+        **{key: snakemake.config["training"][key] for key in keys},
+    }
+
+
 def run_training_job(
     build: Callable[[Path], tuple[Any, Any]],
     *,
