@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,14 @@ def run_snakemake(
         timeout=timeout,
         env=env or snakemake_env(),
     )
+
+
+def planned_jobs(workdir: Path, *args: str, env: dict[str, str]) -> dict[str, int]:
+    """Jobs per rule of ``snakemake -n --quiet rules`` in ``workdir`` (the run must plan)."""
+    run = run_snakemake(workdir, "-n", "--quiet", "rules", *args, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
+    return {rule: int(n) for rule, n in jobs.items() if rule not in ("total", "job")}
 
 
 def artifacts_workflow(

@@ -17,10 +17,9 @@ a relative mirror_dir too.
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
-from helpers import clone_workflow, run_snakemake, snakemake_env
+from helpers import clone_workflow, planned_jobs, run_snakemake, snakemake_env
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +40,7 @@ use rule * from prefopt
 
 
 def planned(workdir, *args: str) -> dict[str, int]:
-    run = run_snakemake(
-        workdir, "-n", "--quiet", "rules", *args, env=snakemake_env(PATH="/usr/bin:/bin")
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
-    return {rule: int(n) for rule, n in jobs.items() if rule not in ("total", "job")}
+    return planned_jobs(workdir, *args, env=snakemake_env(PATH="/usr/bin:/bin"))
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import csv
 import filecmp
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import clone_workflow, run_snakemake, snakemake_env
+from helpers import clone_workflow, planned_jobs, run_snakemake, snakemake_env
 
 pytestmark = pytest.mark.e2e
 
@@ -46,12 +45,7 @@ def git(*args: str, cwd: Path, env: dict | None = None) -> str:
 
 
 def planned(workdir: Path, env: dict) -> dict[str, int]:
-    run = run_snakemake(
-        workdir, "-n", "--quiet", "rules", "--configfile", "config/embedded.yaml", env=env
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.M))
-    return {rule: int(n) for rule, n in jobs.items() if rule not in ("total", "job")}
+    return planned_jobs(workdir, "--configfile", "config/embedded.yaml", env=env)
 
 
 @pytest.fixture(scope="module")
