@@ -67,6 +67,10 @@ def test_jobs_run_there_read_the_module_and_write_the_users_folder(folders):
     targets = ["results/data/alpaca_eval.json", "results/tables/audit_paper_numbers.csv"]
     run = run_snakemake(analysis, "--cores", "1", *targets, env=snakemake_env(PATH="/usr/bin:/bin"))
     assert run.returncode == 0, run.stderr[-5000:]
+    # the module's start hook ran (Snakemake calls only the main Snakefile's own): its preflight
+    # printed the plan of the jobs this invocation runs
+    assert "plan: 2 job(s) to run" in run.stderr, run.stderr[-3000:]
+    assert "jobs by rule: audit_paper 1, prepare_alpaca_eval 1" in run.stderr
     for target in targets:
         assert (analysis / target).is_file(), target
         assert not (repo / target).exists(), target

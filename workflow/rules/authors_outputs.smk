@@ -23,15 +23,6 @@ AUTHORS_JUDGED = (
 AUTHORS_PAIRS = "results/data/authors_outputs/{paper_row}.json"
 AUTHORS_JUDGMENTS = "results/judgments/authors_outputs/{judge}/{paper_row}.json"
 AUTHORS_SCORES = "results/scores/authors_alpaca_eval.csv"
-#: The stage's jobs, for the runtime table (common.smk's run_jobs).
-AUTHORS_OUTPUTS_JOBS = [
-    (rule_name, {"paper_row": row, **({"judge": JUDGE_AE} if "api" in rule_name else {})})
-    for row in AUTHORS_JUDGED
-    for rule_name in (
-        "prepare_authors_pairs",
-        "judge_authors_outputs_" + ("local" if JUDGE_AE == LOCAL_JUDGE else "api"),
-    )
-] + [("score_authors_outputs", {})]
 
 
 # Light, or network-bound (the API judge): on a cluster, on the submit host.

@@ -65,34 +65,6 @@ CALIBRATION_ARTIFACTS = {
 }
 #: The table and figure (rule all), when the run has sources to calibrate on.
 CALIBRATION_OUTPUTS = list(CALIBRATION_ARTIFACTS.values()) if CALIBRATION_RUNS else []
-#: The calibration's jobs, for the runtime table (common.smk's run_jobs).
-CALIBRATION_JOBS = (
-    (
-        [("download_alpaca_eval_calibration", {})] * (not config["mirror_dir"])
-        + [
-            ("prepare_calibration_pairs", {}),
-            (
-                "judge_calibration_alpaca_eval_" + ("local" if JUDGE_AE == LOCAL_JUDGE else "api"),
-                {"judge": JUDGE_AE},
-            ),
-        ]
-        if CALIBRATION_AE_RUNS
-        else []
-    )
-    + (
-        [("download_mt_bench_calibration", {})] * (not config["mirror_dir"])
-        + [
-            ("prepare_calibration_mt_bench", {}),
-            (
-                "judge_calibration_mt_bench_" + ("local" if JUDGE_MT == LOCAL_JUDGE else "api"),
-                {"judge": JUDGE_MT},
-            ),
-        ]
-        if CALIBRATION_MT_RUNS
-        else []
-    )
-    + [("judge_calibration", {})] * CALIBRATION_RUNS
-)
 
 
 # Light, or network-bound (the downloads, the API judges): on a cluster, on the submit host.

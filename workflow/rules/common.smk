@@ -102,6 +102,7 @@ from prefopt.runtime import (
 )
 from prefopt.data.download import ALPACA_EVAL_REFERENCE, DOWNLOADS_DIR
 from prefopt.training.reference_cache import meta_path
+from prefopt.reporting.run_jobs import RUN_JOBS_FILE, upstream_benchmarks, write_run_jobs
 from prefopt.reporting.provenance import (
     PROVENANCE_PATH,
     code_state,
@@ -136,9 +137,9 @@ except ConfigError as err:
 
 # Before the first job of a real run (not a dry run): results/ must be writable, or every job
 # would fail on its own with Snakemake's traceback; and every API judge that a planned job calls
-# must answer (prefopt.judging.preflight), or the run would fail days later, at judging. One
-# block: Snakemake keeps only the last `onstart:` it reads.
-onstart:
+# must answer (prefopt.judging.preflight), or the run would fail days later, at judging. Then the
+# runtime table's list of jobs, from the finished DAG (prefopt.reporting.run_jobs).
+def start_run():
     if reason := unwritable_reason("results"):
         raise WorkflowError(reason)
     deployment = workflow.deployment_settings.deployment_method
@@ -161,6 +162,28 @@ onstart:
         print(warning, file=sys.stderr)
     for line in check_before_run(config, planned):
         print(line, file=sys.stderr)
+    is_runtime_table = lambda job: any(
+        str(f).endswith(RUNTIME_OUTPUTS["table"]) for f in job.output
+    )
+    if (files := upstream_benchmarks(workflow.dag, is_runtime_table)) is not None:
+        write_run_jobs(RUN_JOBS_FILE, files)
+
+
+# One block: Snakemake keeps only the last `onstart:` it reads.
+onstart:
+    start_run()
+
+
+# Snakemake calls only the main Snakefile's onstart. Used as a module (snakedeploy), this
+# workflow's would be dropped without a word, and with it the preflight and the runtime table's
+# list of jobs: so it is chained after the main Snakefile's own handler, once (each `use rule`
+# statement reads the module again). A handler the main Snakefile defines after its `use rule`
+# lines replaces the chain: define it before them. `_onstart` is Snakemake's own slot (9.x);
+# tests/integration/test_module.py runs a module's preflight and runtime table.
+if not workflow.modifier.is_main_snakefile() and not getattr(workflow, "_prefopt_start", None):
+    _main_onstart = workflow._onstart
+    workflow._prefopt_start = start_run
+    workflow._onstart = lambda log: (_main_onstart(log), start_run())
 
 
 # Offline (a dry run asks no API): configured judges whose provider's shutdown date has passed.
@@ -404,14 +427,7 @@ elif _listwise_run and _listwise_missing:
     )
 
 
-# --- the run's jobs, for the runtime table (rule runtime_by_rule) -------------------------------
-
-#: The rules that train a variant, by loss (pairwise losses: train_policy), in the order they run.
-SEED_METHOD_RULES = {
-    "lambda_dpo": ("train_lambda_dpo",),
-    "dckd": ("cache_teacher_topk", "train_dckd_student"),
-    "adpa": ("generate_student_responses", "cache_teacher_advantage", "train_adpa_student"),
-}
+# --- which variants train and which data they read --------------------------------------------
 
 
 def trained_variants_needed():
@@ -434,91 +450,15 @@ def reads_preference_pairs():
     return bool(losses - {"lambda_dpo"} or HELDOUT_VARIANTS)
 
 
-def run_jobs():
-    """Every job the run's targets need, as {rule: [wildcards]}: the same choices the inputs
-    above make (a mirror or a download; the local or an API judge; the rules each loss trains
-    with, for every variant the run needs). tests/integration/test_dag.py checks it against
-    Snakemake's own plan for each shipped config."""
-    jobs = {}
-    add = lambda rule_name, **wildcards: jobs.setdefault(rule_name, []).append(wildcards)
-    downloaded = lambda path: bool(path) and str(path).startswith(f"{DOWNLOADS}/")
-    variants = trained_variants_needed()
-    losses = {config["variants"][v]["loss"] for v in variants}
-
-    add("prepare_model")
-    if reads_preference_pairs():
-        splits = [config["data"]["train"]["split"]]
-        if HELDOUT_VARIANTS:
-            splits.append(HELDOUT["split"])
-        for split in dict.fromkeys(splits):
-            if downloaded(source_file(f"{DATASET}/{split}.jsonl")):
-                add("download_preference_data", split=split)
-        add("prepare_preference_data")
-    if losses - set(SEED_METHOD_KEYS):
-        add("cache_reference_logps")
-    if "lambda_dpo" in losses:
-        if downloaded(listwise_source()):
-            add("download_listwise_data", split=LISTWISE["split"])
-        add("prepare_listwise_data")
-        add("cache_listwise_reference_logps")
-    for variant in variants:
-        spec = config["variants"][variant]
-        for rule_name in SEED_METHOD_RULES.get(spec["loss"], ("train_policy",)):
-            for seed in RUN_SEEDS:
-                add(rule_name, variant=variant, seed=seed)
-    teachers = {
-        config["variants"][v].get(key)
-        for v in variants
-        for key in ("teacher_model", "reference_teacher_model")
-    }
-    if LOCAL_JUDGE in (JUDGE_AE, JUDGE_MT):  # judges.local_model, when not the base model
-        teachers.add(external_local_judge_model(config))
-    for teacher_model in sorted(t for t in teachers if t):
-        add("prepare_teacher_model", teacher_model=teacher_model)
-    if HELDOUT_VARIANTS:
-        add("prepare_heldout_pairs")
-        add("cache_heldout_reference_logps")
-        for variant in HELDOUT_VARIANTS:
-            for seed in RUN_SEEDS:
-                add("heldout_preference", variant=variant, seed=seed)
-        add("aggregate_heldout")
-
-    for source, rule_name in [
-        (ALPACA_EVAL_REFERENCE, "download_alpaca_eval"),
-        ("mt_bench/question.jsonl", "download_mt_bench"),
-    ]:
-        if downloaded(source_file(source)):
-            add(rule_name)
-    add("prepare_alpaca_eval")
-    add("prepare_mt_bench")
-    for benchmark, judge in [("alpaca_eval", JUDGE_AE), ("mt_bench", JUDGE_MT)]:
-        kind = "local" if judge == LOCAL_JUDGE else "api"
-        for variant in RUN_VARIANTS:
-            for seed in RUN_SEEDS:
-                add(f"generate_{benchmark}", variant=variant, seed=seed)
-                add(f"judge_{benchmark}_{kind}", judge=judge, variant=variant, seed=seed)
-    if downloaded(optional_source("alpaca_eval_lc")):
-        add("download_alpaca_eval_lc_assets")
-    add("aggregate_scores")
-    if downloaded(optional_source("authors_alpaca_eval")):
-        add("download_authors_annotations")
-    add("write_provenance")
-    add("audit_paper")
-    for artifact in ARTIFACTS_RENDERED:
-        add(f"render_{artifact}")
-    for rule_name, wildcards in [
-        *globals().get("CALIBRATION_JOBS", []),  # calibration.smk
-        *globals().get("AUTHORS_OUTPUTS_JOBS", []),  # authors_outputs.smk
-    ]:
-        add(rule_name, **wildcards)
-    return jobs
-
-
-def run_benchmarks():
-    """The benchmark file of every job of the run, by rule: each rule's own `benchmark:`
-    pattern filled with its jobs' wildcards (Snakemake resolves a benchmark file to the job
-    that writes it, so these are real dependencies)."""
-    return {
-        name: [getattr(rules, name).benchmark.format(**wc) for wc in wildcards]
-        for name, wildcards in run_jobs().items()
-    }
+def run_targets():
+    """What the run makes (the inputs of rule all) but the runtime table. Every other job of the
+    run is upstream of these files, so rule runtime_by_rule, which takes them all as inputs,
+    runs last and the DAG above it is the whole run (prefopt.reporting.run_jobs)."""
+    return [
+        *checkpoints_of_run(),
+        *score_files(),
+        *ARTIFACT_OUTPUTS,  # artifacts.smk
+        AUDIT_TABLE,
+        *CALIBRATION_OUTPUTS,  # calibration.smk
+        PROVENANCE,
+    ]

@@ -1,5 +1,6 @@
 """prefopt.reporting.rule_cost: the runtime table from the benchmark files Snakemake writes for
-every job."""
+every job; prefopt.reporting.run_jobs: the list of those files the DAG gives at the start of a run
+(the list itself is checked on a real DAG by tests/integration/test_e2e_tiny.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from prefopt.reporting import rule_cost as bm
+from prefopt.reporting.run_jobs import read_run_jobs, split_measured, write_run_jobs
 
 # Snakemake 9's default benchmark format, byte for byte: a header, one row per repeat, "NA" in
 # the resource columns when the job ended before the first sample.
@@ -139,3 +141,38 @@ def test_outputs_csv_markdown_and_figure(run, tmp_path):
     assert "| 0:01:40 " in text  # aggregate_scores: 100 s
     assert "20.0 s" in text and "– " in text  # a mean under a minute; a job without samples
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+
+
+def test_jobs_whose_benchmark_file_is_gone_are_named_and_not_counted(run, tmp_path):
+    """The list from the DAG names a job whose benchmark file was deleted after it ran: the
+    table counts the others and its Markdown says which jobs it could not count."""
+    listed = {rule: [files] if isinstance(files, str) else files for rule, files in run.items()}
+    gone = str(tmp_path / "results" / "benchmarks" / "train_policy" / "dpo" / "seed2.tsv")
+    listed["train_policy"] = [*listed["train_policy"], gone]
+    listed["judge_mt_bench_local"] = [str(tmp_path / "gone.tsv")]
+    measured, missing = split_measured(listed)
+    assert missing == [gone, str(tmp_path / "gone.tsv")]
+    assert measured == {r: f for r, f in listed.items() if r != "judge_mt_bench_local"} | {
+        "train_policy": listed["train_policy"][:2]
+    }
+    out = tmp_path / "out"
+    table = bm.write_runtime_outputs(measured, out / "t.csv", out / "t.md", unmeasured=missing)
+    assert table.set_index("rule").loc["total", "jobs"] == 4
+    assert (
+        "Not counted: 2 job(s)" in (out / "t.md").read_text() and gone in (out / "t.md").read_text()
+    )
+    bm.write_runtime_outputs(measured, out / "t.csv", out / "t.md")
+    assert "Not counted" not in (out / "t.md").read_text()
+
+
+def test_the_list_of_the_runs_jobs_round_trips_and_a_missing_list_is_named(tmp_path):
+    path = tmp_path / "results" / "benchmarks" / "runtime_by_rule.jobs.json"
+    with pytest.raises(FileNotFoundError, match="list of the run's jobs is missing.*onstart"):
+        read_run_jobs(path)
+    files = {"prepare_model": ["results/benchmarks/prepare_model.tsv"], "train_policy": ["a", "b"]}
+    write_run_jobs(path, files)
+    assert read_run_jobs(path) == files
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    path.write_text('{"other": 1}')
+    with pytest.raises(ValueError, match="not a list of the run's jobs"):
+        read_run_jobs(path)

@@ -154,21 +154,37 @@ def runtime_figure(table: pd.DataFrame) -> Any:
     return fig
 
 
+def unmeasured_notes(unmeasured: Sequence[str]) -> list[str]:
+    """A note naming the jobs of the run whose benchmark file is gone (none: no note)."""
+    if not unmeasured:
+        return []
+    listed = ", ".join(f"`{f}`" for f in list(unmeasured)[:5])
+    more = f" and {len(unmeasured) - 5} more" if len(unmeasured) > 5 else ""
+    return [
+        f"Not counted: {len(unmeasured)} job(s) of the run whose benchmark file is missing "
+        f"(deleted after the job ran): {listed}{more}."
+    ]
+
+
 def write_runtime_outputs(
     files_by_rule: Mapping[str, str | Path | Sequence[str | Path]],
     csv: str | Path,
     md: str | Path,
     png: str | Path | None = None,
     provenance: str | None = None,
+    unmeasured: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The runtime table as CSV (numbers) and Markdown (for reading), and its figure as PNG;
     with `provenance` (a stamp: prefopt.reporting.provenance), each stamped like every other
-    artifact."""
+    artifact. `unmeasured`: benchmark files of jobs of the run that are gone, said in a note
+    (those jobs are not counted)."""
     table = runtime_table(files_by_rule)
     for path in (csv, md, png):
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    notes = [*NOTES, provenance_note(provenance)] if provenance else list(NOTES)
+    notes = [*NOTES, *unmeasured_notes(unmeasured)]
+    if provenance:
+        notes.append(provenance_note(provenance))
     (stamp_columns(table, provenance) if provenance else table).to_csv(csv, index=False)
     Path(md).write_text(
         markdown_document(pretty_runtime_table(table), CAPTION, notes), encoding="utf-8"
