@@ -151,3 +151,33 @@ def tiny_training_job(root: Path, tokenizer_dir: Path, training: dict) -> dict[s
     reference = root / "reference.jsonl"
     compute_reference_logps(model_dir, pairs, reference, training)
     return {"model_dir": model_dir, "pairs_path": pairs, "reference_path": reference}
+
+
+def training_job_args(job: dict, out: Path, training: dict, loss: dict) -> dict:
+    """`train_policy`'s keyword arguments for `tiny_training_job`'s files, writing under `out`."""
+    return {
+        **{k: str(v) for k, v in job.items()},
+        "out_dir": str(out / "model"),
+        "diagnostics_path": str(out / "diagnostics.csv"),
+        "training": training,
+        **loss,
+    }
+
+
+#: A valid parameter set per loss, non-default where a parameter changes the loss (label
+#: smoothing), for the tests that run every loss (test_losses, test_diagnostics).
+LOSS_PARAMS = {
+    "dpo": {"beta": 0.1},
+    "cdpo": {"beta": 0.1, "label_smoothing": 0.1},
+    "dpo_hinge": {"beta": 0.1, "margin": 1.0},
+    "ipo": {"beta": 0.1},
+    "exo": {"beta": 0.1},
+    "aot": {"beta": 0.1},
+    "aot_pair": {"beta": 0.1, "label_smoothing": 0.1},
+    "apo_zero": {"beta": 0.1},
+    "apo_down": {"beta": 0.1},
+    "margin_sigmoid": {"beta": 0.1, "delta": 0.3, "label_smoothing": 0.05},
+    "apo_hinge_zero": {"beta": 0.1, "margin": 1.0},
+    "apo_hinge_softplus": {"beta": 0.3, "margin": 1.0},
+    "amapo": {"beta": 2.0},
+}

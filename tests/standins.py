@@ -612,6 +612,24 @@ def cache_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def judged_annotation(
+    i: int, preference: float | None, judge_model: str, served_model: str | None, error=None
+) -> dict:
+    """Row `i` of an API judge's AlpacaEval annotations as prefopt.judging.api writes it."""
+    return {
+        "instruction": f"instruction {i}",
+        "output_1": "reference " * (i + 1),
+        "generator_1": "text_davinci_003",
+        "output_2": "model " * (i + 2),
+        "generator_2": "dpo-seed0",
+        "annotator": "alpaca_eval_gpt4_turbo_fn",
+        "preference": preference,
+        "judge_model": judge_model,
+        "served_model": served_model,
+        "judge_error": error,
+    }
+
+
 def toy_alpaca_eval_pairs(n: int) -> tuple[list[dict], list[dict]]:
     """(model outputs, reference outputs) for n instructions marked ``ITEM-q<i>``: FakeOpenAI
     ranks first the output holding GOOD, the model's for even i; the last pair's outputs are

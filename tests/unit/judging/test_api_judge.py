@@ -15,7 +15,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # the alpaca_eval comparison below must neve
 import json
 import logging
 import re
-import secrets
 import subprocess
 import sys
 import textwrap
@@ -37,17 +36,6 @@ MT = EMBEDDED_DATA / "mt_bench"
 # ------------------------------------------------------------------------------------------
 # fixtures and helpers
 # ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = "sk-test-" + secrets.token_hex(16)
-    monkeypatch.setenv("PREFOPT_TEST_KEY", key)
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("OPENAI_LOG", "debug")  # make the client log as much as it can
-    return key
 
 
 @pytest.fixture

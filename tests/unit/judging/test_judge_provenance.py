@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 from helpers import EMBEDDED_DATA
+from standins import judged_annotation
 
 from prefopt.judging import mt_bench
 from prefopt.reporting import aggregate
@@ -21,18 +22,8 @@ QUESTIONS = EMBEDDED_DATA / "mt_bench" / "question.jsonl"
 
 
 def _annotation(i: int, preference: float | None, error: str | None = None) -> dict:
-    return {
-        "instruction": f"instruction {i}",
-        "output_1": "reference " * (i + 1),
-        "generator_1": "text_davinci_003",
-        "output_2": "model " * (i + 2),
-        "generator_2": "dpo-seed0",
-        "annotator": "alpaca_eval_gpt4_turbo_fn",
-        "preference": preference,
-        "judge_model": "gpt-4-1106-preview",
-        "served_model": None if preference is None else "gpt-4-1106-preview",
-        "judge_error": error,
-    }
+    served = None if preference is None else "gpt-4-1106-preview"
+    return judged_annotation(i, preference, "gpt-4-1106-preview", served, error)
 
 
 def test_alpaca_eval_scores_count_missing_annotations(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import secrets
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,16 +28,6 @@ from prefopt.judging.preflight import cost_text, request_count
 from prefopt.judging.registry import judge_spec
 
 MT = EMBEDDED_DATA / "mt_bench"
-
-
-@pytest.fixture
-def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = "sk-test-" + secrets.token_hex(16)
-    monkeypatch.setenv("PREFOPT_TEST_KEY", key)
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    return key
 
 
 def make_client(server: FakeOpenAI, cache: Path, **kw: Any) -> api.ApiJudgeClient:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import EMBEDDED_DATA, REPO
+from standins import judged_annotation
 
 from prefopt.judging import win_rates
 from prefopt.reporting import aggregate
@@ -39,18 +40,7 @@ def _width(ci: tuple[float, float]) -> float:
 
 
 def _annotation(i: int, preferences: list | None, preference: float | None = None) -> dict:
-    rec = {
-        "instruction": f"instruction {i}",
-        "output_1": "reference " * (i + 1),
-        "generator_1": "text_davinci_003",
-        "output_2": "model " * (i + 2),
-        "generator_2": "dpo-seed0",
-        "annotator": "alpaca_eval_gpt4_turbo_fn",
-        "preference": preference,
-        "judge_model": "gpt-4.1-2025-04-14",
-        "served_model": "gpt-4.1-2025-04-14",
-        "judge_error": None,
-    }
+    rec = judged_annotation(i, preference, "gpt-4.1-2025-04-14", "gpt-4.1-2025-04-14")
     if preferences is not None:
         valid = [p for p in preferences if p is not None]
         rec["preference"] = float(np.mean(valid)) if valid else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from helpers import tiny_training_job
+from helpers import tiny_training_job, training_job_args
 from safetensors.torch import load_file
 
 from prefopt.config import ConfigError, load_config, validate_config
@@ -51,13 +51,7 @@ def job(smollm2_dir, module_tmp_path):
 
 
 def _args(job, out, **training):
-    return {
-        **{k: str(v) for k, v in job.items()},
-        "out_dir": str(out / "model"),
-        "diagnostics_path": str(out / "diagnostics.csv"),
-        "training": {**TRAINING, **training},
-        **LOSS,
-    }
+    return training_job_args(job, out, {**TRAINING, **training}, LOSS)
 
 
 def test_two_processes_train_as_one_with_the_same_global_batch(job, tmp_path):

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import LOSS_PARAMS
 
 from prefopt.training.diagnostics import (
     DEFAULT_BUCKET_EDGES,
@@ -24,21 +25,7 @@ from prefopt.training.losses import LOSSES, LossConfigError
 
 LABELS = ["lt_m64", "m64_m16", "m16_16", "16_64", "ge_64"]
 
-PARAMS = {
-    "dpo": {"beta": 0.1},
-    "cdpo": {"beta": 0.1, "label_smoothing": 0.1},
-    "dpo_hinge": {"beta": 0.1, "margin": 1.0},
-    "ipo": {"beta": 0.1},
-    "exo": {"beta": 0.1},
-    "aot": {"beta": 0.1},
-    "aot_pair": {"beta": 0.1},
-    "apo_zero": {"beta": 0.1},
-    "apo_down": {"beta": 0.1},
-    "margin_sigmoid": {"beta": 0.1, "delta": 0.3, "label_smoothing": 0.05},
-    "apo_hinge_zero": {"beta": 0.1, "margin": 1.0},
-    "apo_hinge_softplus": {"beta": 0.3, "margin": 1.0},
-    "amapo": {"beta": 2.0},
-}
+PARAMS = LOSS_PARAMS
 
 
 def _engineered_batch():

@@ -36,7 +36,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from helpers import REPO
+from helpers import LOSS_PARAMS, REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,22 +74,7 @@ ALL_NAMES = [
     "amapo",
 ]
 
-# A valid parameter set per loss (used by the generic tests).
-PARAMS = {
-    "dpo": {"beta": 0.1},
-    "cdpo": {"beta": 0.1, "label_smoothing": 0.1},
-    "dpo_hinge": {"beta": 0.1, "margin": 1.0},
-    "ipo": {"beta": 0.1},
-    "exo": {"beta": 0.1},
-    "aot": {"beta": 0.1},
-    "aot_pair": {"beta": 0.1, "label_smoothing": 0.1},
-    "apo_zero": {"beta": 0.1},
-    "apo_down": {"beta": 0.1},
-    "margin_sigmoid": {"beta": 0.1, "delta": 0.3, "label_smoothing": 0.05},
-    "apo_hinge_zero": {"beta": 0.1, "margin": 1.0},
-    "apo_hinge_softplus": {"beta": 0.3, "margin": 1.0},
-    "amapo": {"beta": 2.0},
-}
+PARAMS = LOSS_PARAMS
 
 HSETTINGS = settings(max_examples=40, deadline=None)
 

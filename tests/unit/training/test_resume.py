@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 import torch
-from helpers import tiny_training_job
+from helpers import tiny_training_job, training_job_args
 from safetensors.torch import load_file
 
 # 8 pairs, batch 2, 2 epochs: 8 optimiser steps; a checkpoint every 2
@@ -65,13 +65,7 @@ def job(smollm2_dir, module_tmp_path):
 
 
 def _args(job, out, **training):
-    return {
-        **{k: str(v) for k, v in job.items()},
-        "out_dir": str(out / "model"),
-        "diagnostics_path": str(out / "diagnostics.csv"),
-        "training": {**TRAINING, **training},
-        **LOSS,
-    }
+    return training_job_args(job, out, {**TRAINING, **training}, LOSS)
 
 
 def _train(args):

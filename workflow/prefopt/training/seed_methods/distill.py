@@ -187,18 +187,7 @@ def topk_forward_kl(
         mask: ``[B, T]`` valid response tokens, or None for all.
     """
     where = "topk_forward_kl"
-    _check_float(where, "student_logits", student_logits)
-    _check_float(where, "teacher_logprobs", teacher_logprobs)
-    if student_logits.dim() != 3:
-        raise ValueError(
-            f"{where}: student_logits has shape {tuple(student_logits.shape)}, expected [B, T, V]"
-        )
-    b, t, v = student_logits.shape
-    if teacher_logprobs.dim() != 3 or teacher_logprobs.shape[:2] != (b, t):
-        raise ValueError(
-            f"{where}: teacher_logprobs has shape {tuple(teacher_logprobs.shape)}, "
-            f"expected [B={b}, T={t}, k]"
-        )
+    b, t, v = _check_per_token(where, student_logits, "teacher_logprobs", teacher_logprobs, "k")
     k = teacher_logprobs.shape[2]
     if not 1 <= k <= v:
         raise ValueError(f"{where}: teacher top-k size {k} must be in [1, V={v}]")
@@ -349,17 +338,7 @@ def adpa_loss(
     """
     where = "adpa_loss"
     _check_reduction(where, reduction)
-    _check_float(where, "student_logits", student_logits)
-    _check_float(where, "advantage", advantage)
-    if student_logits.dim() != 3:
-        raise ValueError(
-            f"{where}: student_logits has shape {tuple(student_logits.shape)}, expected [B, T, V]"
-        )
-    b, t, v = student_logits.shape
-    if advantage.dim() != 3 or advantage.shape[:2] != (b, t):
-        raise ValueError(
-            f"{where}: advantage has shape {tuple(advantage.shape)}, expected [B={b}, T={t}, K]"
-        )
+    b, t, v = _check_per_token(where, student_logits, "advantage", advantage, "K")
     kk = advantage.shape[2]
     if advantage_ids is None and kk != v:
         raise ValueError(
@@ -390,6 +369,25 @@ def adpa_loss(
 def _check_float(where: str, name: str, x: Any) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise ValueError(f"{where}: {name} must be a floating-point tensor")
+
+
+def _check_per_token(
+    where: str, student_logits: Any, name: str, per_token: Any, last: str
+) -> tuple[int, int, int]:
+    """(B, T, V) of ``student_logits`` [B, T, V], checked with a floating-point ``per_token``
+    tensor [B, T, `last`] of the same batch and length."""
+    _check_float(where, "student_logits", student_logits)
+    _check_float(where, name, per_token)
+    if student_logits.dim() != 3:
+        raise ValueError(
+            f"{where}: student_logits has shape {tuple(student_logits.shape)}, expected [B, T, V]"
+        )
+    b, t, v = student_logits.shape
+    if per_token.dim() != 3 or per_token.shape[:2] != (b, t):
+        raise ValueError(
+            f"{where}: {name} has shape {tuple(per_token.shape)}, expected [B={b}, T={t}, {last}]"
+        )
+    return b, t, v
 
 
 def _check_ids(
