@@ -42,17 +42,24 @@ def _deselect(
         items[:] = keep
 
 
-#: Test files that take minutes, longest first: they run first, so that with two pytest-xdist
-#: workers (one file per worker at a time) the end-to-end run and the SLURM run overlap each
-#: other and the short files fill the gaps, instead of the SLURM run starting last, alone.
+#: Test files that take minutes, longest first (CI's durations on a 2-core AVX2 machine): they
+#: run first, so that with two pytest-xdist workers (one file per worker at a time; workflow/bin/
+#: test keeps this order with --no-loadscope-reorder) the long runs overlap each other and the
+#: short files fill the gaps, instead of a long one starting last, alone.
 SLOW_FILES_FIRST = (
     "test_e2e_tiny.py",
     "test_slurm.py",
-    "test_disk_full.py",
     "test_benchmark_generation.py",
-    "test_heldout.py",
-    "test_gpu_required.py",
+    "test_report_tiny.py",
+    "test_calibration_mt_bench_dag.py",
+    "test_generation.py",
+    "test_training_numerics.py",
+    "test_ddp_job.py",
     "test_local_judge.py",
+    "test_disk_full.py",
+    "test_heldout.py",
+    "test_rerun_triggers.py",
+    "test_gpu_required.py",
 )
 
 

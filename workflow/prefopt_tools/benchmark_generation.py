@@ -296,6 +296,11 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         help="MT-Bench questions per category (default: the config's; 0: no MT-Bench case)",
     )
+    p.add_argument(
+        "--mt-bench-categories",
+        help="comma-separated MT-Bench categories to keep (default: all 8); e.g. writing,math,stem "
+        "keeps one of each temperature FastChat uses (0.7, 0, 0.1)",
+    )
     p.add_argument("--batch-size", type=int, help="default: generation.batch_size")
     p.add_argument("--max-new-tokens", type=int, help="default: the config's AlpacaEval setting")
     p.add_argument("--threads", type=int, help="torch threads (default: generation.threads)")
@@ -395,6 +400,11 @@ def main(argv: list[str] | None = None) -> None:
         if a.max_new_tokens:
             mt_settings["max_new_tokens"] = a.max_new_tokens
         questions = subset_mt_bench(read_jsonl(SHIPPED_MT_BENCH), per_category)
+        if a.mt_bench_categories:
+            keep = a.mt_bench_categories.split(",")
+            if unknown := sorted(set(keep) - {q["category"] for q in questions}):
+                p.error(f"--mt-bench-categories: no MT-Bench category {unknown}")
+            questions = [q for q in questions if q["category"] in keep]
         spec["mt_bench"] = {"settings": mt_settings, "questions": questions}
         spec_path.write_text(json.dumps(spec))
         print(f"\nMT-Bench, {len(questions)} questions x 2 turns, {cpu_dtype}:", flush=True)
