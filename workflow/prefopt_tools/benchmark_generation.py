@@ -51,7 +51,7 @@ from prefopt.generation.answers import (
 from prefopt.generation.hf_engine import HfEngine, generate_token_ids
 from prefopt.generation.interface import GenerationEngine, Sampling, answer_seed
 from prefopt.judging.local import LocalJudge
-from prefopt.judging.mt_bench import load_judge_prompts
+from prefopt.judging.mt_bench import CATEGORIES, load_judge_prompts
 from prefopt.modeling import load_model, prepare_model, resolve_cpu_dtype
 from prefopt.runtime import peak_rss_mib, read_json
 
@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, help="also write every case's runs and results here")
     p.add_argument("--_child", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    mt_categories = a.mt_bench_categories.split(",") if a.mt_bench_categories else None
+    if unknown := sorted(set(mt_categories or ()) - set(CATEGORIES)):  # before any model loads
+        p.error(f"--mt-bench-categories: no MT-Bench category {unknown}; known: {CATEGORIES}")
     if a._child:
         task, impl, dtype, spec_path, out = a._child
         spec = json.loads(Path(spec_path).read_text())
@@ -400,11 +403,8 @@ def main(argv: list[str] | None = None) -> None:
         if a.max_new_tokens:
             mt_settings["max_new_tokens"] = a.max_new_tokens
         questions = subset_mt_bench(read_jsonl(SHIPPED_MT_BENCH), per_category)
-        if a.mt_bench_categories:
-            keep = a.mt_bench_categories.split(",")
-            if unknown := sorted(set(keep) - {q["category"] for q in questions}):
-                p.error(f"--mt-bench-categories: no MT-Bench category {unknown}")
-            questions = [q for q in questions if q["category"] in keep]
+        if mt_categories:
+            questions = [q for q in questions if q["category"] in mt_categories]
         spec["mt_bench"] = {"settings": mt_settings, "questions": questions}
         spec_path.write_text(json.dumps(spec))
         print(f"\nMT-Bench, {len(questions)} questions x 2 turns, {cpu_dtype}:", flush=True)

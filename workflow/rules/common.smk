@@ -179,7 +179,7 @@ onstart:
 # list of jobs: so it is chained after the main Snakefile's own handler, once (each `use rule`
 # statement reads the module again). A handler the main Snakefile defines after its `use rule`
 # lines replaces the chain: define it before them. `_onstart` is Snakemake's own slot (9.x);
-# tests/integration/test_module.py runs a module's preflight and runtime table.
+# tests/integration/test_module.py checks a module run prints the preflight's plan.
 if not workflow.modifier.is_main_snakefile() and not getattr(workflow, "_prefopt_start", None):
     _main_onstart = workflow._onstart
     workflow._prefopt_start = start_run

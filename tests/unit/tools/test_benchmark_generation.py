@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from helpers import REPO
 
@@ -74,3 +75,11 @@ def test_cases_do_the_same_work_and_the_tables_compare_them(smollm2_dir, tmp_pat
     assert "| prefopt engine, bfloat16 (config) | 18 |" in printed
     assert "| last position only, bfloat16, shared prefix (config) | 2 |" in printed
     assert "| bfloat16, shared prefix (config) | 6 |" in printed
+
+
+def test_an_unknown_mt_bench_category_stops_before_any_model_loads(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--mt-bench-categories", "writing,maths", "--work-dir", str(tmp_path / "work")])
+    assert exit_info.value.code == 2
+    assert "no MT-Bench category ['maths']" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()

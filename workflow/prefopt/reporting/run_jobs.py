@@ -67,8 +67,12 @@ def read_run_jobs(path: str | Path) -> dict[str, list[str]]:
 def split_measured(files_by_rule: dict[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:
     """({rule: files that exist}, [files that do not]). A job that ran keeps its outputs when
     its benchmark file is deleted, and Snakemake does not run it again for that file alone."""
-    present = {
-        rule: [f for f in files if Path(f).is_file()] for rule, files in files_by_rule.items()
-    }
-    missing = [f for files in files_by_rule.values() for f in files if not Path(f).is_file()]
-    return {rule: files for rule, files in present.items() if files}, missing
+    present: dict[str, list[str]] = {}
+    missing: list[str] = []
+    for rule, files in files_by_rule.items():
+        for f in files:
+            if Path(f).is_file():
+                present.setdefault(rule, []).append(f)
+            else:
+                missing.append(f)
+    return present, missing
